@@ -1,0 +1,1 @@
+"""mtlkit: multi-task learning toolkit."""

@@ -1,0 +1,7 @@
+"""Models: encoders, task heads and sharing architectures."""
+
+from mtlkit.models.architectures import ARCHITECTURES, make_model
+from mtlkit.models.base import MultiTaskModel, make_head
+from mtlkit.models.encoders import ENCODERS, make_encoder
+
+__all__ = ["ARCHITECTURES", "ENCODERS", "MultiTaskModel", "make_encoder", "make_head", "make_model"]

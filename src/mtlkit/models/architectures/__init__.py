@@ -1,0 +1,40 @@
+"""Sharing architectures, by name. A new architecture is one file plus one line in ``ARCHITECTURES``.
+
+Every builder is called as ``builder(encoder_factory, tasks, **options)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mtlkit.models.architectures.hps import HardParameterSharing, build_hps
+from mtlkit.models.architectures.stl import SingleTaskModels, build_stl
+from mtlkit.models.base import EncoderFactory, MultiTaskModel
+from mtlkit.tasks import Task
+
+ARCHITECTURES: dict[str, Callable[..., MultiTaskModel]] = {
+    "hps": build_hps,
+    "stl": build_stl,
+}
+
+
+def make_model(
+    arch: str, encoder_factory: EncoderFactory, tasks: Sequence[Task], **options: Any
+) -> MultiTaskModel:
+    """Build the architecture registered as ``arch``."""
+    if arch not in ARCHITECTURES:
+        close = difflib.get_close_matches(arch, ARCHITECTURES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"model.arch: unknown architecture {arch!r}{hint}; "
+            f"choose from {', '.join(ARCHITECTURES)}"
+        )
+    try:
+        return ARCHITECTURES[arch](encoder_factory, tasks, **options)
+    except TypeError as err:
+        raise ValueError(f"model.arch_options: bad options for {arch!r}: {err}") from None
+
+
+__all__ = ["ARCHITECTURES", "HardParameterSharing", "SingleTaskModels", "make_model"]

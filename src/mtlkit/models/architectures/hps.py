@@ -1,0 +1,47 @@
+"""Hard parameter sharing (Caruana, 1997): one shared encoder, one head per task."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+from torch import Tensor, nn
+
+from mtlkit.models.base import EncoderFactory, Inputs, MultiTaskModel, make_head
+from mtlkit.tasks import Task
+
+
+class HardParameterSharing(MultiTaskModel):
+    """``outputₜ = headₜ(encoder(x))``.
+
+    Shape contract: ``encoder`` maps ``(N, ...)`` to ``(N, D)``; each head maps ``(N, D)`` to
+    ``(N, num_outputsₜ)``. With multi-input data each task's own input goes through the same
+    encoder.
+    """
+
+    def __init__(
+        self, encoder: nn.Module, tasks: Sequence[Task], head_hidden: int | None = None
+    ) -> None:
+        super().__init__()
+        self.tasks = list(tasks)
+        self.encoder = encoder
+        self.heads = nn.ModuleDict(
+            {t.name: make_head(encoder.out_features, t, head_hidden) for t in self.tasks}
+        )
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        return self.encoder.parameters()
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def forward(self, x: Inputs) -> dict[str, Tensor]:
+        if isinstance(x, Mapping):
+            return {name: self.heads[name](self.encoder(xt)) for name, xt in x.items()}
+        representation = self.encoder(x)
+        return {name: head(representation) for name, head in self.heads.items()}
+
+
+def build_hps(
+    encoder_factory: EncoderFactory, tasks: Sequence[Task], head_hidden: int | None = None
+) -> HardParameterSharing:
+    return HardParameterSharing(encoder_factory(), tasks, head_hidden=head_hidden)

@@ -1,0 +1,47 @@
+"""Single-task learning (STL): an independent model of the same shape for every task.
+
+The baseline that multi-task models are compared against (Δm). Nothing is shared, so every
+weighting strategy reduces to training each task on its own loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+from torch import nn
+
+from mtlkit.models.base import EncoderFactory, Inputs, MultiTaskModel, make_head
+from mtlkit.tasks import Task
+
+
+class SingleTaskModels(MultiTaskModel):
+    """``outputₜ = headₜ(encoderₜ(x))`` with one encoder per task."""
+
+    def __init__(
+        self, encoder_factory: EncoderFactory, tasks: Sequence[Task], head_hidden: int | None = None
+    ) -> None:
+        super().__init__()
+        self.tasks = list(tasks)
+        self.encoders = nn.ModuleDict({t.name: encoder_factory() for t in self.tasks})
+        self.heads = nn.ModuleDict(
+            {
+                t.name: make_head(self.encoders[t.name].out_features, t, head_hidden)
+                for t in self.tasks
+            }
+        )
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        return iter(())
+
+    def forward(self, x: Inputs) -> dict:
+        if isinstance(x, Mapping):
+            items = x.items()
+        else:
+            items = ((name, x) for name in self.encoders)
+        return {name: self.heads[name](self.encoders[name](xt)) for name, xt in items}
+
+
+def build_stl(
+    encoder_factory: EncoderFactory, tasks: Sequence[Task], head_hidden: int | None = None
+) -> SingleTaskModels:
+    return SingleTaskModels(encoder_factory, tasks, head_hidden=head_hidden)

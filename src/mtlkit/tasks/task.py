@@ -1,0 +1,142 @@
+"""The :class:`Task`: one prediction problem of a multi-task model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from mtlkit.tasks.losses import default_loss
+from mtlkit.tasks.metrics import DEFAULT_METRICS, get_metric
+
+TaskKind = Literal["multiclass", "binary", "multilabel", "regression"]
+TASK_KINDS: tuple[str, ...] = ("multiclass", "binary", "multilabel", "regression")
+
+IGNORE_INDEX = -100
+"""Class label that marks a missing label in ``multiclass``/``binary``/``multilabel`` targets."""
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class Task:
+    """One task of a multi-task problem.
+
+    Parameters
+    ----------
+    name:
+        Unique name; the key of the task's targets, outputs and metrics.
+    kind:
+        ``multiclass`` (integer class ids, softmax cross-entropy), ``binary`` (0/1, one logit),
+        ``multilabel`` (0/1 per label, one logit per label) or ``regression`` (real values).
+    num_outputs:
+        Size of the task head's output: number of classes, 1, number of labels, or number of
+        regression targets.
+    loss:
+        ``loss(prediction, target) -> scalar`` on *labelled rows only*; defaults per kind.
+    metrics:
+        Metric names (see :mod:`mtlkit.tasks.metrics`); the first one is the task's main metric.
+    weight:
+        Fixed weight αₜ of the task in the joint loss Σₜ αₜ Lₜ.
+    ignore_index:
+        Class label that marks a missing label. Missing regression targets are NaN.
+
+    A missing label is masked everywhere: the loss averages over labelled rows only, and a batch
+    without any label for the task contributes a zero loss with a zero (not NaN) gradient.
+    """
+
+    name: str
+    kind: TaskKind
+    num_outputs: int = 1
+    loss: LossFn | None = None
+    metrics: Sequence[str] | None = None
+    weight: float = 1.0
+    ignore_index: int = IGNORE_INDEX
+    class_names: Sequence[str] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"task name must be a non-empty string, got {self.name!r}")
+        if self.kind not in TASK_KINDS:
+            raise ValueError(
+                f"task {self.name!r}: kind must be one of {', '.join(TASK_KINDS)}, got {self.kind!r}"
+            )
+        if self.kind == "binary":
+            self.num_outputs = 1
+        if int(self.num_outputs) < 1:
+            raise ValueError(f"task {self.name!r}: num_outputs must be >= 1")
+        if self.kind == "multiclass" and self.num_outputs < 2:
+            raise ValueError(f"task {self.name!r}: a multiclass task needs num_outputs >= 2")
+        if self.weight < 0:
+            raise ValueError(f"task {self.name!r}: weight must be >= 0, got {self.weight}")
+        if self.metrics is None:
+            self.metrics = DEFAULT_METRICS[self.kind]
+        for metric in self.metrics:
+            get_metric(metric, task=self.name)
+        self.metrics = tuple(self.metrics)
+
+    @property
+    def main_metric(self) -> str:
+        return self.metrics[0]
+
+    def label_mask(self, target: Tensor) -> Tensor:
+        """Boolean mask of the rows (or, for multilabel, entries) that carry a label."""
+        if self.kind == "regression":
+            return ~torch.isnan(target)
+        return target != self.ignore_index
+
+    def row_mask(self, target: Tensor) -> Tensor:
+        """Boolean mask of the rows with at least one label."""
+        mask = self.label_mask(target)
+        return mask if mask.dim() == 1 else mask.reshape(mask.shape[0], -1).any(dim=1)
+
+    def compute_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """The task loss over labelled rows; exactly zero (with zero gradient) if there are none."""
+        if self.kind == "multilabel":
+            # Masking of individual labels happens inside the default loss.
+            rows = self.row_mask(target)
+        else:
+            rows = self.row_mask(target)
+        if not bool(rows.any()):
+            return prediction.sum() * 0.0
+        prediction, target = prediction[rows], target[rows]
+        if self.loss is not None:
+            return self.loss(prediction, target)
+        return default_loss(self, prediction, target)
+
+    def predict(self, output: Tensor) -> Tensor:
+        """Turn the head's raw output into predictions (class ids, 0/1 labels or values)."""
+        if self.kind == "multiclass":
+            return output.argmax(dim=-1)
+        if self.kind in ("binary", "multilabel"):
+            out = (output > 0).long()
+            return out.squeeze(-1) if self.kind == "binary" else out
+        return output.squeeze(-1) if self.num_outputs == 1 else output
+
+    def probabilities(self, output: Tensor) -> Tensor | None:
+        """Class probabilities for classification tasks, ``None`` for regression."""
+        if self.kind == "multiclass":
+            return output.softmax(dim=-1)
+        if self.kind in ("binary", "multilabel"):
+            prob = output.sigmoid()
+            return prob.squeeze(-1) if self.kind == "binary" else prob
+        return None
+
+    def to_dict(self) -> dict:
+        """A JSON-serializable description (custom loss callables are not serialized)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "num_outputs": self.num_outputs,
+            "metrics": list(self.metrics),
+            "weight": self.weight,
+            "ignore_index": self.ignore_index,
+            "class_names": list(self.class_names) if self.class_names is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Task:
+        return cls(**data)

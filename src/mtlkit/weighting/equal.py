@@ -1,0 +1,22 @@
+"""Equal weighting (EW): ``update = ∇ Σₜ αₜLₜ`` with the tasks' fixed weights αₜ."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mtlkit.weighting.base import LossWeighting
+
+
+class EqualWeighting(LossWeighting):
+    """Every (already α-weighted) loss counts once: wₜ = 1.
+
+    With the tasks' ``weight`` fields this is the fixed-weight objective Σₜ αₜLₜ.
+    """
+
+    def __init__(self, num_tasks: int) -> None:
+        super().__init__()
+        self.num_tasks = num_tasks
+
+    def weights(self, losses: Tensor) -> Tensor:
+        return torch.ones_like(losses)
