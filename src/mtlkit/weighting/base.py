@@ -36,6 +36,10 @@ class StepContext:
     engine: GradientEngine = field(default_factory=GradientEngine)
     step: int = 0
     epoch: int = 0
+    representation: Tensor | None = None
+    """The shared representation (encoder output, still in the graph) when the model exposes
+    one; lets strategies work on gradients w.r.t. the representation instead of the shared
+    parameters (MGDA-UB style)."""
 
 
 class Weighting(nn.Module):
