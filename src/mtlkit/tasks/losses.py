@@ -16,7 +16,9 @@ def default_loss(task: Task, prediction: Tensor, target: Tensor) -> Tensor:
     if task.kind == "multiclass":
         return F.cross_entropy(prediction, target.long())
     if task.kind == "binary":
-        return F.binary_cross_entropy_with_logits(prediction.reshape(-1), target.float().reshape(-1))
+        return F.binary_cross_entropy_with_logits(
+            prediction.reshape(-1), target.float().reshape(-1)
+        )
     if task.kind == "multilabel":
         mask = target != task.ignore_index
         per_label = F.binary_cross_entropy_with_logits(

@@ -62,7 +62,8 @@ class Task:
             raise ValueError(f"task name must be a non-empty string, got {self.name!r}")
         if self.kind not in TASK_KINDS:
             raise ValueError(
-                f"task {self.name!r}: kind must be one of {', '.join(TASK_KINDS)}, got {self.kind!r}"
+                f"task {self.name!r}: kind must be one of {', '.join(TASK_KINDS)}, "
+                f"got {self.kind!r}"
             )
         if self.kind == "binary":
             self.num_outputs = 1
@@ -95,11 +96,8 @@ class Task:
 
     def compute_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         """The task loss over labelled rows; exactly zero (with zero gradient) if there are none."""
-        if self.kind == "multilabel":
-            # Masking of individual labels happens inside the default loss.
-            rows = self.row_mask(target)
-        else:
-            rows = self.row_mask(target)
+        # Rows with at least one label; multilabel masks single entries inside the default loss.
+        rows = self.row_mask(target)
         if not bool(rows.any()):
             return prediction.sum() * 0.0
         prediction, target = prediction[rows], target[rows]

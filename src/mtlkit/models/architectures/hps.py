@@ -34,6 +34,11 @@ class HardParameterSharing(MultiTaskModel):
     def encode(self, x: Tensor) -> Tensor:
         return self.encoder(x)
 
+    def forward_with_representation(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """Outputs and the shared representation they are computed from (one encoder pass)."""
+        representation = self.encoder(x)
+        return {name: head(representation) for name, head in self.heads.items()}, representation
+
     def forward(self, x: Inputs) -> dict[str, Tensor]:
         if isinstance(x, Mapping):
             return {name: self.heads[name](self.encoder(xt)) for name, xt in x.items()}

@@ -1,0 +1,5 @@
+import sys
+
+from mtlkit.cli.main import main
+
+sys.exit(main())

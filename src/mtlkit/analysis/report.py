@@ -1,0 +1,79 @@
+"""Tables and plots of training runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table with aligned columns (numbers to 4 significant decimals)."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
+        return str(value)
+
+    text = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in text)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    rule = "  ".join("-" * w for w in widths)
+    body = [
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in text
+    ]
+    return "\n".join([line, rule, *body])
+
+
+def comparison_table(
+    results: Mapping[str, Mapping[str, Mapping[str, float]]],
+    metrics: Mapping[str, Sequence[str]],
+    delta: Mapping[str, float] | None = None,
+) -> str:
+    """Rows = ``task/metric``, columns = models (e.g. ``stl``, ``hps``), plus a Δm row."""
+    models = list(results)
+    rows: list[list[Any]] = []
+    for task, names in metrics.items():
+        for m in names:
+            rows.append([f"{task} {m}", *(results[model][task][m] for model in models)])
+    if delta:
+        rows.append(["Δm % vs stl", *(f"{delta[m]:+.2f}" if m in delta else "-" for m in models)])
+    return format_table(["task metric", *models], rows)
+
+
+def plot_training_curves(
+    histories: Mapping[str, Sequence[Mapping[str, Any]]],
+    metrics: Mapping[str, str],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """One panel per task: its validation main metric per epoch, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(metrics)
+    fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(4 * (len(tasks) + 1), 3.2))
+    for model, records in histories.items():
+        epochs = [r["epoch"] for r in records]
+        train = [sum(r["train_loss"].values()) for r in records]
+        axes[0].plot(epochs, train, marker="o", label=model)
+        for ax, task in zip(axes[1:], tasks):
+            values = [r["val"][task][metrics[task]] for r in records if "val" in r]
+            ax.plot(epochs[: len(values)], values, marker="o", label=model)
+    axes[0].set_title("train loss (sum over tasks)")
+    for ax, task in zip(axes[1:], tasks):
+        ax.set_title(f"val {task}: {metrics[task]}")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,223 @@
+"""Implementations of the ``mtlkit`` sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from mtlkit.analysis import comparison_table, delta_m, plot_training_curves
+from mtlkit.config import Config, ConfigError, load_config
+from mtlkit.tasks import Task
+from mtlkit.training.checkpoint import atomic_write_text
+from mtlkit.training.evaluation import unscale
+from mtlkit.training.run import RunResult, load_bundle, load_run, train_run
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from mtlkit.cli.main import FLAG_FIELDS
+
+    overrides: dict[str, Any] = {}
+    for flag, field in FLAG_FIELDS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
+        overrides[key] = yaml.safe_load(value)
+    if getattr(args, "no_progress", False):
+        overrides["training.progress"] = False
+    if getattr(args, "baselines", False):
+        overrides["baselines"] = True
+    return overrides
+
+
+def _metrics_of(tasks: list[Task]) -> dict[str, list[str]]:
+    return {t.name: list(t.metrics) for t in tasks}
+
+
+def train(args: argparse.Namespace) -> int:
+    config = load_config(args.config, _overrides(args))
+    out = Path(config.out or f"runs/{config.data.dataset}-{config.model.arch}")
+    bundle = load_bundle(config)
+    _print_label_report(bundle)
+    result = train_run(config, out, overwrite=args.overwrite, bundle=bundle)
+    results = {config.model.arch: result.test}
+    delta = {}
+    if config.baselines and config.model.arch != "stl":
+        baseline = train_run(
+            _with(config, {"model.arch": "stl", "weighting.name": "ew", "weighting.options": {}}),
+            out / "stl",
+            overwrite=True,
+            bundle=bundle,
+        )
+        results = {"stl": baseline.test, config.model.arch: result.test}
+        delta = {config.model.arch: delta_m(result.test, baseline.test, _metrics_of(bundle.tasks))}
+        summary = json.loads((out / "summary.json").read_text())
+        summary["delta_m"] = delta[config.model.arch]
+        summary["baseline_test"] = baseline.test
+        atomic_write_text(json.dumps(summary, indent=2), out / "summary.json")
+    print(f"\n{bundle.name}: test metrics ({out})")
+    print(comparison_table(results, _metrics_of(bundle.tasks), delta))
+    return 0
+
+
+def _print_label_report(bundle) -> None:
+    for split_name in ("train", "val", "test"):
+        split = getattr(bundle, split_name)
+        if not hasattr(split, "targets"):
+            continue
+        parts = []
+        for task in bundle.tasks:
+            y = split.targets[task.name]
+            labelled = int(task.row_mask(y).sum())
+            parts.append(f"{task.name}={labelled}/{len(y)}")
+        print(f"{bundle.name} {split_name}: labelled rows " + ", ".join(parts))
+
+
+def _with(config: Config, overrides: dict[str, Any]) -> Config:
+    from mtlkit.config.schema import from_dict, merge
+
+    return from_dict(Config, merge(config.to_dict(), overrides))
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    config, _, meta, model = load_run(args.run_dir)
+    bundle = load_bundle(config)
+    from mtlkit.training.evaluation import evaluate as evaluate_split
+
+    results = evaluate_split(
+        model, bundle.tasks, getattr(bundle, args.split), target_scaling=bundle.target_scaling
+    )
+    print(f"{bundle.name} {args.split} metrics ({args.run_dir})")
+    print(comparison_table({config.model.arch: results}, _metrics_of(bundle.tasks)))
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    config, shell, meta, model = load_run(args.run_dir)
+    if shell.preprocessor is None:
+        raise ConfigError(
+            f"predict: run {args.run_dir!r} was not trained on tabular data; "
+            "predict reads CSV rows of feature columns"
+        )
+    path = Path(args.input)
+    if not path.is_file():
+        raise ConfigError(f"--input: file {str(path)!r} does not exist")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ConfigError(f"--input: cannot read {str(path)!r} as CSV: {err}") from None
+    if args.id_column and args.id_column not in frame.columns:
+        raise ConfigError(f"--id-column: column {args.id_column!r} is not in {str(path)!r}")
+    missing = [
+        c
+        for c in shell.preprocessor.numeric + shell.preprocessor.categorical
+        if c not in frame.columns
+    ]
+    if missing:
+        raise ConfigError(f"--input: {str(path)!r} lacks feature column(s) {', '.join(missing)}")
+    features = torch.as_tensor(shell.preprocessor.transform(frame))
+    with torch.no_grad():
+        outputs = model(features)
+    table = pd.DataFrame(index=frame.index)
+    if args.id_column:
+        table[args.id_column] = frame[args.id_column]
+    for task in shell.tasks:
+        out = outputs[task.name]
+        if task.kind == "regression":
+            values = unscale(task.predict(out), shell.target_scaling.get(task.name))
+            table[task.name] = values.numpy()
+            continue
+        pred = task.predict(out).numpy()
+        prob = task.probabilities(out)
+        names = list(task.class_names) if task.class_names else None
+        if task.kind == "multilabel":
+            labels = names or [str(j) for j in range(task.num_outputs)]
+            for j, label in enumerate(labels):
+                table[f"{task.name}={label}"] = pred[:, j]
+                table[f"{task.name}={label}_probability"] = prob[:, j].numpy()
+            continue
+        table[task.name] = [names[p] if names else int(p) for p in pred]
+        if task.kind == "binary":
+            chosen = torch.where(torch.as_tensor(pred) == 1, prob, 1 - prob)
+            full = torch.stack([1 - prob, prob], dim=1)
+        else:
+            chosen = prob.gather(1, torch.as_tensor(pred)[:, None]).squeeze(1)
+            full = prob
+        table[f"{task.name}_probability"] = chosen.numpy()
+        if args.all_probabilities:
+            labels = names or [str(j) for j in range(full.shape[1])]
+            for j, label in enumerate(labels):
+                table[f"{task.name}_probability={label}"] = full[:, j].numpy()
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.output, index=False)
+    print(f"wrote {len(table)} rows to {args.output}")
+    return 0
+
+
+DEMO_CONFIGS: dict[str, dict[str, Any]] = {
+    "multimnist": {
+        "data": {"dataset": "multimnist", "batch_size": 128},
+        "optim": {"name": "adam", "lr": 1e-3},
+        "training": {"epochs": 10},
+    },
+    "penguins": {
+        "data": {"dataset": "penguins", "batch_size": 32},
+        "model": {"encoder_options": {"hidden": [32, 32]}},
+        "optim": {"name": "adam", "lr": 3e-3},
+        "training": {"epochs": 50},
+    },
+}
+QUICK_OPTIONS: dict[str, dict[str, Any]] = {
+    "multimnist": {
+        "data": {"options": {"n_train": 256, "n_val": 64, "n_test": 64}},
+        "training": {"epochs": 1},
+    },
+    "penguins": {"training": {"epochs": 2}},
+}
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Train the single-task baselines and hard parameter sharing on two datasets; compare."""
+    from mtlkit.config.schema import from_dict, merge
+
+    root = Path(args.out) / "demo"
+    for dataset, base in DEMO_CONFIGS.items():
+        raw = merge(base, QUICK_OPTIONS[dataset]) if args.quick else base
+        if args.epochs:
+            raw = merge(raw, {"training.epochs": args.epochs})
+        raw = merge(raw, {"training.progress": not args.quick})
+        config = from_dict(Config, raw)
+        bundle = load_bundle(config)
+        runs: dict[str, RunResult] = {}
+        for arch in ("stl", "hps"):
+            print(f"[{dataset}] training {arch} ...", flush=True)
+            runs[arch] = train_run(
+                _with(config, {"model.arch": arch}), root / dataset / arch, True, bundle
+            )
+        metrics = _metrics_of(bundle.tasks)
+        results = {arch: run.test for arch, run in runs.items()}
+        delta = {"stl": 0.0, "hps": delta_m(results["hps"], results["stl"], metrics)}
+        table = comparison_table(results, metrics, delta)
+        seconds = ", ".join(f"{a} {r.seconds_per_epoch:.1f}s/epoch" for a, r in runs.items())
+        print(f"\n{dataset} — test metrics ({seconds})\n{table}\n")
+        plot = plot_training_curves(
+            {arch: run.history for arch, run in runs.items()},
+            {t.name: t.main_metric for t in bundle.tasks},
+            root / dataset / "curves.png",
+            title=f"{dataset}: stl vs hps",
+        )
+        atomic_write_text(
+            json.dumps({"test": results, "delta_m": delta}, indent=2),
+            root / dataset / "comparison.json",
+        )
+        print(f"curves: {plot}")
+    return 0

@@ -1,0 +1,29 @@
+"""Run configuration: schema, YAML loading and flag overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtlkit.config.schema import Config, ConfigError, from_dict, merge
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read a YAML config (or start from defaults) and apply dotted-key ``overrides``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {str(path)!r}: expected a mapping at the top level")
+    return from_dict(Config, merge(data, overrides or {}))
+
+
+__all__ = ["Config", "ConfigError", "from_dict", "load_config", "merge"]

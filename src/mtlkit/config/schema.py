@@ -1,0 +1,230 @@
+"""The run configuration: nested dataclasses, read from YAML and command-line flags.
+
+Every field has a default, so an empty config is valid. Unknown keys, wrong types and out-of-range
+values raise :class:`ConfigError` naming the field (``optim.lr``) and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "penguins"
+    """A built-in dataset name (see ``mtlkit.data.DATASETS``)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options of the dataset loader, e.g. ``{n_train: 2000}``."""
+    batch_size: int = 64
+    sampling: str = "joint"
+    """Multi-input data only: ``joint``, ``round_robin`` or ``proportional``."""
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "hps"
+    encoder: str | None = None
+    """``mlp``, ``lenet``...; default: the dataset's own choice."""
+    encoder_options: dict[str, Any] = field(default_factory=dict)
+    arch_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WeightingConfig:
+    name: str = "ew"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+    options: dict[str, Any] = field(default_factory=dict)
+    scheduler: str | None = None
+    scheduler_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 10
+    mode: str = "joint"
+    grad_clip: float | None = None
+    patience: int | None = None
+    """Early stopping: epochs without improvement of ``monitor`` before stopping."""
+    monitor: str = "loss"
+    """``loss`` (mean validation loss) or ``TASK:METRIC``."""
+    progress: bool = True
+
+
+@dataclass
+class RegularizationConfig:
+    kind: str = "none"
+    """``none``, ``l1``, ``l2`` or ``elasticnet``."""
+    strength: float = 0.0
+    l1_ratio: float = 0.5
+    scope: str = "shared"
+    """``shared`` (the shared parameters) or ``all``."""
+
+
+@dataclass
+class TaskOverride:
+    weight: float | None = None
+    metrics: list[str] | None = None
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    tasks: dict[str, TaskOverride] = field(default_factory=dict)
+    """Per-task overrides by task name: ``{sex: {weight: 0.5}}``."""
+    seed: int = 0
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    out: str | None = None
+    baselines: bool = False
+    """Also train the single-task baselines (``stl``) and report Δm."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "data.batch_size": (1, None),
+    "optim.lr": (0.0, None),
+    "training.epochs": (1, None),
+    "training.grad_clip": (0.0, None),
+    "training.patience": (1, None),
+    "regularization.strength": (0.0, None),
+    "regularization.l1_ratio": (0.0, 1.0),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "data.sampling": ("joint", "round_robin", "proportional"),
+    "training.mode": ("joint", "alternating"),
+    "regularization.kind": ("none", "l1", "l2", "elasticnet"),
+    "regularization.scope": ("shared", "all"),
+}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        return origin.__name__
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, path)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0]
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        _, value_type = typing.get_args(tp)
+        return {str(k): _convert(v, value_type, f"{path}.{k}") for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        (item_type,) = typing.get_args(tp)
+        return [_convert(v, item_type, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{path}: expected a string, got {value!r}")
+    raise ConfigError(f"{path}: unsupported type {_type_name(tp)}")
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys, types, ranges and choices."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"{where}: unknown key{hint}")
+        kwargs[key] = _convert(value, hints[key], where)
+        _check_value(where, kwargs[key])
+    return cls(**kwargs)
+
+
+def _check_value(path: str, value: Any) -> None:
+    if path in _RANGES and value is not None:
+        low, high = _RANGES[path]
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ConfigError(f"{path}: expected a value {bounds}, got {value!r}")
+    if path in _CHOICES and value not in _CHOICES[path]:
+        close = difflib.get_close_matches(str(value), _CHOICES[path], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(
+            f"{path}: expected one of {', '.join(_CHOICES[path])}, got {value!r}{hint}"
+        )
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into ``base`` (dotted keys like ``optim.lr`` are expanded)."""
+    result = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in overrides.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            value, key = {rest: value}, head
+        if isinstance(value, dict):
+            existing = result.get(key)
+            result[key] = merge(existing if isinstance(existing, dict) else {}, value)
+        else:
+            result[key] = value
+    return result

@@ -1,0 +1,19 @@
+"""Data: multi-task datasets, loaders, tabular preprocessing and built-in datasets."""
+
+from mtlkit.data.builtin import DATASETS, load_dataset
+from mtlkit.data.bundle import DatasetBundle
+from mtlkit.data.datasets import MultiInputDataset, MultiTaskDataset
+from mtlkit.data.loaders import SAMPLING_RULES, BatchLoader, make_loader
+from mtlkit.data.tabular import TabularPreprocessor
+
+__all__ = [
+    "DATASETS",
+    "SAMPLING_RULES",
+    "BatchLoader",
+    "DatasetBundle",
+    "MultiInputDataset",
+    "MultiTaskDataset",
+    "TabularPreprocessor",
+    "load_dataset",
+    "make_loader",
+]

@@ -1,0 +1,45 @@
+"""Helpers shared by the built-in datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mtlkit.data.datasets import MultiTaskDataset, as_tensor_targets
+from mtlkit.tasks import Task
+
+
+def split_indices(
+    n: int, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A fixed random train/val/test partition of ``range(n)``."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(n * test_fraction))
+    n_val = int(round(n * val_fraction))
+    return order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test]
+
+
+def standardize_targets(
+    tasks: list[Task], targets: dict[str, np.ndarray], train_index: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, float]]]:
+    """Standardize regression targets with training-split statistics."""
+    scaled, scaling = dict(targets), {}
+    for task in tasks:
+        if task.kind != "regression":
+            continue
+        y = targets[task.name].astype(float)
+        train = y[train_index]
+        mean, std = float(np.nanmean(train)), float(np.nanstd(train)) or 1.0
+        scaled[task.name] = (y - mean) / std
+        scaling[task.name] = (mean, std)
+    return scaled, scaling
+
+
+def make_split(
+    features: np.ndarray, targets: dict[str, np.ndarray], tasks: list[Task], index: np.ndarray
+) -> MultiTaskDataset:
+    kinds = {t.name: t.kind for t in tasks}
+    return MultiTaskDataset(
+        torch.as_tensor(features[index], dtype=torch.float32),
+        {name: as_tensor_targets(y[index], kinds[name]) for name, y in targets.items()},
+    )

@@ -1,0 +1,35 @@
+"""scikit-learn's 8×8 handwritten digits: digit class, parity and "digit ≥ 5".
+
+1,797 images as 64 pixel features scaled to [0, 1]. Split 60/20/20, fixed by ``seed``.
+"""
+
+from __future__ import annotations
+
+from mtlkit.data.builtin._split import make_split, split_indices
+from mtlkit.data.bundle import DatasetBundle
+from mtlkit.tasks import Task
+
+
+def load_digits(seed: int = 0) -> DatasetBundle:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    data = sklearn_digits()
+    features = (data.data / 16.0).astype("float32")
+    digit = data.target
+    tasks = [
+        Task("digit", "multiclass", 10),
+        Task("parity", "binary", class_names=["even", "odd"]),
+        Task("ge5", "binary", class_names=["<5", ">=5"]),
+    ]
+    targets = {"digit": digit, "parity": digit % 2, "ge5": (digit >= 5).astype(int)}
+    train, val, test = split_indices(len(digit), 0.2, 0.2, seed=seed)
+    return DatasetBundle(
+        name="digits",
+        tasks=tasks,
+        train=make_split(features, targets, tasks, train),
+        val=make_split(features, targets, tasks, val),
+        test=make_split(features, targets, tasks, test),
+        input_shape=(features.shape[1],),
+        default_encoder="mlp",
+        description="sklearn 8x8 digits; tasks: digit, parity, digit >= 5",
+    )

@@ -1,0 +1,54 @@
+"""Palmer penguins (``palmerpenguins`` package): species, sex and body mass from measurements.
+
+Features: bill length, bill depth, flipper length (numeric) and island (categorical). Tasks:
+``species`` (3 classes), ``sex`` (binary; its 9 missing labels are masked) and ``body_mass``
+(regression, grams). The two rows without any measurement are dropped. Split 60/20/20, fixed.
+"""
+
+from __future__ import annotations
+
+from mtlkit.data.builtin._split import make_split, split_indices, standardize_targets
+from mtlkit.data.bundle import DatasetBundle
+from mtlkit.data.tabular import TabularPreprocessor
+from mtlkit.tasks import IGNORE_INDEX, Task
+
+NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
+CATEGORICAL = ["island"]
+
+
+def load_penguins(seed: int = 0) -> DatasetBundle:
+    import palmerpenguins
+
+    frame = palmerpenguins.load_penguins()
+    frame = frame[frame[NUMERIC].notna().all(axis=1)].reset_index(drop=True)
+    species = sorted(frame["species"].unique())
+    tasks = [
+        Task("species", "multiclass", len(species), class_names=species),
+        Task("sex", "binary", class_names=["female", "male"]),
+        Task("body_mass", "regression"),
+    ]
+    targets = {
+        "species": frame["species"].map({s: i for i, s in enumerate(species)}).to_numpy(),
+        "sex": frame["sex"].map({"female": 0, "male": 1}).fillna(IGNORE_INDEX).to_numpy(int),
+        "body_mass": frame["body_mass_g"].to_numpy(float),
+    }
+    train, val, test = split_indices(len(frame), 0.2, 0.2, seed=seed)
+    pre = TabularPreprocessor(NUMERIC, CATEGORICAL).fit(frame.iloc[train])
+    features = pre.transform(frame)
+    targets, scaling = standardize_targets(tasks, targets, train)
+    return DatasetBundle(
+        name="penguins",
+        tasks=tasks,
+        train=make_split(features, targets, tasks, train),
+        val=make_split(features, targets, tasks, val),
+        test=make_split(features, targets, tasks, test),
+        input_shape=(features.shape[1],),
+        default_encoder="mlp",
+        preprocessor=pre,
+        target_scaling=scaling,
+        target_columns={"species": "species", "sex": "sex", "body_mass": "body_mass_g"},
+        description="Palmer penguins; tasks: species, sex (some missing), body mass",
+    )
+
+
+__all__ = ["load_penguins"]

@@ -1,0 +1,367 @@
+"""The training loop: minimizes Σₜ αₜLₜ + λR(θ) with a pluggable balancing strategy.
+
+In ``joint`` mode every step computes all task losses and hands them to the
+:class:`~mtlkit.weighting.Weighting` strategy, which writes the gradients; in ``alternating``
+mode (round-robin) each step updates one task's loss only, task after task.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from mtlkit.data import BatchLoader, MultiInputDataset, MultiTaskDataset
+from mtlkit.models import MultiTaskModel
+from mtlkit.tasks import Task, higher_is_better
+from mtlkit.training.evaluation import evaluate, mean_loss, move
+from mtlkit.training.regularization import penalty
+from mtlkit.weighting import GradientEngine, StepContext, Weighting, make_weighting
+
+TRAINING_MODES = ("joint", "alternating")
+
+
+class NonFiniteLossError(RuntimeError):
+    """A task's loss became NaN or infinite."""
+
+
+def make_optimizer(
+    name: str, params: list[dict[str, Any]], lr: float, **options: Any
+) -> torch.optim.Optimizer:
+    """Any ``torch.optim`` optimizer by (case-insensitive) name."""
+    classes = {
+        k.lower(): v
+        for k, v in vars(torch.optim).items()
+        if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)
+    }
+    cls = classes.get(name.lower())
+    if cls is None or cls is torch.optim.Optimizer:
+        raise ValueError(f"optim.name: unknown optimizer {name!r}; e.g. adam, adamw, sgd, rmsprop")
+    try:
+        return cls(params, lr=lr, **options)
+    except TypeError as err:
+        raise ValueError(f"optim.options: bad options for {name!r}: {err}") from None
+
+
+def make_scheduler(
+    name: str | None, optimizer: torch.optim.Optimizer, **options: Any
+) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+    """Any ``torch.optim.lr_scheduler`` class by name (stepped once per epoch), or ``None``."""
+    if not name:
+        return None
+    classes = {
+        k.lower(): v for k, v in vars(torch.optim.lr_scheduler).items() if isinstance(v, type)
+    }
+    cls = classes.get(name.lower())
+    if cls is None:
+        raise ValueError(
+            f"optim.scheduler: unknown scheduler {name!r}; e.g. steplr, cosineannealinglr"
+        )
+    try:
+        return cls(optimizer, **options)
+    except TypeError as err:
+        raise ValueError(f"optim.scheduler_options: bad options for {name!r}: {err}") from None
+
+
+@dataclass
+class History:
+    """Per-epoch records: train losses per task, validation metrics per task, timings."""
+
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = math.nan
+    stopped_early: bool = False
+
+
+class Trainer:
+    """Trains a :class:`MultiTaskModel`.
+
+    Parameters
+    ----------
+    model, tasks:
+        The model and its tasks (their ``weight`` fields are the fixed αₜ).
+    weighting:
+        The balancing strategy (default: equal weighting of the αₜ-weighted losses).
+    optimizer, lr, optimizer_options:
+        A ``torch.optim`` optimizer by name and its arguments.
+    scheduler, scheduler_options:
+        A ``torch.optim.lr_scheduler`` by name, stepped after every epoch.
+    mode:
+        ``"joint"`` or ``"alternating"`` (one task per step, round-robin).
+    regularization, reg_strength, l1_ratio, reg_scope:
+        The penalty λR(θ) on the shared parameters (``reg_scope="all"``: on every parameter).
+    grad_clip:
+        Maximum global gradient norm, or ``None``.
+    monitor:
+        What early stopping and model selection watch: ``"loss"`` (mean validation loss) or
+        ``"TASK:METRIC"``.
+    """
+
+    def __init__(
+        self,
+        model: MultiTaskModel,
+        tasks: Sequence[Task],
+        weighting: Weighting | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        optimizer_options: Mapping[str, Any] | None = None,
+        scheduler: str | None = None,
+        scheduler_options: Mapping[str, Any] | None = None,
+        mode: str = "joint",
+        regularization: str = "none",
+        reg_strength: float = 0.0,
+        l1_ratio: float = 0.5,
+        reg_scope: str = "shared",
+        grad_clip: float | None = None,
+        monitor: str = "loss",
+        device: str | torch.device = "cpu",
+        engine: GradientEngine | None = None,
+        target_scaling: Mapping[str, tuple[float, float]] | None = None,
+        progress: bool = True,
+        eval_batch_size: int = 1024,
+    ) -> None:
+        if mode not in TRAINING_MODES:
+            raise ValueError(
+                f"training.mode must be one of {', '.join(TRAINING_MODES)}, got {mode!r}"
+            )
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.tasks = list(tasks)
+        self.weighting = (weighting or make_weighting("ew", len(self.tasks))).to(self.device)
+        self.mode = mode
+        self.regularization, self.reg_strength, self.l1_ratio = (
+            regularization,
+            reg_strength,
+            l1_ratio,
+        )
+        self.reg_scope = reg_scope
+        self.grad_clip = grad_clip
+        self.monitor = monitor
+        self._monitor_sign = self._check_monitor(monitor)
+        self.engine = engine or GradientEngine()
+        self.target_scaling = dict(target_scaling or {})
+        self.progress = progress
+        self.eval_batch_size = eval_batch_size
+        groups: list[dict[str, Any]] = [
+            {"params": [p for p in model.parameters() if p.requires_grad]}
+        ]
+        strategy_params = [p for p in self.weighting.parameters() if p.requires_grad]
+        if strategy_params:
+            groups.append({"params": strategy_params})
+        self.optimizer = make_optimizer(optimizer, groups, lr, **dict(optimizer_options or {}))
+        self.scheduler = make_scheduler(scheduler, self.optimizer, **dict(scheduler_options or {}))
+        self.step = 0
+        self.epoch = 0
+        self.history = History()
+        self.best_state: dict[str, Tensor] | None = None
+        self._patience_left: int | None = None
+
+    def _check_monitor(self, monitor: str) -> float:
+        if monitor == "loss":
+            return -1.0
+        task_name, _, metric = monitor.partition(":")
+        task = next((t for t in self.tasks if t.name == task_name), None)
+        if task is None or metric not in task.metrics:
+            raise ValueError(
+                f"training.monitor: expected 'loss' or 'TASK:METRIC' with one of the tasks' "
+                f"metrics, got {monitor!r}"
+            )
+        return 1.0 if higher_is_better(metric) else -1.0
+
+    # ----------------------------------------------------------------------------------- steps
+    def task_losses(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> Tensor:
+        """The vector (α₁L₁, …, α_TL_T); a task absent from the batch contributes 0."""
+        zero = torch.zeros((), device=self.device)
+        losses = [
+            task.weight * task.compute_loss(outputs[task.name], targets[task.name])
+            if task.name in outputs and task.name in targets
+            else zero
+            for task in self.tasks
+        ]
+        return torch.stack(losses)
+
+    def _forward(self, inputs) -> tuple[dict[str, Tensor], Tensor | None]:
+        if isinstance(inputs, Tensor) and hasattr(self.model, "forward_with_representation"):
+            return self.model.forward_with_representation(inputs)
+        return self.model(inputs), None
+
+    def _check_finite(self, losses: Tensor) -> None:
+        bad = ~torch.isfinite(losses.detach())
+        if bool(bad.any()):
+            name = self.tasks[int(bad.nonzero()[0])].name
+            raise NonFiniteLossError(
+                f"task {name!r}: non-finite loss at epoch {self.epoch + 1}, step {self.step}"
+            )
+
+    def _penalty_backward(self) -> None:
+        params = (
+            self.model.parameters() if self.reg_scope == "all" else self.model.shared_parameters()
+        )
+        value = penalty(params, self.regularization, self.reg_strength, self.l1_ratio)
+        if value is not None:
+            value.backward()
+
+    def train_step(self, inputs, targets: Mapping[str, Tensor]) -> Tensor:
+        """One update; returns the detached vector of task losses."""
+        self.model.train()
+        inputs, targets = move(inputs, self.device), move(targets, self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs, representation = self._forward(inputs)
+        losses = self.task_losses(outputs, targets)
+        self._check_finite(losses)
+        if self.mode == "alternating":
+            t = self.step % len(self.tasks)
+            losses[t].backward()
+        else:
+            ctx = StepContext(
+                shared_params=[p for p in self.model.shared_parameters() if p.requires_grad],
+                task_params=[p for p in self.model.task_specific_parameters() if p.requires_grad],
+                engine=self.engine,
+                step=self.step,
+                epoch=self.epoch,
+                representation=representation,
+            )
+            self.weighting.backward(losses, ctx)
+        self._penalty_backward()
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return losses.detach()
+
+    # ----------------------------------------------------------------------------------- epochs
+    def train_epoch(self, loader: BatchLoader) -> dict[str, float]:
+        totals = torch.zeros(len(self.tasks))
+        counts = torch.zeros(len(self.tasks))
+        bar = tqdm(
+            loader,
+            desc=f"epoch {self.epoch + 1}",
+            leave=False,
+            disable=None if self.progress else True,  # None: off when not a terminal
+            dynamic_ncols=True,
+        )
+        for inputs, targets in bar:
+            losses = self.train_step(inputs, targets).cpu()
+            present = torch.tensor([t.name in targets for t in self.tasks], dtype=torch.float)
+            totals += losses * present
+            counts += present
+            if self.progress:
+                running = totals / counts.clamp(min=1)
+                bar.set_postfix({t.name: f"{v:.3f}" for t, v in zip(self.tasks, running)})
+        means = totals / counts.clamp(min=1)
+        self.weighting.on_epoch_end(means.to(self.device))
+        return {t.name: float(v) for t, v in zip(self.tasks, means)}
+
+    def score(self, val_results: Mapping[str, Mapping[str, float]]) -> float:
+        """The monitored validation value, signed so that higher is better."""
+        if self.monitor == "loss":
+            return -mean_loss(val_results)
+        task_name, _, metric = self.monitor.partition(":")
+        return self._monitor_sign * val_results[task_name][metric]
+
+    def evaluate(
+        self, dataset: MultiTaskDataset | MultiInputDataset
+    ) -> dict[str, dict[str, float]]:
+        return evaluate(
+            self.model,
+            self.tasks,
+            dataset,
+            batch_size=self.eval_batch_size,
+            device=self.device,
+            target_scaling=self.target_scaling,
+        )
+
+    def fit(
+        self,
+        train_loader: BatchLoader,
+        val_dataset: MultiTaskDataset | MultiInputDataset | None = None,
+        epochs: int = 10,
+        patience: int | None = None,
+        on_epoch_end: Callable[[Trainer, dict[str, Any]], None] | None = None,
+    ) -> History:
+        """Train for up to ``epochs`` epochs (counting those already done), keeping the best model.
+
+        With ``patience`` set, stops when the monitored validation value has not improved for
+        that many epochs. ``on_epoch_end(trainer, record)`` runs after every epoch (logging,
+        checkpoints).
+        """
+        if self._patience_left is None:
+            self._patience_left = patience
+        while self.epoch < epochs:
+            start = time.perf_counter()
+            train_losses = self.train_epoch(train_loader)
+            record: dict[str, Any] = {
+                "epoch": self.epoch + 1,
+                "step": self.step,
+                "train_loss": train_losses,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - start,
+            }
+            if val_dataset is not None:
+                val = self.evaluate(val_dataset)
+                record["val"] = val
+                score = self.score(val)
+                record["score"] = score
+                improved = math.isnan(self.history.best_score) or score > self.history.best_score
+                if improved:
+                    self.history.best_score, self.history.best_epoch = score, self.epoch + 1
+                    self.best_state = copy.deepcopy(self.model.state_dict())
+                    self._patience_left = patience
+                elif self._patience_left is not None:
+                    self._patience_left -= 1
+            self._step_scheduler(record.get("score"))
+            self.epoch += 1
+            self.history.epochs.append(record)
+            if on_epoch_end is not None:
+                on_epoch_end(self, record)
+            if self._patience_left is not None and self._patience_left <= 0:
+                self.history.stopped_early = True
+                break
+        return self.history
+
+    def _step_scheduler(self, score: float | None) -> None:
+        if self.scheduler is None:
+            return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if score is not None:
+                self.scheduler.step(-score)
+        else:
+            self.scheduler.step()
+
+    def restore_best(self) -> None:
+        """Load the weights of the best validation epoch (if validation ran)."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly (references, as ``nn.Module``'s)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "weighting": self.weighting.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "history": self.history,
+            "best_state": self.best_state,
+            "patience_left": self._patience_left,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.weighting.load_state_dict(state["weighting"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.history = state["history"]
+        self.best_state = state["best_state"]
+        self._patience_left = state["patience_left"]

@@ -1,0 +1,181 @@
+import copy
+
+import pytest
+import torch
+
+from mtlkit.data import MultiInputDataset, MultiTaskDataset, make_loader
+from mtlkit.models import make_encoder, make_model
+from mtlkit.tasks import IGNORE_INDEX, Task
+from mtlkit.training import NonFiniteLossError, Trainer, penalty
+from mtlkit.weighting import make_weighting
+
+
+def _problem(n=256, missing=0.0, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 5, generator=gen)
+    cls = (x[:, 0] + x[:, 1] > 0).long()
+    reg = x[:, :2].sum(1) + 0.1 * torch.randn(n, generator=gen)
+    if missing:
+        drop = torch.rand(n, generator=gen) < missing
+        cls[drop] = IGNORE_INDEX
+    tasks = [Task("cls", "binary"), Task("reg", "regression")]
+    return tasks, MultiTaskDataset(x, {"cls": cls, "reg": reg})
+
+
+def _model(arch, tasks):
+    return make_model(arch, lambda: make_encoder("mlp", (5,), hidden=[16]), tasks)
+
+
+@pytest.mark.parametrize("arch", ["hps", "stl"])
+@pytest.mark.parametrize("mode", ["joint", "alternating"])
+def test_training_lowers_every_task_loss(arch, mode):
+    tasks, data = _problem(missing=0.3)
+    trainer = Trainer(_model(arch, tasks), tasks, lr=0.01, mode=mode, progress=False)
+    before = trainer.evaluate(data)
+    trainer.fit(make_loader(data, 32), data, epochs=8)
+    after = trainer.evaluate(data)
+    for t in tasks:
+        assert after[t.name]["loss"] < 0.7 * before[t.name]["loss"], t.name
+
+
+def test_early_stopping_and_best_model_restore():
+    tasks, data = _problem()
+    trainer = Trainer(_model("hps", tasks), tasks, lr=0.05, monitor="cls:accuracy", progress=False)
+    # A validation set with random labels stops improving quickly.
+    noise = MultiTaskDataset(
+        data.inputs, {"cls": torch.randint(0, 2, (256,)), "reg": data.targets["reg"]}
+    )
+    history = trainer.fit(make_loader(data, 32), noise, epochs=50, patience=2)
+    assert history.stopped_early and len(history.epochs) < 50
+    trainer.restore_best()
+    best = trainer.evaluate(noise)["cls"]["accuracy"]
+    assert best == pytest.approx(history.best_score)
+
+
+def test_batch_where_a_task_has_no_labels_trains_without_nan():
+    tasks, data = _problem(n=64)
+    data.targets["cls"][:] = IGNORE_INDEX
+    trainer = Trainer(_model("hps", tasks), tasks, lr=0.01, progress=False)
+    trainer.fit(make_loader(data, 16), epochs=2)
+    for p in trainer.model.parameters():
+        assert torch.isfinite(p).all()
+
+
+def test_task_weights_scale_the_losses():
+    tasks, data = _problem(n=32)
+    tasks[1].weight = 0.0
+    trainer = Trainer(_model("hps", tasks), tasks, progress=False)
+    x, y = next(iter(make_loader(data, 32)))
+    losses = trainer.task_losses(trainer.model(x), y)
+    assert losses[1].item() == 0.0 and losses[0].item() > 0
+
+
+def test_fixed_weighting_gradient_is_the_weighted_sum():
+    tasks, data = _problem(n=32)
+    model = _model("hps", tasks)
+    trainer = Trainer(
+        model,
+        tasks,
+        weighting=make_weighting("fixed", 2, weights=[2.0, 0.5]),
+        optimizer="sgd",
+        lr=0.0,
+        progress=False,
+    )
+    x, y = next(iter(make_loader(data, 32, shuffle=False)))
+    trainer.train_step(x, y)
+    got = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    out = model(x)
+    (
+        2.0 * tasks[0].compute_loss(out["cls"], y["cls"])
+        + 0.5 * tasks[1].compute_loss(out["reg"], y["reg"])
+    ).backward()
+    for g, p in zip(got, model.parameters()):
+        assert torch.allclose(g, p.grad, atol=1e-6)
+
+
+def test_regularization_penalty_values():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    assert penalty([p], "l1", 0.5).item() == pytest.approx(1.5)
+    assert penalty([p], "l2", 0.5).item() == pytest.approx(1.25)
+    assert penalty([p], "elasticnet", 1.0, l1_ratio=0.25).item() == pytest.approx(
+        0.25 * 3 + 0.75 * 2.5
+    )
+    assert penalty([p], "none", 1.0) is None
+
+
+def test_l1_penalty_shrinks_shared_weights():
+    tasks, data = _problem()
+    norms = {}
+    for strength in (0.0, 0.05):
+        torch.manual_seed(0)
+        model = _model("hps", tasks)
+        trainer = Trainer(
+            model, tasks, lr=0.01, regularization="l1", reg_strength=strength, progress=False
+        )
+        trainer.fit(make_loader(data, 32), epochs=5)
+        norms[strength] = sum(p.abs().sum().item() for p in model.shared_parameters())
+    assert norms[0.05] < 0.8 * norms[0.0]
+
+
+def test_non_finite_loss_names_the_task_and_step():
+    tasks, data = _problem(n=32)
+    data.targets["reg"][0] = float("inf")
+    trainer = Trainer(_model("hps", tasks), tasks, progress=False)
+    with pytest.raises(NonFiniteLossError, match="task 'reg'.*step 0"):
+        trainer.fit(make_loader(data, 32), epochs=1)
+
+
+def test_multi_input_training_lowers_losses():
+    gen = torch.Generator().manual_seed(0)
+    xa, xb = torch.randn(200, 5, generator=gen), torch.randn(80, 5, generator=gen)
+    data = MultiInputDataset({"cls": (xa, (xa[:, 0] > 0).long()), "reg": (xb, xb[:, 1] * 2)})
+    tasks = [Task("cls", "binary"), Task("reg", "regression")]
+    for sampling in ("joint", "round_robin", "proportional"):
+        trainer = Trainer(_model("hps", tasks), tasks, lr=0.01, progress=False)
+        before = trainer.evaluate(data)
+        trainer.fit(make_loader(data, 20, sampling=sampling), epochs=6)
+        after = trainer.evaluate(data)
+        for t in tasks:
+            assert after[t.name]["loss"] < 0.7 * before[t.name]["loss"], (sampling, t.name)
+
+
+def test_scheduler_and_optimizer_by_name():
+    tasks, data = _problem(n=32)
+    trainer = Trainer(
+        _model("hps", tasks),
+        tasks,
+        optimizer="SGD",
+        lr=0.1,
+        optimizer_options={"momentum": 0.9},
+        scheduler="StepLR",
+        scheduler_options={"step_size": 1, "gamma": 0.5},
+        progress=False,
+    )
+    trainer.fit(make_loader(data, 16), epochs=2)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
+    with pytest.raises(ValueError, match="unknown optimizer 'adamm'"):
+        Trainer(_model("hps", tasks), tasks, optimizer="adamm")
+
+
+def test_trainer_state_round_trip_continues_identically():
+    tasks, data = _problem(n=64)
+
+    def fresh():
+        torch.manual_seed(1)
+        return Trainer(_model("hps", tasks), tasks, lr=0.01, progress=False)
+
+    ref = fresh()
+    loader = make_loader(data, 16, seed=5)
+    ref.fit(loader, epochs=1)
+    # state_dict() holds references (torch convention): copy before training on.
+    state, loader_state = copy.deepcopy(ref.state_dict()), copy.deepcopy(loader.state_dict())
+    ref.fit(loader, epochs=2)
+
+    other = fresh()
+    other.load_state_dict(state)
+    loader2 = make_loader(data, 16, seed=5)
+    loader2.load_state_dict(loader_state)
+    other.fit(loader2, epochs=2)
+    for a, b in zip(ref.model.parameters(), other.model.parameters(), strict=True):
+        assert torch.equal(a, b)
