@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(VENV)/bin/mtlkit demo --out runs
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: $(STAMP) lint
 	$(VENV)/bin/pytest

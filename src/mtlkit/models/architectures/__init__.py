@@ -1,4 +1,6 @@
-"""Sharing architectures, by name. A new architecture is one file plus one line in ``ARCHITECTURES``.
+"""Sharing architectures, by name.
+
+A new architecture is one file plus one line in ``ARCHITECTURES``.
 
 Every builder is called as ``builder(encoder_factory, tasks, **options)``.
 """
@@ -9,7 +11,15 @@ import difflib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mtlkit.models.architectures.cgc import CGC, build_cgc
+from mtlkit.models.architectures.common import OwnedModel, describe
+from mtlkit.models.architectures.cross_stitch import CrossStitch, build_cross_stitch
+from mtlkit.models.architectures.dselect_k import DSelectK, build_dselect_k
 from mtlkit.models.architectures.hps import HardParameterSharing, build_hps
+from mtlkit.models.architectures.mmoe import MMoE, build_mmoe
+from mtlkit.models.architectures.mtan import MTAN, build_mtan
+from mtlkit.models.architectures.multi_input import MultiInputFusion, build_multi_input
+from mtlkit.models.architectures.ple import ProgressiveLayeredExtraction, build_ple
 from mtlkit.models.architectures.stl import SingleTaskModels, build_stl
 from mtlkit.models.base import EncoderFactory, MultiTaskModel
 from mtlkit.tasks import Task
@@ -17,6 +27,13 @@ from mtlkit.tasks import Task
 ARCHITECTURES: dict[str, Callable[..., MultiTaskModel]] = {
     "hps": build_hps,
     "stl": build_stl,
+    "mmoe": build_mmoe,
+    "cgc": build_cgc,
+    "ple": build_ple,
+    "dselect_k": build_dselect_k,
+    "cross_stitch": build_cross_stitch,
+    "mtan": build_mtan,
+    "multi_input": build_multi_input,
 }
 
 
@@ -37,4 +54,18 @@ def make_model(
         raise ValueError(f"model.arch_options: bad options for {arch!r}: {err}") from None
 
 
-__all__ = ["ARCHITECTURES", "HardParameterSharing", "SingleTaskModels", "make_model"]
+__all__ = [
+    "ARCHITECTURES",
+    "CGC",
+    "MMoE",
+    "MTAN",
+    "CrossStitch",
+    "DSelectK",
+    "HardParameterSharing",
+    "MultiInputFusion",
+    "OwnedModel",
+    "ProgressiveLayeredExtraction",
+    "SingleTaskModels",
+    "describe",
+    "make_model",
+]

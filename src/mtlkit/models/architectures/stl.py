@@ -34,10 +34,7 @@ class SingleTaskModels(MultiTaskModel):
         return iter(())
 
     def forward(self, x: Inputs) -> dict:
-        if isinstance(x, Mapping):
-            items = x.items()
-        else:
-            items = ((name, x) for name in self.encoders)
+        items = x.items() if isinstance(x, Mapping) else ((name, x) for name in self.encoders)
         return {name: self.heads[name](self.encoders[name](xt)) for name, xt in items}
 
 

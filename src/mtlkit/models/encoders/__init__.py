@@ -1,6 +1,7 @@
 """Encoders (trunks): map an input batch to a flat representation ``(N, out_features)``.
 
-Any ``nn.Module`` with an ``out_features`` attribute works as an encoder.
+Any ``nn.Module`` with an ``out_features`` attribute works as an encoder. Soft-sharing
+architectures also need it *staged* (see :mod:`mtlkit.models.encoders.staged`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from torch import nn
 
 from mtlkit.models.encoders.lenet import LeNet
 from mtlkit.models.encoders.mlp import MLP
+from mtlkit.models.encoders.staged import Staged, stage_list, stage_shapes
 
 
 def _mlp(input_shape: Sequence[int], **options: Any) -> nn.Module:
@@ -44,4 +46,12 @@ def make_encoder(name: str, input_shape: Sequence[int], **options: Any) -> nn.Mo
         raise ValueError(f"model.encoder_options: bad options for {name!r}: {err}") from None
 
 
-__all__ = ["ENCODERS", "MLP", "LeNet", "make_encoder"]
+__all__ = [
+    "ENCODERS",
+    "MLP",
+    "LeNet",
+    "Staged",
+    "make_encoder",
+    "stage_list",
+    "stage_shapes",
+]

@@ -8,7 +8,12 @@ from torch import Tensor, nn
 
 
 class MLP(nn.Module):
-    """``Linear → ReLU (→ Dropout)`` blocks; ``out_features`` is the last hidden size."""
+    """``Linear → ReLU (→ Dropout)`` blocks; ``out_features`` is the last hidden size.
+
+    Staged: ``stages[i]`` is the i-th block (the first one flattens its input), so
+    ``forward(x)`` equals applying ``stages`` in order. Input ``(N, in_features)`` (or any shape
+    that flattens to it), output ``(N, out_features)``.
+    """
 
     def __init__(
         self, in_features: int, hidden: Sequence[int] = (64, 64), dropout: float = 0.0
@@ -16,15 +21,20 @@ class MLP(nn.Module):
         super().__init__()
         if not hidden:
             raise ValueError("model.hidden: an MLP encoder needs at least one hidden layer")
-        layers: list[nn.Module] = []
-        width = in_features
-        for size in hidden:
+        stages: list[nn.Module] = []
+        width = int(in_features)
+        for i, size in enumerate(hidden):
+            layers: list[nn.Module] = [nn.Flatten()] if i == 0 else []
             layers += [nn.Linear(width, int(size)), nn.ReLU()]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
+            stages.append(nn.Sequential(*layers))
             width = int(size)
-        self.layers = nn.Sequential(*layers)
+        self.stages = nn.ModuleList(stages)
+        self.input_shape: tuple[int, ...] = (int(in_features),)
         self.out_features = width
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x.flatten(1))
+        for stage in self.stages:
+            x = stage(x)
+        return x

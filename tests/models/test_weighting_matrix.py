@@ -1,0 +1,75 @@
+"""Every architecture × every weighting strategy runs a few steps on tiny data."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import pytest
+import torch
+from models_testutil import CASES, TASKS, build, data
+
+from mtlkit.weighting import WEIGHTINGS, StepContext, make_weighting
+from mtlkit.weighting.approx import RepresentationGradients
+
+ARCHS = {arch: options for arch, options in CASES}  # one variant per architecture
+ARCHS["mmoe_input_gates"] = {"num_experts": 2, "gate_input": "input"}
+
+
+def _options(name):
+    params = inspect.signature(WEIGHTINGS[name]).parameters
+    return {"weights": [1.0] * len(TASKS)} if "weights" in params else {}
+
+
+def _forward(model, x):
+    if hasattr(model, "forward_with_representation"):
+        return model.forward_with_representation(x)
+    return model(x), None
+
+
+def _step(model, strategy, optimizer, x, y, step):
+    optimizer.zero_grad()
+    out, representation = _forward(model, x)
+    vector = torch.stack([t.compute_loss(out[t.name], y[t.name]) for t in TASKS])
+    ctx = StepContext(
+        list(model.shared_parameters()),
+        list(model.task_specific_parameters()),
+        step=step,
+        representation=representation,
+    )
+    strategy.backward(vector, ctx)
+    optimizer.step()
+
+
+@pytest.mark.parametrize("weighting", sorted(WEIGHTINGS))
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_architecture_trains_with_weighting(arch, weighting):
+    torch.manual_seed(0)
+    model = build(arch.removesuffix("_input_gates"), ARCHS[arch])
+    strategy = make_weighting(weighting, num_tasks=len(TASKS), **_options(weighting))
+    optimizer = torch.optim.Adam([*model.parameters(), *strategy.parameters()], lr=1e-2)
+    x, y = data(n=16)
+    needs_representation = isinstance(strategy, RepresentationGradients)
+    if needs_representation and list(model.shared_parameters()) and _forward(model, x)[1] is None:
+        with pytest.raises(ValueError, match="representation"):
+            _step(model, strategy, optimizer, x, y, 0)
+        return
+    for step in range(3):
+        _step(model, strategy, optimizer, x, y, step)
+    assert all(math.isfinite(float(p.detach().abs().sum())) for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch", ["mmoe", "cgc", "dselect_k"])
+def test_expert_representation_carries_every_shared_gradient(arch):
+    model = build(arch, {"gate_input": "input"})
+    x, y = data(n=8)
+    out, r = model.forward_with_representation(x)
+    shared = list(model.shared_parameters())
+    for t in TASKS:
+        loss = t.compute_loss(out[t.name], y[t.name])
+        direct = torch.autograd.grad(loss, shared, retain_graph=True)
+        (grad_r,) = torch.autograd.grad(loss, r, retain_graph=True)
+        through_r = torch.autograd.grad(r, shared, grad_outputs=grad_r, retain_graph=True)
+        for a, b in zip(direct, through_r, strict=True):
+            torch.testing.assert_close(a, b)
+    assert build(arch, {"gate_input": "shared"}).forward_with_representation(x)[1] is None
