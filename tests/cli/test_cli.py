@@ -32,7 +32,7 @@ def test_train_from_flags_writes_a_complete_run_dir(tmp_path, capsys):
     assert set(summary["test"]) == {"species", "sex", "body_mass"}
     assert "delta_m" in summary and (out / "stl" / "summary.json").is_file()
     printed = capsys.readouterr().out
-    assert "Δm" in printed and "labelled rows" in printed and "sex=" in printed
+    assert "Δm" in printed and "labelled train" in printed and "classes female=" in printed
 
 
 def test_train_from_yaml_with_flag_override(tmp_path):

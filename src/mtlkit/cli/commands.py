@@ -16,7 +16,8 @@ from mtlkit.config import Config, ConfigError, load_config
 from mtlkit.tasks import Task
 from mtlkit.training.checkpoint import atomic_write_text
 from mtlkit.training.evaluation import unscale
-from mtlkit.training.run import RunResult, load_bundle, load_run, train_run
+from mtlkit.data.table import label_report
+from mtlkit.training.run import RunResult, load_bundle, load_run, resume_run, train_run
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -27,6 +28,24 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, flag, None)
         if value is not None:
             overrides[field] = value
+    if getattr(args, "tasks", None):
+        tasks = []
+        for spec in args.tasks:
+            parts = spec.split(":")
+            if len(parts) not in (2, 3) or not all(parts):
+                raise ConfigError(f"--task {spec!r}: expected NAME:KIND:COLUMN")
+            tasks.append(
+                {
+                    "name": parts[0],
+                    "kind": parts[1],
+                    "column": parts[-1] if len(parts) == 3 else None,
+                }
+            )
+        overrides["data.tasks"] = tasks
+    for flag in ("features", "categorical"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[f"data.{flag}"] = [c.strip() for c in value.split(",") if c.strip()]
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -44,10 +63,20 @@ def _metrics_of(tasks: list[Task]) -> dict[str, list[str]]:
 
 
 def train(args: argparse.Namespace) -> int:
+    if args.resume:
+        return _resume(args)
     config = load_config(args.config, _overrides(args))
-    out = Path(config.out or f"runs/{config.data.dataset}-{config.model.arch}")
+    if config.data.path:
+        config.data.path = str(Path(config.data.path).resolve())
+    name = Path(config.data.path).stem if config.data.path else config.data.dataset
+    out = Path(config.out or f"runs/{name}-{config.model.arch}")
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise ConfigError(
+            f"out: run directory {str(out)!r} already exists; pass --overwrite to replace it"
+        )
     bundle = load_bundle(config)
-    _print_label_report(bundle)
+    print(f"{bundle.name}: {len(bundle.tasks)} tasks")
+    print("\n".join(label_report(bundle)))
     result = train_run(config, out, overwrite=args.overwrite, bundle=bundle)
     results = {config.model.arch: result.test}
     delta = {}
@@ -69,17 +98,14 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_label_report(bundle) -> None:
-    for split_name in ("train", "val", "test"):
-        split = getattr(bundle, split_name)
-        if not hasattr(split, "targets"):
-            continue
-        parts = []
-        for task in bundle.tasks:
-            y = split.targets[task.name]
-            labelled = int(task.row_mask(y).sum())
-            parts.append(f"{task.name}={labelled}/{len(y)}")
-        print(f"{bundle.name} {split_name}: labelled rows " + ", ".join(parts))
+def _resume(args: argparse.Namespace) -> int:
+    extra = [f for f in ("config", "dataset", "data", "arch", "out") if getattr(args, f, None)]
+    if extra:
+        raise ConfigError(f"--resume continues a run as configured; drop --{extra[0]}")
+    result = resume_run(args.resume, epochs=args.epochs)
+    print(f"\nresumed {args.resume}: test metrics")
+    print(comparison_table({"model": result.test}, _metrics_of(result.bundle.tasks)))
+    return 0
 
 
 def _with(config: Config, overrides: dict[str, Any]) -> Config:

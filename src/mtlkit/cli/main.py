@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from mtlkit.cli import commands
 from mtlkit.config import ConfigError
+from mtlkit.training import NonFiniteLossError
 
 FLAG_FIELDS = {
     "dataset": "data.dataset",
@@ -23,6 +24,11 @@ FLAG_FIELDS = {
     "seed": "seed",
     "device": "device",
     "out": "out",
+    "data": "data.path",
+    "id_column": "data.id_column",
+    "split": "data.split",
+    "stratify": "data.stratify",
+    "split_column": "data.split_column",
 }
 
 
@@ -34,6 +40,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a multi-task model")
     train.add_argument("--config", help="YAML config file (flags override its fields)")
+    train.add_argument("--data", help="your own CSV or Parquet file (instead of --dataset)")
+    train.add_argument(
+        "--task",
+        action="append",
+        dest="tasks",
+        metavar="NAME:KIND:COLUMN",
+        help="a task of --data: kind multiclass, binary, multilabel or regression (repeatable)",
+    )
+    train.add_argument("--features", help="comma-separated feature columns of --data")
+    train.add_argument("--categorical", help="comma-separated columns to one-hot encode")
+    train.add_argument(
+        "--id-column", dest="id_column", help="an id column of --data (not a feature)"
+    )
+    train.add_argument("--split", help="random, stratified or column")
+    train.add_argument("--stratify", help="task to stratify the split on")
+    train.add_argument("--split-column", dest="split_column", help="column holding train/val/test")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     train.add_argument(
         "--dataset", help="built-in dataset: multimnist, penguins, digits, synthetic"
     )
@@ -95,6 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"mtlkit {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as err:
+        print(
+            f"mtlkit {args.command}: training stopped: {err}; the last checkpoint is kept",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -19,11 +19,34 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class TableTaskConfig:
+    name: str = ""
+    kind: str = "regression"
+    column: str | None = None
+    """Target column (default: the task name); multilabel: 0/1 columns joined by ``+``."""
+
+
+@dataclass
 class DataConfig:
     dataset: str = "penguins"
-    """A built-in dataset name (see ``mtlkit.data.DATASETS``)."""
+    """A built-in dataset name (see ``mtlkit.data.DATASETS``); ignored when ``path`` is set."""
     options: dict[str, Any] = field(default_factory=dict)
     """Keyword options of the dataset loader, e.g. ``{n_train: 2000}``."""
+    path: str | None = None
+    """A CSV or Parquet file of the user's own data."""
+    tasks: list[TableTaskConfig] = field(default_factory=list)
+    """With ``path``: the tasks and their target columns."""
+    features: list[str] | None = None
+    """With ``path``: feature columns (default: every column that is not a target/id/split)."""
+    categorical: list[str] = field(default_factory=list)
+    """Feature columns to one-hot encode even if they look numeric."""
+    id_column: str | None = None
+    split: str = "random"
+    """``random``, ``stratified`` (on the task ``stratify``) or ``column`` (``split_column``)."""
+    val_size: float = 0.15
+    test_size: float = 0.15
+    stratify: str | None = None
+    split_column: str | None = None
     batch_size: int = 64
     sampling: str = "joint"
     """Multi-input data only: ``joint``, ``round_robin`` or ``proportional``."""
@@ -63,6 +86,10 @@ class TrainingConfig:
     monitor: str = "loss"
     """``loss`` (mean validation loss) or ``TASK:METRIC``."""
     progress: bool = True
+    on_nonfinite: str = "stop"
+    """A NaN/inf loss: ``stop`` the run (the last checkpoint stays) or ``skip`` the batch."""
+    tensorboard: bool = False
+    """Also log to TensorBoard (``RUN_DIR/tensorboard``; needs the ``tensorboard`` package)."""
 
 
 @dataclass
@@ -104,6 +131,8 @@ class Config:
 
 _RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.batch_size": (1, None),
+    "data.val_size": (0.0, 0.9),
+    "data.test_size": (0.0, 0.9),
     "optim.lr": (0.0, None),
     "training.epochs": (1, None),
     "training.grad_clip": (0.0, None),
@@ -113,6 +142,8 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.sampling": ("joint", "round_robin", "proportional"),
+    "data.split": ("random", "stratified", "column"),
+    "training.on_nonfinite": ("stop", "skip"),
     "training.mode": ("joint", "alternating"),
     "regularization.kind": ("none", "l1", "l2", "elasticnet"),
     "regularization.scope": ("shared", "all"),
@@ -198,6 +229,9 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
             raise ConfigError(f"{where}: unknown key{hint}")
         kwargs[key] = _convert(value, hints[key], where)
         _check_value(where, kwargs[key])
+        if where == "data.tasks":
+            for i, item in enumerate(kwargs[key]):
+                _check_table_task(f"data.tasks[{i}]", item)
     return cls(**kwargs)
 
 
@@ -212,6 +246,17 @@ def _check_value(path: str, value: Any) -> None:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(
             f"{path}: expected one of {', '.join(_CHOICES[path])}, got {value!r}{hint}"
+        )
+
+
+def _check_table_task(path: str, task: Any) -> None:
+    from mtlkit.tasks import TASK_KINDS
+
+    if not task.name:
+        raise ConfigError(f"{path}.name: every task needs a name")
+    if task.kind not in TASK_KINDS:
+        raise ConfigError(
+            f"{path}.kind: expected one of {', '.join(TASK_KINDS)}, got {task.kind!r}"
         )
 
 

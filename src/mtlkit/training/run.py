@@ -12,6 +12,7 @@ A run directory holds:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +23,7 @@ import yaml
 
 from mtlkit.config import Config, ConfigError
 from mtlkit.data import DatasetBundle, TabularPreprocessor, load_dataset, make_loader
+from mtlkit.data.table import TableTask, load_table
 from mtlkit.models import MultiTaskModel, make_encoder, make_model
 from mtlkit.tasks import Task
 from mtlkit.training.checkpoint import (
@@ -29,6 +31,7 @@ from mtlkit.training.checkpoint import (
     atomic_write_text,
     rng_states,
     seed_everything,
+    set_rng_states,
 )
 from mtlkit.training.trainer import Trainer
 from mtlkit.weighting import make_weighting
@@ -82,10 +85,27 @@ def apply_task_overrides(tasks: list[Task], config: Config) -> list[Task]:
 
 
 def load_bundle(config: Config) -> DatasetBundle:
-    try:
-        bundle = load_dataset(config.data.dataset, **config.data.options)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    """The configured data: a built-in dataset, or the user's table when ``data.path`` is set."""
+    data = config.data
+    if data.path is None:
+        try:
+            bundle = load_dataset(data.dataset, **data.options)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    else:
+        bundle = load_table(
+            data.path,
+            [TableTask(t.name, t.kind, (t.column or t.name).split("+")) for t in data.tasks],
+            features=data.features,
+            categorical=data.categorical,
+            id_column=data.id_column,
+            split=data.split,
+            val_size=data.val_size,
+            test_size=data.test_size,
+            stratify=data.stratify,
+            split_column=data.split_column,
+            seed=config.seed,
+        )
     bundle.tasks = apply_task_overrides(bundle.tasks, config)
     return bundle
 
@@ -137,13 +157,23 @@ def build_trainer(config: Config, model: MultiTaskModel, bundle: DatasetBundle) 
             device=resolve_device(config.device),
             target_scaling=bundle.target_scaling,
             progress=config.training.progress,
+            on_nonfinite=config.training.on_nonfinite,
         )
     except ValueError as err:
         raise ConfigError(str(err)) from None
 
 
-def bundle_metadata(bundle: DatasetBundle) -> dict[str, Any]:
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundle_metadata(bundle: DatasetBundle, config: Config | None = None) -> dict[str, Any]:
     return {
+        "data_sha256": file_digest(config.data.path) if config and config.data.path else None,
         "dataset": bundle.name,
         "tasks": [t.to_dict() for t in bundle.tasks],
         "input_shape": list(bundle.input_shape),
@@ -165,13 +195,54 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
     return run_dir
 
 
+def _tensorboard_writer(config: Config, path: Path | None):
+    if not config.training.tensorboard or path is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError(
+            "training.tensorboard: needs the tensorboard package (pip install tensorboard)"
+        ) from None
+    return SummaryWriter(str(path / "tensorboard"))
+
+
+def _log_tensorboard(writer, record: dict[str, Any]) -> None:
+    epoch = record["epoch"]
+    for task, loss in record["train_loss"].items():
+        writer.add_scalar(f"train_loss/{task}", loss, epoch)
+    for task, metrics in record.get("val", {}).items():
+        for name, value in metrics.items():
+            writer.add_scalar(f"val/{task}/{name}", value, epoch)
+    writer.add_scalar("lr", record["lr"], epoch)
+    writer.flush()
+
+
+def _resume_state(path: Path, trainer: Trainer, loader) -> None:
+    checkpoint = path / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise ConfigError(f"--resume: {str(path)!r} has no checkpoint.pt to resume from")
+    state = torch.load(checkpoint, map_location=trainer.device, weights_only=False)
+    trainer.load_state_dict(state)
+    loader.load_state_dict(state["loader"])
+    set_rng_states(state["rng"])
+    log = path / "metrics.jsonl"
+    if log.is_file():  # drop records of epochs that ended after the checkpoint was written
+        lines = log.read_text().splitlines()[: trainer.epoch]
+        atomic_write_text("".join(line + "\n" for line in lines), log)
+
+
 def train_run(
     config: Config,
     run_dir: str | Path | None = None,
     overwrite: bool = False,
     bundle: DatasetBundle | None = None,
+    resume: bool = False,
 ) -> RunResult:
-    """Train one model as configured; write the run directory when ``run_dir`` is given."""
+    """Train one model as configured; write the run directory when ``run_dir`` is given.
+
+    With ``resume=True`` training continues exactly from ``run_dir/checkpoint.pt``.
+    """
     seed_everything(config.seed)
     bundle = bundle or load_bundle(config)
     model = build_model(config, bundle)
@@ -179,10 +250,19 @@ def train_run(
     loader = make_loader(
         bundle.train, config.data.batch_size, seed=config.seed, sampling=config.data.sampling
     )
-    path = prepare_run_dir(run_dir, overwrite) if run_dir is not None else None
-    if path is not None:
-        atomic_write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), path / "config.yaml")
-        atomic_write_text(json.dumps(bundle_metadata(bundle), indent=2), path / "tasks.json")
+    if resume:
+        if run_dir is None:
+            raise ConfigError("--resume needs a run directory")
+        path: Path | None = Path(run_dir)
+        _resume_state(path, trainer, loader)
+    else:
+        path = prepare_run_dir(run_dir, overwrite) if run_dir is not None else None
+        if path is not None:
+            config_text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+            atomic_write_text(config_text, path / "config.yaml")
+            metadata = json.dumps(bundle_metadata(bundle, config), indent=2)
+            atomic_write_text(metadata, path / "tasks.json")
+    writer = _tensorboard_writer(config, path)
 
     def on_epoch_end(trainer: Trainer, record: dict[str, Any]) -> None:
         if path is None:
@@ -191,14 +271,20 @@ def train_run(
             log.write(json.dumps(record) + "\n")
         state = trainer.state_dict() | {"loader": loader.state_dict(), "rng": rng_states()}
         atomic_save(state, path / "checkpoint.pt")
+        if writer is not None:
+            _log_tensorboard(writer, record)
 
-    trainer.fit(
-        loader,
-        bundle.val,
-        epochs=config.training.epochs,
-        patience=config.training.patience,
-        on_epoch_end=on_epoch_end,
-    )
+    try:
+        trainer.fit(
+            loader,
+            bundle.val,
+            epochs=config.training.epochs,
+            patience=config.training.patience,
+            on_epoch_end=on_epoch_end,
+        )
+    finally:
+        if writer is not None:
+            writer.close()
     trainer.restore_best()
     test = trainer.evaluate(bundle.test)
     history = trainer.history.epochs
@@ -211,6 +297,7 @@ def train_run(
             "best_epoch": trainer.history.best_epoch,
             "epochs_run": len(history),
             "stopped_early": trainer.history.stopped_early,
+            "skipped_batches": trainer.skipped_batches,
             "num_parameters": model.num_parameters(),
             "seconds_per_epoch": seconds,
             "test": test,
@@ -256,3 +343,22 @@ def load_run(
 
 def _default_encoder(meta: dict[str, Any]) -> str:
     return "lenet" if len(meta["input_shape"]) == 3 else "mlp"
+
+
+def resume_run(run_dir: str | Path, epochs: int | None = None) -> RunResult:
+    """Continue a run from its last checkpoint (optionally to a new number of ``epochs``)."""
+    from mtlkit.config import load_config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"--resume: {str(run_dir)!r} is not a run directory (no config.yaml)")
+    overrides = {"training.epochs": epochs} if epochs is not None else {}
+    config = load_config(run_dir / "config.yaml", overrides)
+    meta = json.loads((run_dir / "tasks.json").read_text())
+    if config.data.path and meta.get("data_sha256") != file_digest(config.data.path):
+        raise ConfigError(f"--resume: data file {config.data.path!r} changed since the run started")
+    if epochs is not None:
+        atomic_write_text(
+            yaml.safe_dump(config.to_dict(), sort_keys=False), run_dir / "config.yaml"
+        )
+    return train_run(config, run_dir, resume=True)

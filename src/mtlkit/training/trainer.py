@@ -28,6 +28,12 @@ from mtlkit.weighting import GradientEngine, StepContext, Weighting, make_weight
 TRAINING_MODES = ("joint", "alternating")
 
 
+StepCallback = Callable[["Trainer", Any, Mapping[str, Tensor], Tensor], None]
+"""``callback(trainer, inputs, targets, losses)``, called after every optimizer step (analysis
+hooks such as gradient statistics or lookahead affinity); it must leave ``.grad`` and the
+parameters as it found them."""
+
+
 class NonFiniteLossError(RuntimeError):
     """A task's loss became NaN or infinite."""
 
@@ -126,6 +132,8 @@ class Trainer:
         target_scaling: Mapping[str, tuple[float, float]] | None = None,
         progress: bool = True,
         eval_batch_size: int = 1024,
+        on_nonfinite: str = "stop",
+        step_callbacks: Sequence[StepCallback] = (),
     ) -> None:
         if mode not in TRAINING_MODES:
             raise ValueError(
@@ -149,6 +157,11 @@ class Trainer:
         self.target_scaling = dict(target_scaling or {})
         self.progress = progress
         self.eval_batch_size = eval_batch_size
+        if on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"training.on_nonfinite must be stop or skip, got {on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite
+        self.step_callbacks = list(step_callbacks)
+        self.skipped_batches = 0
         groups: list[dict[str, Any]] = [
             {"params": [p for p in model.parameters() if p.requires_grad]}
         ]
@@ -192,13 +205,17 @@ class Trainer:
             return self.model.forward_with_representation(inputs)
         return self.model(inputs), None
 
-    def _check_finite(self, losses: Tensor) -> None:
+    def _is_finite(self, losses: Tensor) -> bool:
         bad = ~torch.isfinite(losses.detach())
-        if bool(bad.any()):
-            name = self.tasks[int(bad.nonzero()[0])].name
-            raise NonFiniteLossError(
-                f"task {name!r}: non-finite loss at epoch {self.epoch + 1}, step {self.step}"
-            )
+        if not bool(bad.any()):
+            return True
+        if self.on_nonfinite == "skip":
+            self.skipped_batches += 1
+            return False
+        name = self.tasks[int(bad.nonzero()[0])].name
+        raise NonFiniteLossError(
+            f"task {name!r}: non-finite loss at epoch {self.epoch + 1}, step {self.step}"
+        )
 
     def _penalty_backward(self) -> None:
         params = (
@@ -208,14 +225,15 @@ class Trainer:
         if value is not None:
             value.backward()
 
-    def train_step(self, inputs, targets: Mapping[str, Tensor]) -> Tensor:
-        """One update; returns the detached vector of task losses."""
+    def train_step(self, inputs, targets: Mapping[str, Tensor]) -> Tensor | None:
+        """One update; returns the detached task losses (``None`` for a skipped batch)."""
         self.model.train()
         inputs, targets = move(inputs, self.device), move(targets, self.device)
         self.optimizer.zero_grad(set_to_none=True)
         outputs, representation = self._forward(inputs)
         losses = self.task_losses(outputs, targets)
-        self._check_finite(losses)
+        if not self._is_finite(losses):
+            return None
         if self.mode == "alternating":
             t = self.step % len(self.tasks)
             losses[t].backward()
@@ -234,6 +252,8 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
         self.step += 1
+        for callback in self.step_callbacks:
+            callback(self, inputs, targets, losses.detach())
         return losses.detach()
 
     # ----------------------------------------------------------------------------------- epochs
@@ -248,7 +268,10 @@ class Trainer:
             dynamic_ncols=True,
         )
         for inputs, targets in bar:
-            losses = self.train_step(inputs, targets).cpu()
+            losses = self.train_step(inputs, targets)
+            if losses is None:
+                continue
+            losses = losses.cpu()
             present = torch.tensor([t.name in targets for t in self.tasks], dtype=torch.float)
             totals += losses * present
             counts += present
@@ -304,6 +327,8 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - start,
             }
+            if self.skipped_batches:
+                record["skipped_batches"] = self.skipped_batches
             if val_dataset is not None:
                 val = self.evaluate(val_dataset)
                 record["val"] = val
@@ -353,6 +378,7 @@ class Trainer:
             "history": self.history,
             "best_state": self.best_state,
             "patience_left": self._patience_left,
+            "skipped_batches": self.skipped_batches,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -365,3 +391,4 @@ class Trainer:
         self.history = state["history"]
         self.best_state = state["best_state"]
         self._patience_left = state["patience_left"]
+        self.skipped_batches = state.get("skipped_batches", 0)
