@@ -13,11 +13,19 @@ import yaml
 
 from mtlkit.analysis import comparison_table, delta_m, plot_training_curves
 from mtlkit.config import Config, ConfigError, load_config
+from mtlkit.data.table import label_report
 from mtlkit.tasks import Task
 from mtlkit.training.checkpoint import atomic_write_text
 from mtlkit.training.evaluation import unscale
-from mtlkit.data.table import label_report
-from mtlkit.training.run import RunResult, load_bundle, load_run, resume_run, train_run
+from mtlkit.training.run import (
+    RunResult,
+    build_model,
+    load_bundle,
+    load_run,
+    prepare_transfer,
+    resume_run,
+    train_run,
+)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,6 +83,12 @@ def train(args: argparse.Namespace) -> int:
             f"out: run directory {str(out)!r} already exists; pass --overwrite to replace it"
         )
     bundle = load_bundle(config)
+    if args.print_model:
+        from mtlkit.models.architectures.common import describe
+
+        model, _ = prepare_transfer(config, build_model(config, bundle), bundle)
+        print(describe(model))
+        return 0
     print(f"{bundle.name}: {len(bundle.tasks)} tasks")
     print("\n".join(label_report(bundle)))
     result = train_run(config, out, overwrite=args.overwrite, bundle=bundle)
@@ -95,6 +109,11 @@ def train(args: argparse.Namespace) -> int:
         atomic_write_text(json.dumps(summary, indent=2), out / "summary.json")
     print(f"\n{bundle.name}: test metrics ({out})")
     print(comparison_table(results, _metrics_of(bundle.tasks), delta))
+    if result.before:
+        old = {t: m for t, m in _metrics_of(bundle.tasks).items() if t in result.before}
+        moved = {"before": result.before, "after": {t: result.test[t] for t in old}}
+        print(f"\nold tasks of {config.model.init_from}: test metrics before and after this run")
+        print(comparison_table(moved, old))
     return 0
 
 

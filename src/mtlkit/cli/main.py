@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from mtlkit.cli import commands
+from mtlkit.cli.compare import add_compare_parser, compare
 from mtlkit.config import ConfigError
 from mtlkit.training import NonFiniteLossError
 
@@ -29,6 +30,7 @@ FLAG_FIELDS = {
     "split": "data.split",
     "stratify": "data.stratify",
     "split_column": "data.split_column",
+    "init_from": "model.init_from",
 }
 
 
@@ -57,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stratify", help="task to stratify the split on")
     train.add_argument("--split-column", dest="split_column", help="column holding train/val/test")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    train.add_argument(
+        "--init-from",
+        dest="init_from",
+        metavar="RUN_DIR",
+        help="start from a finished run's weights; tasks it lacks get new heads",
+    )
+    train.add_argument(
+        "--print-model", action="store_true", help="show the model's structure and exit"
+    )
     train.add_argument(
         "--dataset", help="built-in dataset: multimnist, penguins, digits, synthetic"
     )
@@ -98,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--all-probabilities", action="store_true", help="write every class probability"
     )
 
+    add_compare_parser(sub)
+
     demo = sub.add_parser("demo", help="the main job: STL vs HPS on multimnist and penguins")
     demo.add_argument("--out", default="runs")
     demo.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
@@ -113,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "evaluate": commands.evaluate,
             "predict": commands.predict,
             "demo": commands.demo,
+            "compare": compare,
         }[args.command]
         return handler(args) or 0
     except (ConfigError, ValueError, FileNotFoundError) as err:

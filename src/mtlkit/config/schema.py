@@ -59,6 +59,16 @@ class ModelConfig:
     """``mlp``, ``lenet``...; default: the dataset's own choice."""
     encoder_options: dict[str, Any] = field(default_factory=dict)
     arch_options: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    """A finished run whose weights start this one; tasks it lacks get new heads."""
+    pretrained_encoder: str | None = None
+    """A ``state_dict`` file loaded into the trunk encoder(s) (strict: all keys must match)."""
+    pretrained_prefix: str | None = None
+    """Key prefix to strip from ``pretrained_encoder`` (e.g. ``encoder.``)."""
+    freeze: str = "none"
+    """``none``, ``trunk`` (everything but the heads), ``shared`` or ``old_heads``."""
+    freeze_stages: int | None = None
+    """With ``freeze: trunk``: freeze only the first k stages of the trunk encoder(s)."""
 
 
 @dataclass
@@ -74,6 +84,9 @@ class OptimConfig:
     options: dict[str, Any] = field(default_factory=dict)
     scheduler: str | None = None
     scheduler_options: dict[str, Any] = field(default_factory=dict)
+    trunk_lr_scale: float = 1.0
+    """With ``model.init_from``: learning rate of everything but the new tasks' own parameters,
+    relative to ``lr`` (0 trains only the new heads)."""
 
 
 @dataclass
@@ -118,6 +131,8 @@ class Config:
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     tasks: dict[str, TaskOverride] = field(default_factory=dict)
     """Per-task overrides by task name: ``{sex: {weight: 0.5}}``."""
+    select_tasks: list[str] | None = None
+    """Train on these tasks of the dataset only (default: all)."""
     seed: int = 0
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
@@ -139,6 +154,8 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "training.patience": (1, None),
     "regularization.strength": (0.0, None),
     "regularization.l1_ratio": (0.0, 1.0),
+    "optim.trunk_lr_scale": (0.0, None),
+    "model.freeze_stages": (1, None),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.sampling": ("joint", "round_robin", "proportional"),
@@ -147,6 +164,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "training.mode": ("joint", "alternating"),
     "regularization.kind": ("none", "l1", "l2", "elasticnet"),
     "regularization.scope": ("shared", "all"),
+    "model.freeze": ("none", "trunk", "shared", "old_heads"),
 }
 
 

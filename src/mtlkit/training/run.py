@@ -45,6 +45,9 @@ class RunResult:
     model: MultiTaskModel
     bundle: DatasetBundle
     seconds_per_epoch: float
+    transfer: Transfer | None = None
+    before: dict[str, dict[str, float]] | None = None
+    """With ``model.init_from``: the old tasks' test metrics before this run trained."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -106,6 +109,11 @@ def load_bundle(config: Config) -> DatasetBundle:
             split_column=data.split_column,
             seed=config.seed,
         )
+    if config.select_tasks is not None:
+        try:
+            bundle = bundle.select_tasks(config.select_tasks)
+        except KeyError as err:
+            raise ConfigError(f"select_tasks: {err.args[0]}") from None
     bundle.tasks = apply_task_overrides(bundle.tasks, config)
     return bundle
 
@@ -125,7 +133,84 @@ def build_model(config: Config, bundle: DatasetBundle) -> MultiTaskModel:
         raise ConfigError(str(err)) from None
 
 
-def build_trainer(config: Config, model: MultiTaskModel, bundle: DatasetBundle) -> Trainer:
+@dataclass
+class Transfer:
+    """What :func:`prepare_transfer` did: the old run's tasks and the new ones."""
+
+    old_tasks: list[str]
+    new_tasks: list[str]
+    frozen: list[str]
+
+
+def prepare_transfer(
+    config: Config, model: MultiTaskModel, bundle: DatasetBundle
+) -> tuple[MultiTaskModel, Transfer | None]:
+    """Apply ``model.init_from``, ``model.pretrained_encoder`` and ``model.freeze``."""
+    from mtlkit.models import transfer
+
+    old: list[str] = []
+    new: list[str] = []
+    if config.model.init_from:
+        source = Path(config.model.init_from)
+        meta_path = source / "tasks.json"
+        if not meta_path.is_file() or not (source / "model.pt").is_file():
+            raise ConfigError(f"model.init_from: {str(source)!r} is not a finished run")
+        meta = json.loads(meta_path.read_text())
+        old = [t["name"] for t in meta["tasks"]]
+        missing = [t for t in old if t not in bundle.task_names]
+        if missing:
+            raise ConfigError(
+                f"model.init_from: the run's task(s) {', '.join(missing)} are not in this config"
+            )
+        new = [t for t in bundle.task_names if t not in old]
+        model = build_model(config, bundle.select_tasks(old))
+        state = torch.load(source / "model.pt", map_location="cpu", weights_only=True)
+        try:
+            transfer.load_state(model, state)
+        except ValueError as err:
+            raise ConfigError(f"model.init_from: {err}") from None
+        for name in new:
+            transfer.add_task(model, bundle.task(name))
+    if config.model.pretrained_encoder:
+        path = Path(config.model.pretrained_encoder)
+        if not path.is_file():
+            raise ConfigError(f"model.pretrained_encoder: file {str(path)!r} does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            transfer.load_encoder(model, state, prefix=config.model.pretrained_prefix)
+        except ValueError as err:
+            raise ConfigError(f"model.pretrained_encoder: {err}") from None
+    frozen: list[str] = []
+    if config.model.freeze == "trunk":
+        frozen = transfer.freeze_trunk(model, stages=config.model.freeze_stages)
+    elif config.model.freeze == "shared":
+        frozen = transfer.freeze_shared(model)
+    elif config.model.freeze == "old_heads":
+        if not old:
+            raise ConfigError("model.freeze: old_heads needs model.init_from")
+        frozen = transfer.freeze_heads(model, old)
+    if not old and not frozen:
+        return model, None
+    return model, Transfer(old, new, frozen)
+
+
+def _param_groups(config: Config, model: MultiTaskModel, transfer: Transfer | None):
+    if transfer is None or not transfer.new_tasks:
+        return None
+    from mtlkit.models.transfer import param_groups
+
+    groups = param_groups(
+        model, transfer.new_tasks, config.optim.lr, trunk_lr_scale=config.optim.trunk_lr_scale
+    )
+    return [g for g in groups if g["params"]]
+
+
+def build_trainer(
+    config: Config,
+    model: MultiTaskModel,
+    bundle: DatasetBundle,
+    transfer: Transfer | None = None,
+) -> Trainer:
     try:
         weighting = make_weighting(
             config.weighting.name, len(bundle.tasks), **config.weighting.options
@@ -158,6 +243,7 @@ def build_trainer(config: Config, model: MultiTaskModel, bundle: DatasetBundle) 
             target_scaling=bundle.target_scaling,
             progress=config.training.progress,
             on_nonfinite=config.training.on_nonfinite,
+            param_groups=_param_groups(config, model, transfer),
         )
     except ValueError as err:
         raise ConfigError(str(err)) from None
@@ -245,8 +331,12 @@ def train_run(
     """
     seed_everything(config.seed)
     bundle = bundle or load_bundle(config)
-    model = build_model(config, bundle)
-    trainer = build_trainer(config, model, bundle)
+    model, transfer = prepare_transfer(config, build_model(config, bundle), bundle)
+    trainer = build_trainer(config, model, bundle, transfer)
+    before = None
+    if transfer is not None and transfer.old_tasks and not resume:
+        tested = trainer.evaluate(bundle.test)
+        before = {k: v for k, v in tested.items() if k in transfer.old_tasks}
     loader = make_loader(
         bundle.train, config.data.batch_size, seed=config.seed, sampling=config.data.sampling
     )
@@ -298,12 +388,14 @@ def train_run(
             "epochs_run": len(history),
             "stopped_early": trainer.history.stopped_early,
             "skipped_batches": trainer.skipped_batches,
+            "init_from": config.model.init_from,
+            "old_tasks_before": before,
             "num_parameters": model.num_parameters(),
             "seconds_per_epoch": seconds,
             "test": test,
         }
         atomic_write_text(json.dumps(summary, indent=2), path / "summary.json")
-    return RunResult(path, test, history, model, bundle, seconds)
+    return RunResult(path, test, history, model, bundle, seconds, transfer, before)
 
 
 def load_run(

@@ -105,6 +105,9 @@ class Trainer:
         The penalty λR(θ) on the shared parameters (``reg_scope="all"``: on every parameter).
     grad_clip:
         Maximum global gradient norm, or ``None``.
+    param_groups:
+        Optimizer parameter groups (e.g. per-group learning rates for fine-tuning); default:
+        every trainable parameter of the model at ``lr``.
     monitor:
         What early stopping and model selection watch: ``"loss"`` (mean validation loss) or
         ``"TASK:METRIC"``.
@@ -134,6 +137,7 @@ class Trainer:
         eval_batch_size: int = 1024,
         on_nonfinite: str = "stop",
         step_callbacks: Sequence[StepCallback] = (),
+        param_groups: list[dict[str, Any]] | None = None,
     ) -> None:
         if mode not in TRAINING_MODES:
             raise ValueError(
@@ -162,7 +166,7 @@ class Trainer:
         self.on_nonfinite = on_nonfinite
         self.step_callbacks = list(step_callbacks)
         self.skipped_batches = 0
-        groups: list[dict[str, Any]] = [
+        groups: list[dict[str, Any]] = param_groups or [
             {"params": [p for p in model.parameters() if p.requires_grad]}
         ]
         strategy_params = [p for p in self.weighting.parameters() if p.requires_grad]

@@ -1,5 +1,10 @@
-"""Balancing the tasks: loss weighting and gradient aggregation strategies."""
+"""Balancing the tasks: loss weighting and gradient aggregation strategies.
 
+Build one by name with :func:`make_weighting` (see :data:`WEIGHTINGS`); check what a gradient
+strategy does to a Jacobian with :func:`aggregate`.
+"""
+
+from mtlkit.weighting.approx import EveryK, RepresentationGradients
 from mtlkit.weighting.base import (
     GramianWeighting,
     JacobianAggregator,
@@ -8,15 +13,19 @@ from mtlkit.weighting.base import (
     Weighting,
 )
 from mtlkit.weighting.engine import GradientEngine
+from mtlkit.weighting.functional import aggregate
 from mtlkit.weighting.registry import WEIGHTINGS, make_weighting
 
 __all__ = [
     "WEIGHTINGS",
+    "EveryK",
     "GradientEngine",
     "GramianWeighting",
     "JacobianAggregator",
     "LossWeighting",
+    "RepresentationGradients",
     "StepContext",
     "Weighting",
+    "aggregate",
     "make_weighting",
 ]

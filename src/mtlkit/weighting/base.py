@@ -50,6 +50,10 @@ class Weighting(nn.Module):
     Non-tensor state goes through ``get_extra_state``/``set_extra_state``.
     """
 
+    uses_gradients: bool = False
+    """Whether the strategy looks at per-task gradients (and so can run on representation
+    gradients, see :mod:`mtlkit.weighting.approx`)."""
+
     def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
         """Write the update's gradients into ``.grad``; return the task weights used (for logs)."""
         raise NotImplementedError
@@ -74,7 +78,13 @@ class LossWeighting(Weighting):
 
 
 class GramianWeighting(Weighting):
-    """A strategy that only needs ``G = J Jᵀ``: ``w = f(G)``, ``update = ∇ Σₜ wₜLₜ``."""
+    """A strategy that only needs ``G = J Jᵀ``: ``w = f(G)``, ``update = ∇ Σₜ wₜLₜ``.
+
+    The engine computes ``J`` once; the shared parameters then receive ``Jᵀw`` directly (no
+    second reverse pass through the shared layers) and the task-specific parameters ``wₜ∇Lₜ``.
+    """
+
+    uses_gradients = True
 
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
         raise NotImplementedError
@@ -83,24 +93,43 @@ class GramianWeighting(Weighting):
         if len(ctx.shared_params) == 0:
             losses.sum().backward()
             return torch.ones_like(losses).detach()
-        gramian = ctx.engine.gramian(losses, ctx.shared_params)
+        jacobian = ctx.engine.jacobian(losses, ctx.shared_params)
+        gramian = jacobian @ jacobian.T
         weights = self.weights_from_gramian(gramian).detach().to(losses.dtype)
-        (weights * losses).sum().backward()
+        ctx.engine.backward_weighted(
+            losses, weights, ctx.shared_params, ctx.task_params, jacobian=jacobian
+        )
         return weights
 
 
 class JacobianAggregator(Weighting):
-    """A strategy that maps the Jacobian ``J`` (T × P) to the update direction (P,)."""
+    """A strategy that maps the Jacobian ``J`` (T × P) to the update direction (P,).
+
+    Task-specific parameters receive their own task's gradient ``∇Lₜ``. The weights returned
+    (for logs, and for reuse by :class:`~mtlkit.weighting.approx.EveryK`) are the least-squares
+    weights ``w = G⁺ J d``, i.e. ``Jᵀw`` is the projection of the direction ``d`` onto the span
+    of the task gradients (exactly ``d`` when ``d`` lies in that span).
+    """
+
+    uses_gradients = True
 
     def aggregate(self, jacobian: Tensor) -> Tensor:
         raise NotImplementedError
 
     def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        if ctx.task_params:
-            losses.sum().backward(inputs=list(ctx.task_params), retain_graph=True)
+        task_params = [p for p in ctx.task_params if p.requires_grad]
         if len(ctx.shared_params) == 0:
+            losses.sum().backward()
             return torch.ones_like(losses).detach()
+        if task_params:
+            torch.autograd.backward(losses.sum(), inputs=task_params, retain_graph=True)
         jacobian = ctx.engine.jacobian(losses, ctx.shared_params)
         direction = self.aggregate(jacobian)
         ctx.engine.accumulate(direction, ctx.shared_params)
-        return torch.full_like(losses, float("nan")).detach()
+        return least_squares_weights(jacobian, direction).to(losses.dtype)
+
+
+def least_squares_weights(jacobian: Tensor, direction: Tensor) -> Tensor:
+    """``w`` minimising ``‖Jᵀw − d‖``: ``w = (J Jᵀ)⁺ J d``."""
+    jacobian = jacobian.detach().double()
+    return torch.linalg.pinv(jacobian @ jacobian.T) @ (jacobian @ direction.detach().double())

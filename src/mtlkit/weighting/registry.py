@@ -1,6 +1,9 @@
 """Name → factory for every strategy. A new strategy is one file plus one line here.
 
-Every factory is called as ``factory(num_tasks=T, **options)``.
+Every factory is called as ``factory(num_tasks=T, **options)``. :func:`make_weighting` also
+accepts the engine-level options ``mode`` (``"exact"`` or ``"representation"``) and ``every``
+(recompute the weights every k steps), which wrap any gradient strategy (see
+:mod:`mtlkit.weighting.approx`).
 """
 
 from __future__ import annotations
@@ -9,26 +12,86 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
+from mtlkit.weighting.aligned_mtl import AlignedMTL
+from mtlkit.weighting.approx import EveryK, RepresentationGradients
 from mtlkit.weighting.base import Weighting
+from mtlkit.weighting.cagrad import CAGrad
+from mtlkit.weighting.db_mtl import DBMTL
+from mtlkit.weighting.dualproj import DualProj
+from mtlkit.weighting.dwa import DWA
 from mtlkit.weighting.equal import EqualWeighting
+from mtlkit.weighting.famo import FAMO
 from mtlkit.weighting.fixed import FixedWeighting
+from mtlkit.weighting.gls import GeometricLoss
+from mtlkit.weighting.graddrop import GradDrop
+from mtlkit.weighting.gradnorm import GradNorm
+from mtlkit.weighting.gradvac import GradVac
+from mtlkit.weighting.imtlg import IMTLG
+from mtlkit.weighting.mean import Mean, Sum
+from mtlkit.weighting.mgda import MGDA
+from mtlkit.weighting.nash_mtl import NashMTL
+from mtlkit.weighting.pcgrad import PCGrad
+from mtlkit.weighting.rlw import RandomLossWeighting
+from mtlkit.weighting.upgrad import UPGrad
+from mtlkit.weighting.uw import UncertaintyWeighting
+
+
+def _mgda_ub(num_tasks: int, **options: Any) -> Weighting:
+    return RepresentationGradients(MGDA(num_tasks, **options))
+
 
 WEIGHTINGS: dict[str, Callable[..., Weighting]] = {
+    # loss weighting
     "ew": EqualWeighting,
     "fixed": FixedWeighting,
+    "uw": UncertaintyWeighting,
+    "dwa": DWA,
+    "gradnorm": GradNorm,
+    "rlw": RandomLossWeighting,
+    "gls": GeometricLoss,
+    "famo": FAMO,
+    "db_mtl": DBMTL,
+    # gradient aggregation
+    "mean": Mean,
+    "sum": Sum,
+    "mgda": MGDA,
+    "mgda_ub": _mgda_ub,
+    "pcgrad": PCGrad,
+    "gradvac": GradVac,
+    "graddrop": GradDrop,
+    "cagrad": CAGrad,
+    "imtl_g": IMTLG,
+    "nash_mtl": NashMTL,
+    "aligned_mtl": AlignedMTL,
+    "upgrad": UPGrad,
+    "dualproj": DualProj,
 }
 
+MODES = ("exact", "representation")
 
-def make_weighting(name: str, num_tasks: int, **options: Any) -> Weighting:
-    """Build the strategy registered as ``name`` for ``num_tasks`` tasks."""
+
+def make_weighting(
+    name: str, num_tasks: int, mode: str = "exact", every: int = 1, **options: Any
+) -> Weighting:
+    """Build the strategy registered as ``name`` for ``num_tasks`` tasks.
+
+    ``mode="representation"`` uses gradients w.r.t. the shared representation; ``every=k``
+    recomputes the weights every k steps. Both need a gradient strategy and raise otherwise.
+    """
     key = name.lower()
     if key not in WEIGHTINGS:
         close = difflib.get_close_matches(key, WEIGHTINGS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(
-            f"weighting: unknown strategy {name!r}{hint}; choose from {', '.join(sorted(WEIGHTINGS))}"
-        )
+        choices = ", ".join(sorted(WEIGHTINGS))
+        raise ValueError(f"weighting: unknown strategy {name!r}{hint}; choose from {choices}")
+    if mode not in MODES:
+        raise ValueError(f"weighting.mode: expected one of {MODES}, got {mode!r}")
     try:
-        return WEIGHTINGS[key](num_tasks=num_tasks, **options)
+        strategy = WEIGHTINGS[key](num_tasks=num_tasks, **options)
     except TypeError as err:
         raise ValueError(f"weighting {name!r}: bad options {options}: {err}") from None
+    if mode == "representation" and not isinstance(strategy, RepresentationGradients):
+        strategy = RepresentationGradients(strategy)
+    if int(every) != 1:
+        strategy = EveryK(strategy, int(every), num_tasks)
+    return strategy

@@ -1,0 +1,125 @@
+"""``mtlkit compare``: architectures × weighting strategies × seeds on one dataset, one table.
+
+Every combination is trained with the same configuration (only ``model.arch``,
+``weighting.name`` and ``seed`` change). Δm of each run is taken against the single-task
+baseline (``stl`` with equal weighting) of the same seed; the table reports mean ± std over
+seeds of each task's main test metric, of Δm, the parameter count and seconds per epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from mtlkit.analysis import delta_m, format_table
+from mtlkit.config import Config, ConfigError, load_config
+from mtlkit.config.schema import from_dict, merge
+from mtlkit.training.checkpoint import atomic_write_text
+from mtlkit.training.run import load_bundle, train_run
+
+
+def add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare", help="architectures x weighting strategies x seeds on one dataset"
+    )
+    parser.add_argument("--config", help="YAML config shared by every run")
+    parser.add_argument("--dataset", help="built-in dataset (or data.path in --config)")
+    parser.add_argument("--archs", default="hps", help="comma-separated architectures")
+    parser.add_argument("--weightings", default="ew", help="comma-separated strategies")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--out", default="runs/compare", help="where the runs and table go")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field"
+    )
+
+
+def _split(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def compare(args: argparse.Namespace) -> int:
+    import yaml
+
+    overrides: dict[str, Any] = {"training.progress": False}
+    if args.dataset:
+        overrides["data.dataset"] = args.dataset
+    if args.epochs:
+        overrides["training.epochs"] = args.epochs
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    base = load_config(args.config, overrides)
+    try:
+        seeds = [int(s) for s in _split(args.seeds)]
+    except ValueError:
+        raise ConfigError(
+            f"--seeds: expected comma-separated integers, got {args.seeds!r}"
+        ) from None
+    methods = [(a, w) for a in _split(args.archs) for w in _split(args.weightings) if a != "stl"]
+    methods = [("stl", "ew"), *methods]
+    bundle = load_bundle(base)
+    metrics = {t.name: list(t.metrics) for t in bundle.tasks}
+    out = Path(args.out)
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {m: [] for m in methods}
+    for seed in seeds:
+        for arch, weighting in methods:
+            config = from_dict(
+                Config,
+                merge(
+                    base.to_dict(), {"model.arch": arch, "weighting.name": weighting, "seed": seed}
+                ),
+            )
+            print(f"[seed {seed}] {arch} + {weighting}", flush=True)
+            result = train_run(config, bundle=bundle)
+            runs[(arch, weighting)].append(
+                {
+                    "seed": seed,
+                    "test": result.test,
+                    "params": result.model.num_parameters(),
+                    "seconds_per_epoch": result.seconds_per_epoch,
+                }
+            )
+    for records in runs.values():
+        for record, baseline in zip(records, runs[("stl", "ew")]):
+            record["delta_m"] = delta_m(record["test"], baseline["test"], metrics)
+    headers = [
+        "method",
+        *(f"{t} {bundle.task(t).main_metric}" for t in metrics),
+        "Δm %",
+        "params",
+        "s/epoch",
+    ]
+    rows = []
+    for (arch, weighting), records in runs.items():
+        rows.append(
+            [
+                arch if arch == "stl" else f"{arch} + {weighting}",
+                *(
+                    _mean_std([r["test"][t][bundle.task(t).main_metric] for r in records])
+                    for t in metrics
+                ),
+                _mean_std([r["delta_m"] for r in records]).replace("0.0000 ± 0.0000", "0"),
+                f"{records[0]['params']:,}",
+                f"{statistics.mean(r['seconds_per_epoch'] for r in records):.2f}",
+            ]
+        )
+    table = format_table(headers, rows)
+    print(f"\n{bundle.name}: test metrics, mean ± std over seeds {seeds}\n{table}")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(table + "\n", out / "table.txt")
+    atomic_write_text(
+        json.dumps({f"{a}+{w}": r for (a, w), r in runs.items()}, indent=2), out / "results.json"
+    )
+    return 0

@@ -1,0 +1,302 @@
+"""``mtlkit group``: should these tasks be learned together?
+
+One short training run of the configured shared model measures the lookahead affinity
+``Z(i→j)`` (TAG) and the gradient relations of every task pair; the tasks are then split into at
+most ``--groups`` groups maximizing total affinity. Prints the matrices, a verdict per pair and
+the groups; writes ``groups.json`` and heatmap/line PNGs to the run directory. With
+``--train-groups`` it also trains the all-in-one, single-task and grouped models and reports
+each task's test metrics and Δm; with ``--pairwise`` it trains every pair (direct transfer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from mtlkit.analysis.grouping import OBJECTIVES, best_partition
+from mtlkit.analysis.plots import plot_cosine_over_training, plot_matrix
+from mtlkit.analysis.relatedness import (
+    measure_relatedness,
+    metrics_of,
+    pairwise_transfer,
+    train_groupings,
+    with_overrides,
+)
+from mtlkit.analysis.report import comparison_table, format_table
+from mtlkit.analysis.verdict import (
+    DEFAULT_THRESHOLD,
+    matrix_table,
+    pair_verdicts,
+    transfer_ratio,
+    verdict_table,
+)
+from mtlkit.config import ConfigError, load_config
+from mtlkit.training.checkpoint import atomic_write_text
+
+
+def add_group_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``mtlkit group`` (same data/model/training flags as ``train``)."""
+    p = subparsers.add_parser(
+        "group",
+        help="task relatedness: affinity, gradient relations and task groups",
+        description=(
+            "Measure inter-task affinity (TAG lookahead) and gradient relations in one short "
+            "run, choose at most K task groups maximizing total affinity, and optionally train "
+            "and compare them."
+        ),
+    )
+    p.add_argument("--config", help="YAML config file (flags override its fields)")
+    p.add_argument("--groups", type=int, default=2, metavar="K", help="model budget (default 2)")
+    p.add_argument("--exactly", action="store_true", help="exactly K groups (default: at most K)")
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="mean",
+        help="group score: mean affinity onto each member (TAG, default) or sum over pairs",
+    )
+    p.add_argument(
+        "--search",
+        choices=("auto", "exact", "heuristic"),
+        default="auto",
+        help="partition search: exact up to 12 tasks, heuristic beyond (auto)",
+    )
+    p.add_argument("--every", type=int, default=1, help="measure every N training steps")
+    p.add_argument(
+        "--lookahead-lr",
+        type=float,
+        dest="lookahead_lr",
+        help="lookahead step size (default: the optimizer's current learning rate)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"verdict threshold on the mean transfer ratio (default {DEFAULT_THRESHOLD})",
+    )
+    p.add_argument(
+        "--train-groups",
+        action="store_true",
+        dest="train_groups",
+        help="also train all-in-one, single-task and grouped models; report metrics and Δm",
+    )
+    p.add_argument(
+        "--pairwise", action="store_true", help="also train every task pair (direct transfer)"
+    )
+    p.add_argument("--data", help="your own CSV or Parquet file (instead of --dataset)")
+    p.add_argument(
+        "--task",
+        action="append",
+        dest="tasks",
+        metavar="NAME:KIND:COLUMN",
+        help="a task of --data (repeatable)",
+    )
+    p.add_argument("--features", help="comma-separated feature columns of --data")
+    p.add_argument("--categorical", help="comma-separated columns to one-hot encode")
+    p.add_argument("--id-column", dest="id_column", help="an id column of --data")
+    p.add_argument("--split", help="random, stratified or column")
+    p.add_argument("--stratify", help="task to stratify the split on")
+    p.add_argument("--split-column", dest="split_column", help="column holding train/val/test")
+    p.add_argument("--dataset", help="built-in dataset: multimnist, penguins, digits, synthetic")
+    p.add_argument("--arch", help="shared architecture of the measuring run (default hps)")
+    p.add_argument("--encoder", help="encoder, e.g. mlp or lenet")
+    p.add_argument("--weighting", help="loss weighting / gradient aggregation strategy")
+    p.add_argument("--epochs", type=int, help="epochs of the measuring run (and trained models)")
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", help="any torch.optim optimizer by name")
+    p.add_argument("--mode", help="joint or alternating")
+    p.add_argument("--patience", type=int, help="early stopping patience (epochs)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", help="run directory (default runs/<dataset>-group)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set data.options.n_train=2000",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return p
+
+
+def _scale(matrix: np.ndarray) -> int:
+    finite = np.abs(matrix[np.isfinite(matrix)])
+    top = float(finite.max()) if finite.size else 0.0
+    return 0 if top == 0 or top >= 0.1 else -math.floor(math.log10(top))
+
+
+def _nested(matrix: np.ndarray) -> list:
+    return [[None if not math.isfinite(v) else float(v) for v in row] for row in matrix.tolist()]
+
+
+def group(args: argparse.Namespace) -> int:
+    from mtlkit.cli.commands import _overrides
+    from mtlkit.training.run import load_bundle
+
+    if args.groups < 1:
+        raise ConfigError(f"--groups: expected K >= 1, got {args.groups}")
+    if args.every < 1:
+        raise ConfigError(f"--every: expected N >= 1, got {args.every}")
+    if args.lookahead_lr is not None and args.lookahead_lr <= 0:
+        raise ConfigError(f"--lookahead-lr: expected a value > 0, got {args.lookahead_lr}")
+    if args.threshold < 0:
+        raise ConfigError(f"--threshold: expected a value >= 0, got {args.threshold}")
+    config = load_config(args.config, _overrides(args))
+    if config.data.path:
+        config.data.path = str(Path(config.data.path).resolve())
+    if config.model.arch == "stl":
+        raise ConfigError(
+            "model.arch: stl shares nothing between tasks; measure relatedness with a shared "
+            "architecture such as hps"
+        )
+    name = Path(config.data.path).stem if config.data.path else config.data.dataset
+    out = Path(config.out or f"runs/{name}-group")
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise ConfigError(
+            f"out: run directory {str(out)!r} already exists; pass --overwrite to replace it"
+        )
+    bundle = load_bundle(config)
+    names = bundle.task_names
+    if len(names) < 2:
+        raise ConfigError(f"group: {bundle.name} has {len(names)} task; grouping needs two")
+    if args.groups > len(names):
+        raise ConfigError(f"--groups: {args.groups} groups for only {len(names)} tasks")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), out / "config.yaml")
+
+    print(
+        f"{bundle.name}: {len(names)} tasks; measuring affinity with {config.model.arch} over "
+        f"{config.training.epochs} epoch(s), every {args.every} step(s) ...",
+        flush=True,
+    )
+    rel = measure_relatedness(config, bundle, every=args.every, lr=args.lookahead_lr)
+    affinity = rel.affinity.numpy()
+    relations = rel.relations
+    cosine = relations.cosine.numpy()
+    conflict = relations.conflict_rate.numpy()
+    grouping = best_partition(
+        affinity, args.groups, exactly=args.exactly, objective=args.objective, method=args.search
+    )
+    groups = grouping.named(names)
+
+    results: dict[str, Any] = {
+        "dataset": bundle.name,
+        "tasks": names,
+        "budget": args.groups,
+        "exactly": args.exactly,
+        "objective": args.objective,
+        "search": grouping.method,
+        "groups": groups,
+        "score": grouping.score,
+        "affinity": _nested(affinity),
+        "transfer_ratio": _nested(transfer_ratio(affinity)),
+        "gradients": relations.to_dict(),
+        "measurement": {
+            "arch": config.model.arch,
+            "epochs": config.training.epochs,
+            "every": args.every,
+            "lookahead_lr": args.lookahead_lr if args.lookahead_lr else "optimizer lr",
+            "optimizer": config.optim.name,
+            "lr": config.optim.lr,
+            "steps_recorded": len(rel.steps),
+            "train_seconds": rel.train_seconds,
+            "callback_seconds": rel.callback_seconds,
+            "overhead": rel.overhead,
+        },
+        "command": "mtlkit " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["group"] else None,
+    }
+
+    scale = _scale(affinity)
+    unit = f" × 1e{scale}" if scale else ""
+    print(f"\naffinity Z(i→j){unit}: row i = task stepped on, column j = task whose loss moves")
+    print(matrix_table(affinity * 10.0**scale, names, "+.3f", "i \\ j"))
+    print("\ngradient cosine (mean over recorded steps)")
+    print(matrix_table(cosine, names, "+.3f"))
+    print("\nconflict rate (share of recorded steps with gᵢ·gⱼ < 0)")
+    print(matrix_table(conflict, names, ".2f"))
+
+    pairwise = None
+    stl = None
+    if args.pairwise:
+        from mtlkit.analysis.relatedness import _subset_config
+        from mtlkit.training.run import train_run
+
+        print("\ntraining single-task models (stl) ...", flush=True)
+        stl = train_run(_subset_config(config, names, "stl"), out / "stl", True, bundle).test
+        pairwise = pairwise_transfer(config, bundle, stl, out)
+        results["pairwise"] = [{"tasks": list(pair), **gains} for pair, gains in pairwise.items()]
+    verdicts = pair_verdicts(
+        affinity, names, args.threshold, cosine=cosine, conflict_rate=conflict, pairwise=pairwise
+    )
+    results["verdicts"] = verdicts
+    results["threshold"] = args.threshold
+    print(
+        f"\nverdict per pair (τ̄ = mean transfer ratio; helps ≥ {args.threshold:g}, "
+        f"hurts ≤ {-args.threshold:g})"
+    )
+    print(verdict_table(verdicts))
+    if pairwise is not None:
+        rows = [
+            [f"{a} + {b}", f"{g[a]:+.2f}", f"{g[b]:+.2f}", f"{g['delta_m']:+.2f}"]
+            for (a, b), g in pairwise.items()
+        ]
+        print("\npairwise transfer: each task's Δm % in the pair model vs its single-task model")
+        print(format_table(["pair", "Δm task i", "Δm task j", "mean"], rows))
+
+    budget = f"exactly {args.groups}" if args.exactly else f"at most {args.groups}"
+    print(
+        f"\ngroups ({budget}, objective {args.objective}, {grouping.method} search, "
+        f"total affinity {grouping.score:+.4g}):"
+    )
+    for i, g in enumerate(groups, 1):
+        print(f"  group {i}: {', '.join(g)}")
+    print(
+        f"measured at {len(rel.steps)} steps; affinity recording took {rel.callback_seconds:.1f}s "
+        f"of {rel.train_seconds:.1f}s training (overhead {100 * rel.overhead:.0f}% over training "
+        "without it)"
+    )
+
+    plots = [
+        plot_matrix(
+            affinity * 10.0**scale,
+            names,
+            out / "affinity.png",
+            title=f"{bundle.name}: affinity Z(i→j){unit}",
+        ),
+        plot_matrix(
+            cosine,
+            names,
+            out / "cosine.png",
+            title=f"{bundle.name}: mean gradient cosine",
+            xlabel="task j",
+            ylabel="task i",
+        ),
+        plot_cosine_over_training(
+            relations.steps,
+            relations.cosine_series,
+            names,
+            out / "cosine_over_training.png",
+            title=f"{bundle.name}: gradient cosine over training",
+        ),
+    ]
+    results["plots"] = [p.name for p in plots]
+    atomic_write_text(json.dumps(results, indent=2), out / "groups.json")
+
+    if args.train_groups:
+        print()
+        training = train_groupings(with_overrides(config, {}), bundle, groups, out, stl=stl)
+        results["training"] = training.to_dict()
+        atomic_write_text(json.dumps(results, indent=2), out / "groups.json")
+        print(f"\n{bundle.name}: test metrics (grouped = {' | '.join(map(', '.join, groups))})")
+        print(comparison_table(training.results, metrics_of(bundle), training.delta))
+    print(f"\nwrote {out / 'groups.json'} and {', '.join(p.name for p in plots)}")
+    return 0

@@ -1,0 +1,30 @@
+"""Random loss weighting (RLW): fresh random weights every step."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mtlkit.weighting._random import SeededMixin
+from mtlkit.weighting.base import LossWeighting, StepContext
+
+
+class RandomLossWeighting(SeededMixin, LossWeighting):
+    """Lin et al., "Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-Task
+    Learning", TMLR 2022: ``w = softmax(z)``, ``z ~ N(0, I_T)``, drawn every step from the
+    strategy's seeded generator (the weights sum to 1, as in the paper)."""
+
+    def __init__(self, num_tasks: int, seed: int | None = 0) -> None:
+        super().__init__()
+        self.num_tasks = num_tasks
+        self._init_generator(seed)
+
+    def weights(self, losses: Tensor) -> Tensor:
+        """A fresh draw (each call advances the generator)."""
+        z = torch.randn(losses.shape[0], generator=self.generator, dtype=torch.float64)
+        return torch.softmax(z, dim=0).to(losses)
+
+    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
+        weights = self.weights(losses.detach())
+        (weights * losses).sum().backward()
+        return weights
