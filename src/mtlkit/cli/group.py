@@ -26,8 +26,8 @@ from mtlkit.analysis.relatedness import (
     measure_relatedness,
     metrics_of,
     pairwise_transfer,
+    subset_config,
     train_groupings,
-    with_overrides,
 )
 from mtlkit.analysis.report import comparison_table, format_table
 from mtlkit.analysis.verdict import (
@@ -227,11 +227,10 @@ def group(args: argparse.Namespace) -> int:
     pairwise = None
     stl = None
     if args.pairwise:
-        from mtlkit.analysis.relatedness import _subset_config
         from mtlkit.training.run import train_run
 
         print("\ntraining single-task models (stl) ...", flush=True)
-        stl = train_run(_subset_config(config, names, "stl"), out / "stl", True, bundle).test
+        stl = train_run(subset_config(config, names, "stl"), out / "stl", True, bundle).test
         pairwise = pairwise_transfer(config, bundle, stl, out)
         results["pairwise"] = [{"tasks": list(pair), **gains} for pair, gains in pairwise.items()]
     verdicts = pair_verdicts(

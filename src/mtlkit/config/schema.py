@@ -134,6 +134,8 @@ class Config:
     select_tasks: list[str] | None = None
     """Train on these tasks of the dataset only (default: all)."""
     seed: int = 0
+    threads: int | None = None
+    """CPU threads for torch (``torch.set_num_threads``); default: torch's own choice."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     out: str | None = None
@@ -155,6 +157,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "regularization.strength": (0.0, None),
     "regularization.l1_ratio": (0.0, 1.0),
     "optim.trunk_lr_scale": (0.0, None),
+    "threads": (1, None),
     "model.freeze_stages": (1, None),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {

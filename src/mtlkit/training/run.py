@@ -330,6 +330,8 @@ def train_run(
     With ``resume=True`` training continues exactly from ``run_dir/checkpoint.pt``.
     """
     seed_everything(config.seed)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     bundle = bundle or load_bundle(config)
     model, transfer = prepare_transfer(config, build_model(config, bundle), bundle)
     trainer = build_trainer(config, model, bundle, transfer)
