@@ -11,6 +11,12 @@ Sampling rules for multi-input data (``sampling=``):
   epoch, so tasks with more data keep going after the smaller ones are exhausted.
 - ``"proportional"``: every step holds one task drawn with probability proportional to its size;
   an epoch has as many steps as all tasks' batches together.
+
+Data-parallel training (``world_size > 1``): every rank's loader draws the same global batches
+(same seed, same generator) and yields only its contiguous part of each one — of the single
+batch, or of every task's batch for multi-input data (see :mod:`mtlkit.distributed.sampler`).
+``batch_size`` stays the *global* batch size, so a config means the same thing for any number
+of processes, and the number of steps per epoch does not depend on it either.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import torch
 from torch import Tensor
 
 from mtlkit.data.datasets import MultiInputDataset, MultiTaskDataset
+from mtlkit.distributed.sampler import shard_slice
 
 Batch = tuple[Tensor | dict[str, Tensor], dict[str, Tensor]]
 SAMPLING_RULES = ("joint", "round_robin", "proportional")
@@ -42,6 +49,8 @@ class BatchLoader:
         seed: int = 0,
         sampling: str = "joint",
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
@@ -54,6 +63,9 @@ class BatchLoader:
         self.shuffle = shuffle
         self.sampling = sampling
         self.drop_last = drop_last
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside a world of {world_size} processes")
+        self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
 
     def _order(self, n: int) -> Tensor:
@@ -78,7 +90,8 @@ class BatchLoader:
 
     def _slices(self, order: Tensor) -> Iterator[Tensor]:
         for b in range(self._num_batches(len(order))):
-            yield order[b * self.batch_size : (b + 1) * self.batch_size]
+            index = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield shard_slice(index, self.rank, self.world_size)
 
     def _single(self) -> Iterator[Batch]:
         ds = self.dataset
@@ -134,6 +147,16 @@ def make_loader(
     shuffle: bool = True,
     seed: int = 0,
     sampling: str = "joint",
+    rank: int = 0,
+    world_size: int = 1,
 ) -> BatchLoader:
     """A :class:`BatchLoader` over ``dataset`` (see the module docstring for ``sampling``)."""
-    return BatchLoader(dataset, batch_size, shuffle=shuffle, seed=seed, sampling=sampling)
+    return BatchLoader(
+        dataset,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        sampling=sampling,
+        rank=rank,
+        world_size=world_size,
+    )

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mtlkit.data.builtin._split import make_split, standardize_targets
+from mtlkit.data.builtin._split import tabular_bundle
 from mtlkit.data.bundle import DatasetBundle
 from mtlkit.data.tabular import TabularPreprocessor
 from mtlkit.tasks import IGNORE_INDEX, TASK_KINDS, Task
@@ -254,18 +254,13 @@ def load_table(
     numeric = [c for c in features if c not in categorical and _is_numeric(frame[c], c, path)]
     cats = [c for c in features if c not in numeric]
     pre = TabularPreprocessor(numeric, cats).fit(frame.iloc[train])
-    x = pre.transform(frame)
-    targets, scaling = standardize_targets(task_list, targets, train)
-    return DatasetBundle(
-        name=path.stem,
-        tasks=task_list,
-        train=make_split(x, targets, task_list, train),
-        val=make_split(x, targets, task_list, val),
-        test=make_split(x, targets, task_list, test),
-        input_shape=(x.shape[1],),
-        default_encoder="mlp",
+    return tabular_bundle(
+        path.stem,
+        task_list,
+        pre.transform(frame),
+        targets,
+        (train, val, test),
         preprocessor=pre,
-        target_scaling=scaling,
         target_columns={t.name: "+".join(t.columns) for t in tasks},
         description=f"table {path.name}",
     )

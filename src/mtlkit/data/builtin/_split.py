@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
+from mtlkit.data.bundle import DatasetBundle
 from mtlkit.data.datasets import MultiTaskDataset, as_tensor_targets
 from mtlkit.tasks import Task
 
@@ -42,4 +45,28 @@ def make_split(
     return MultiTaskDataset(
         torch.as_tensor(features[index], dtype=torch.float32),
         {name: as_tensor_targets(y[index], kinds[name]) for name, y in targets.items()},
+    )
+
+
+def tabular_bundle(
+    name: str,
+    tasks: list[Task],
+    features: np.ndarray,
+    targets: dict[str, np.ndarray],
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    **fields: Any,
+) -> DatasetBundle:
+    """A bundle of a feature matrix, with regression targets standardized on the train split."""
+    train, val, test = splits
+    targets, scaling = standardize_targets(tasks, targets, train)
+    return DatasetBundle(
+        name=name,
+        tasks=tasks,
+        train=make_split(features, targets, tasks, train),
+        val=make_split(features, targets, tasks, val),
+        test=make_split(features, targets, tasks, test),
+        input_shape=(features.shape[1],),
+        default_encoder="mlp",
+        target_scaling=scaling,
+        **fields,
     )

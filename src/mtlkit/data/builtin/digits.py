@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from mtlkit.data.builtin._split import make_split, split_indices
+from mtlkit.data.builtin._split import split_indices, tabular_bundle
 from mtlkit.data.bundle import DatasetBundle
 from mtlkit.tasks import Task
 
@@ -22,14 +22,11 @@ def load_digits(seed: int = 0) -> DatasetBundle:
         Task("ge5", "binary", class_names=["<5", ">=5"]),
     ]
     targets = {"digit": digit, "parity": digit % 2, "ge5": (digit >= 5).astype(int)}
-    train, val, test = split_indices(len(digit), 0.2, 0.2, seed=seed)
-    return DatasetBundle(
-        name="digits",
-        tasks=tasks,
-        train=make_split(features, targets, tasks, train),
-        val=make_split(features, targets, tasks, val),
-        test=make_split(features, targets, tasks, test),
-        input_shape=(features.shape[1],),
-        default_encoder="mlp",
+    return tabular_bundle(
+        "digits",
+        tasks,
+        features,
+        targets,
+        split_indices(len(digit), 0.2, 0.2, seed=seed),
         description="sklearn 8x8 digits; tasks: digit, parity, digit >= 5",
     )

@@ -7,7 +7,7 @@ Features: bill length, bill depth, flipper length (numeric) and island (categori
 
 from __future__ import annotations
 
-from mtlkit.data.builtin._split import make_split, split_indices, standardize_targets
+from mtlkit.data.builtin._split import split_indices, tabular_bundle
 from mtlkit.data.bundle import DatasetBundle
 from mtlkit.data.tabular import TabularPreprocessor
 from mtlkit.tasks import IGNORE_INDEX, Task
@@ -34,18 +34,13 @@ def load_penguins(seed: int = 0) -> DatasetBundle:
     }
     train, val, test = split_indices(len(frame), 0.2, 0.2, seed=seed)
     pre = TabularPreprocessor(NUMERIC, CATEGORICAL).fit(frame.iloc[train])
-    features = pre.transform(frame)
-    targets, scaling = standardize_targets(tasks, targets, train)
-    return DatasetBundle(
-        name="penguins",
-        tasks=tasks,
-        train=make_split(features, targets, tasks, train),
-        val=make_split(features, targets, tasks, val),
-        test=make_split(features, targets, tasks, test),
-        input_shape=(features.shape[1],),
-        default_encoder="mlp",
+    return tabular_bundle(
+        "penguins",
+        tasks,
+        pre.transform(frame),
+        targets,
+        (train, val, test),
         preprocessor=pre,
-        target_scaling=scaling,
         target_columns={"species": "species", "sex": "sex", "body_mass": "body_mass_g"},
         description="Palmer penguins; tasks: species, sex (some missing), body mass",
     )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mtlkit.data.builtin._split import make_split, split_indices, standardize_targets
+from mtlkit.data.builtin._split import split_indices, tabular_bundle
 from mtlkit.data.bundle import DatasetBundle
 from mtlkit.tasks import Task
 
@@ -62,15 +62,11 @@ def load_synthetic(
             targets[name] = (score + noise * rng.standard_normal(n_samples) > 0).astype(int)
         tasks.append(Task(name, kind))
     train, val, test = split_indices(n_samples, 0.2, 0.2, seed=seed)
-    targets, scaling = standardize_targets(tasks, targets, train)
-    return DatasetBundle(
-        name="synthetic",
-        tasks=tasks,
-        train=make_split(x, targets, tasks, train),
-        val=make_split(x, targets, tasks, val),
-        test=make_split(x, targets, tasks, test),
-        input_shape=(n_features,),
-        default_encoder="mlp",
-        target_scaling=scaling,
+    return tabular_bundle(
+        "synthetic",
+        tasks,
+        x,
+        targets,
+        (train, val, test),
         description=f"{num_tasks} synthetic {kind} tasks, relatedness {relatedness}",
     )
