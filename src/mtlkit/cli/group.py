@@ -37,6 +37,7 @@ from mtlkit.analysis.verdict import (
     transfer_ratio,
     verdict_table,
 )
+from mtlkit.cli.flags import add_run_flags
 from mtlkit.config import ConfigError, load_config
 from mtlkit.training.checkpoint import atomic_write_text
 
@@ -52,7 +53,6 @@ def add_group_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
             "and compare them."
         ),
     )
-    p.add_argument("--config", help="YAML config file (flags override its fields)")
     p.add_argument("--groups", type=int, default=2, metavar="K", help="model budget (default 2)")
     p.add_argument("--exactly", action="store_true", help="exactly K groups (default: at most K)")
     p.add_argument(
@@ -89,42 +89,7 @@ def add_group_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument(
         "--pairwise", action="store_true", help="also train every task pair (direct transfer)"
     )
-    p.add_argument("--data", help="your own CSV or Parquet file (instead of --dataset)")
-    p.add_argument(
-        "--task",
-        action="append",
-        dest="tasks",
-        metavar="NAME:KIND:COLUMN",
-        help="a task of --data (repeatable)",
-    )
-    p.add_argument("--features", help="comma-separated feature columns of --data")
-    p.add_argument("--categorical", help="comma-separated columns to one-hot encode")
-    p.add_argument("--id-column", dest="id_column", help="an id column of --data")
-    p.add_argument("--split", help="random, stratified or column")
-    p.add_argument("--stratify", help="task to stratify the split on")
-    p.add_argument("--split-column", dest="split_column", help="column holding train/val/test")
-    p.add_argument("--dataset", help="built-in dataset: multimnist, penguins, digits, synthetic")
-    p.add_argument("--arch", help="shared architecture of the measuring run (default hps)")
-    p.add_argument("--encoder", help="encoder, e.g. mlp or lenet")
-    p.add_argument("--weighting", help="loss weighting / gradient aggregation strategy")
-    p.add_argument("--epochs", type=int, help="epochs of the measuring run (and trained models)")
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", help="any torch.optim optimizer by name")
-    p.add_argument("--mode", help="joint or alternating")
-    p.add_argument("--patience", type=int, help="early stopping patience (epochs)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--out", help="run directory (default runs/<dataset>-group)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config field, e.g. --set data.options.n_train=2000",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_run_flags(p, out_help="run directory (default runs/<dataset>-group)")
     return p
 
 
@@ -292,7 +257,7 @@ def group(args: argparse.Namespace) -> int:
 
     if args.train_groups:
         print()
-        training = train_groupings(with_overrides(config, {}), bundle, groups, out, stl=stl)
+        training = train_groupings(config, bundle, groups, out, stl=stl)
         results["training"] = training.to_dict()
         atomic_write_text(json.dumps(results, indent=2), out / "groups.json")
         print(f"\n{bundle.name}: test metrics (grouped = {' | '.join(map(', '.join, groups))})")

@@ -247,8 +247,12 @@ def load_table(
         strata,
         frame[split_column] if split == "column" else None,
     )
-    if len(train) == 0:
-        raise DataError(f"data.split: no training rows in {str(path)!r}")
+    for part, rows in (("train", train), ("val", val), ("test", test)):
+        if len(rows) == 0:
+            raise DataError(
+                f"data.split: the {part} split of {str(path)!r} ({len(frame)} rows) is empty; "
+                "use more rows or larger data.val_size/data.test_size"
+            )
     _check_labels(task_list, targets, train, path)
 
     numeric = [c for c in features if c not in categorical and _is_numeric(frame[c], c, path)]
