@@ -4,8 +4,10 @@ Inputs ``x ~ N(0, I_d)``. Task ``t`` belongs to cluster ``c(t)`` with direction 
 weight vector is ``w_t = sign_t (√ρ u_c + √(1−ρ) v_t)`` with a private direction ``v_t`` (all unit
 Gaussian directions), so ``ρ`` ∈ [0, 1] sets the relatedness inside a cluster (ρ = 1: identical
 tasks, ρ = 0: unrelated). Tasks listed in ``conflicting`` get ``sign_t = −1``: they pull against
-their cluster. Targets are ``y = tanh(x·w_t) · 2 + ε`` (``regression``) or ``1[x·w_t + ε > 0]``
-(``binary``), with ``ε ~ N(0, noise²)``.
+their cluster — in the targets; a task head can absorb a sign flip, so such a task need not
+conflict in gradient (for a task unrelated to the rest, give it a cluster of its own).
+Targets are ``y = tanh(x·w_t) · 2 + ε`` (``regression``) or ``1[x·w_t + ε > 0]`` (``binary``),
+with ``ε ~ N(0, noise²)``.
 """
 
 from __future__ import annotations
