@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from mtlkit.cli import commands
 from mtlkit.cli.compare import add_compare_parser, compare
+from mtlkit.cli.flags import add_run_flags
+from mtlkit.cli.group import add_group_parser
+from mtlkit.cli.group import group as group_command
 from mtlkit.config import ConfigError
+from mtlkit.distributed import DistributedError
 from mtlkit.training import NonFiniteLossError
 
 FLAG_FIELDS = {
@@ -41,23 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a multi-task model")
-    train.add_argument("--config", help="YAML config file (flags override its fields)")
-    train.add_argument("--data", help="your own CSV or Parquet file (instead of --dataset)")
+    add_run_flags(train, out_help="run directory (default runs/<dataset>-<arch>)")
     train.add_argument(
-        "--task",
-        action="append",
-        dest="tasks",
-        metavar="NAME:KIND:COLUMN",
-        help="a task of --data: kind multiclass, binary, multilabel or regression (repeatable)",
+        "--baselines", action="store_true", help="also train single-task baselines and report Δm"
     )
-    train.add_argument("--features", help="comma-separated feature columns of --data")
-    train.add_argument("--categorical", help="comma-separated columns to one-hot encode")
-    train.add_argument(
-        "--id-column", dest="id_column", help="an id column of --data (not a feature)"
-    )
-    train.add_argument("--split", help="random, stratified or column")
-    train.add_argument("--stratify", help="task to stratify the split on")
-    train.add_argument("--split-column", dest="split_column", help="column holding train/val/test")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     train.add_argument(
         "--init-from",
@@ -68,33 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--print-model", action="store_true", help="show the model's structure and exit"
     )
-    train.add_argument(
-        "--dataset", help="built-in dataset: multimnist, penguins, digits, synthetic"
-    )
-    train.add_argument("--arch", help="architecture, e.g. hps or stl")
-    train.add_argument("--encoder", help="encoder, e.g. mlp or lenet")
-    train.add_argument("--weighting", help="loss weighting / gradient aggregation strategy")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int, dest="batch_size")
-    train.add_argument("--lr", type=float)
-    train.add_argument("--optimizer", help="any torch.optim optimizer by name")
-    train.add_argument("--mode", help="joint or alternating")
-    train.add_argument("--patience", type=int, help="early stopping patience (epochs)")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    train.add_argument("--out", help="run directory (default runs/<dataset>-<arch>)")
-    train.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config field, e.g. --set regularization.kind=l2 (YAML value)",
-    )
-    train.add_argument(
-        "--baselines", action="store_true", help="also train single-task baselines and report Δm"
-    )
-    train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    train.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     evaluate = sub.add_parser("evaluate", help="test metrics of a finished run")
     evaluate.add_argument("run_dir")
@@ -110,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_compare_parser(sub)
+    add_group_parser(sub)
 
     demo = sub.add_parser("demo", help="the main job: STL vs HPS on multimnist and penguins")
     demo.add_argument("--out", default="runs")
@@ -120,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "train" and int(os.environ.get("RANK", "0")) > 0:
+        # under torchrun only rank 0 prints reports; errors still go to every rank's stderr
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     try:
         handler = {
             "train": commands.train,
@@ -127,11 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "predict": commands.predict,
             "demo": commands.demo,
             "compare": compare,
+            "group": group_command,
         }[args.command]
         return handler(args) or 0
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"mtlkit {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except DistributedError as err:
+        print(f"mtlkit {args.command}: distributed training failed: {err}", file=sys.stderr)
+        return 1
     except NonFiniteLossError as err:
         print(
             f"mtlkit {args.command}: training stopped: {err}; the last checkpoint is kept",

@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 
 from mtlkit.data import BatchLoader, MultiInputDataset, MultiTaskDataset
+from mtlkit.distributed.env import DistContext
+from mtlkit.distributed.sampler import shard_bounds
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task, compute_metrics
 
@@ -25,8 +27,14 @@ def collect_outputs(
     dataset: MultiTaskDataset | MultiInputDataset,
     batch_size: int = 512,
     device: torch.device | str = "cpu",
+    distributed: DistContext | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Raw outputs and targets of every task over a whole split, in dataset order."""
+    """Raw outputs and targets of every task over a whole split, in dataset order.
+
+    With ``distributed``, every rank runs the model on its contiguous share of each split and
+    the outputs are gathered (in rank order, i.e. dataset order) on every rank: the metrics then
+    come from the whole split, exactly as in one process (no averaging of per-rank metrics).
+    """
     model.eval()
     device = torch.device(device)
     outputs: dict[str, list[Tensor]] = {}
@@ -37,6 +45,9 @@ def collect_outputs(
     else:
         parts, multi_input = [dataset], False
     for part in parts:
+        if distributed is not None:
+            start, end = shard_bounds(len(part), distributed.rank, distributed.world_size)
+            part = part.subset(torch.arange(start, end))
         for inputs, target in BatchLoader(part, batch_size, shuffle=False):
             if multi_input:
                 inputs = {name: inputs for name in target}
@@ -44,6 +55,18 @@ def collect_outputs(
             for name, y in target.items():
                 outputs.setdefault(name, []).append(out[name].float().cpu())
                 targets.setdefault(name, []).append(y)
+    if distributed is not None:
+        local = (
+            {k: torch.cat(v) for k, v in outputs.items()},
+            {k: torch.cat(v) for k, v in targets.items()},
+        )
+        gathered = distributed.all_gather_object(local, "evaluation gather")
+        outputs, targets = {}, {}
+        for rank_outputs, rank_targets in gathered:
+            for k, v in rank_outputs.items():
+                outputs.setdefault(k, []).append(v)
+            for k, v in rank_targets.items():
+                targets.setdefault(k, []).append(v)
     return (
         {k: torch.cat(v) for k, v in outputs.items()},
         {k: torch.cat(v) for k, v in targets.items()},
@@ -64,13 +87,14 @@ def evaluate(
     batch_size: int = 512,
     device: torch.device | str = "cpu",
     target_scaling: Mapping[str, tuple[float, float]] | None = None,
+    distributed: DistContext | None = None,
 ) -> dict[str, dict[str, float]]:
     """``{task: {metric: value, "loss": mean loss}}`` over a split.
 
     Regression metrics are in the targets' original units (``target_scaling`` undone).
     """
     target_scaling = target_scaling or {}
-    outputs, targets = collect_outputs(model, dataset, batch_size, device)
+    outputs, targets = collect_outputs(model, dataset, batch_size, device, distributed)
     results: dict[str, dict[str, float]] = {}
     for task in tasks:
         if task.name not in outputs:

@@ -8,6 +8,9 @@ A run directory holds:
 - ``checkpoint.pt``: the full training state after the last epoch (atomic);
 - ``model.pt``: the weights of the best validation epoch;
 - ``summary.json``: final test metrics of every task (and Δm when baselines ran).
+
+Under ``torchrun`` (several processes) the same function runs on every rank: each trains on its
+shard of every batch (see :mod:`mtlkit.distributed`), and rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import yaml
 from mtlkit.config import Config, ConfigError
 from mtlkit.data import DatasetBundle, TabularPreprocessor, load_dataset, make_loader
 from mtlkit.data.table import TableTask, load_table
+from mtlkit.distributed.env import DistContext, DistributedError, init_from_env
 from mtlkit.models import MultiTaskModel, make_encoder, make_model
 from mtlkit.tasks import Task
 from mtlkit.training.checkpoint import (
@@ -210,6 +214,7 @@ def build_trainer(
     model: MultiTaskModel,
     bundle: DatasetBundle,
     transfer: Transfer | None = None,
+    distributed: DistContext | None = None,
 ) -> Trainer:
     try:
         weighting = make_weighting(
@@ -239,11 +244,12 @@ def build_trainer(
             reg_scope=config.regularization.scope,
             grad_clip=config.training.grad_clip,
             monitor=config.training.monitor,
-            device=resolve_device(config.device),
+            device=distributed.device if distributed else resolve_device(config.device),
             target_scaling=bundle.target_scaling,
             progress=config.training.progress,
             on_nonfinite=config.training.on_nonfinite,
             param_groups=_param_groups(config, model, transfer),
+            distributed=distributed,
         )
     except ValueError as err:
         raise ConfigError(str(err)) from None
@@ -304,7 +310,7 @@ def _log_tensorboard(writer, record: dict[str, Any]) -> None:
     writer.flush()
 
 
-def _resume_state(path: Path, trainer: Trainer, loader) -> None:
+def _resume_state(path: Path, trainer: Trainer, loader, is_main: bool = True) -> None:
     checkpoint = path / "checkpoint.pt"
     if not checkpoint.is_file():
         raise ConfigError(f"--resume: {str(path)!r} has no checkpoint.pt to resume from")
@@ -313,7 +319,8 @@ def _resume_state(path: Path, trainer: Trainer, loader) -> None:
     loader.load_state_dict(state["loader"])
     set_rng_states(state["rng"])
     log = path / "metrics.jsonl"
-    if log.is_file():  # drop records of epochs that ended after the checkpoint was written
+    # drop records of epochs that ended after the checkpoint was written
+    if is_main and log.is_file():
         lines = log.read_text().splitlines()[: trainer.epoch]
         atomic_write_text("".join(line + "\n" for line in lines), log)
 
@@ -327,37 +334,55 @@ def train_run(
 ) -> RunResult:
     """Train one model as configured; write the run directory when ``run_dir`` is given.
 
-    With ``resume=True`` training continues exactly from ``run_dir/checkpoint.pt``.
+    With ``resume=True`` training continues exactly from ``run_dir/checkpoint.pt``. Launched by
+    ``torchrun`` it joins the process group and trains data-parallel (any number of processes,
+    also on resume).
     """
+    ctx = init_from_env(resolve_device(config.device) if config.device != "auto" else "auto")
+    is_main = ctx is None or ctx.is_main
+    if ctx is not None:
+        ctx.check_same(config.to_dict(), "the configuration")
     seed_everything(config.seed)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     bundle = bundle or load_bundle(config)
     model, transfer = prepare_transfer(config, build_model(config, bundle), bundle)
-    trainer = build_trainer(config, model, bundle, transfer)
+    trainer = build_trainer(config, model, bundle, transfer, distributed=ctx)
     before = None
     if transfer is not None and transfer.old_tasks and not resume:
         tested = trainer.evaluate(bundle.test)
         before = {k: v for k, v in tested.items() if k in transfer.old_tasks}
     loader = make_loader(
-        bundle.train, config.data.batch_size, seed=config.seed, sampling=config.data.sampling
+        bundle.train,
+        config.data.batch_size,
+        seed=config.seed,
+        sampling=config.data.sampling,
+        rank=ctx.rank if ctx else 0,
+        world_size=ctx.world_size if ctx else 1,
     )
     if resume:
         if run_dir is None:
             raise ConfigError("--resume needs a run directory")
         path: Path | None = Path(run_dir)
-        _resume_state(path, trainer, loader)
+        _resume_state(path, trainer, loader, is_main)
     else:
-        path = prepare_run_dir(run_dir, overwrite) if run_dir is not None else None
-        if path is not None:
+        if run_dir is None:
+            path = None
+        elif is_main:
+            path = prepare_run_dir(run_dir, overwrite)
+        else:
+            path = Path(run_dir)
+        if path is not None and is_main:
             config_text = yaml.safe_dump(config.to_dict(), sort_keys=False)
             atomic_write_text(config_text, path / "config.yaml")
             metadata = json.dumps(bundle_metadata(bundle, config), indent=2)
             atomic_write_text(metadata, path / "tasks.json")
-    writer = _tensorboard_writer(config, path)
+    if ctx is not None:
+        ctx.barrier("start")
+    writer = _tensorboard_writer(config, path) if is_main else None
 
     def on_epoch_end(trainer: Trainer, record: dict[str, Any]) -> None:
-        if path is None:
+        if path is None or not is_main:
             return
         with open(path / "metrics.jsonl", "a") as log:
             log.write(json.dumps(record) + "\n")
@@ -374,14 +399,19 @@ def train_run(
             patience=config.training.patience,
             on_epoch_end=on_epoch_end,
         )
+    except DistributedError as err:
+        raise DistributedError(_failure_message(err, path)) from err
     finally:
         if writer is not None:
             writer.close()
     trainer.restore_best()
-    test = trainer.evaluate(bundle.test)
+    try:
+        test = trainer.evaluate(bundle.test)
+    except DistributedError as err:
+        raise DistributedError(_failure_message(err, path)) from err
     history = trainer.history.epochs
     seconds = sum(r["seconds"] for r in history) / max(len(history), 1)
-    if path is not None:
+    if path is not None and is_main:
         atomic_save(model.state_dict(), path / "model.pt")
         summary = {
             "arch": config.model.arch,
@@ -397,7 +427,21 @@ def train_run(
             "test": test,
         }
         atomic_write_text(json.dumps(summary, indent=2), path / "summary.json")
+    if ctx is not None:  # nobody reports success before rank 0 has written the run directory
+        ctx.barrier("finish")
     return RunResult(path, test, history, model, bundle, seconds, transfer, before)
+
+
+def _failure_message(err: DistributedError, path: Path | None) -> str:
+    if path is None:
+        return str(err)
+    checkpoint = path / "checkpoint.pt"
+    if checkpoint.is_file():
+        return (
+            f"{err}. The last checkpoint {str(checkpoint)!r} is intact; continue with "
+            f"`mtlkit train --resume {path}` (with any number of processes)"
+        )
+    return f"{err}. No epoch had finished, so there is no checkpoint in {str(path)!r}"
 
 
 def load_run(

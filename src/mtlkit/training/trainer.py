@@ -19,6 +19,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mtlkit.data import BatchLoader, MultiInputDataset, MultiTaskDataset
+from mtlkit.distributed.env import DistContext
+from mtlkit.distributed.reduce import DistributedStep, label_counts
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task, higher_is_better
 from mtlkit.training.evaluation import evaluate, mean_loss, move
@@ -111,6 +113,10 @@ class Trainer:
     monitor:
         What early stopping and model selection watch: ``"loss"`` (mean validation loss) or
         ``"TASK:METRIC"``.
+    distributed:
+        A :class:`~mtlkit.distributed.DistContext` for data-parallel training (each rank gets
+        its shard of every global batch from a sharded :class:`BatchLoader`); ``None``: one
+        process. Rank 0's model and strategy state are broadcast to every rank at construction.
     """
 
     def __init__(
@@ -138,6 +144,7 @@ class Trainer:
         on_nonfinite: str = "stop",
         step_callbacks: Sequence[StepCallback] = (),
         param_groups: list[dict[str, Any]] | None = None,
+        distributed: DistContext | None = None,
     ) -> None:
         if mode not in TRAINING_MODES:
             raise ValueError(
@@ -158,8 +165,12 @@ class Trainer:
         self.monitor = monitor
         self._monitor_sign = self._check_monitor(monitor)
         self.engine = engine or GradientEngine()
+        self.distributed = distributed
+        self.dist: DistributedStep | None = None
+        if distributed is not None:
+            self._setup_distributed(distributed)
         self.target_scaling = dict(target_scaling or {})
-        self.progress = progress
+        self.progress = progress and (distributed is None or distributed.is_main)
         self.eval_batch_size = eval_batch_size
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"training.on_nonfinite must be stop or skip, got {on_nonfinite!r}")
@@ -179,6 +190,27 @@ class Trainer:
         self.history = History()
         self.best_state: dict[str, Tensor] | None = None
         self._patience_left: int | None = None
+
+    def _setup_distributed(self, ctx: DistContext) -> None:
+        for module in self.weighting.modules():
+            if isinstance(module, Weighting) and not module.supports_sharded_representation():
+                raise ValueError(
+                    f"weighting: {type(module).__name__} is not exact with several processes "
+                    "(in mode='representation' only strategies that use the Gramian alone are: "
+                    "the representation rows are split across processes); use mode: exact"
+                )
+        self.dist = DistributedStep(ctx)
+        self.engine.reduce = self.dist.reduce_jacobian
+        self.engine.reduce_disjoint = self.dist.reduce_disjoint
+        # every rank starts from rank 0's weights and strategy state (incl. random generators)
+        model_state = ctx.broadcast_object(
+            self.model.state_dict() if ctx.is_main else None, what="model broadcast"
+        )
+        self.model.load_state_dict(model_state)
+        strategy_state = ctx.broadcast_object(
+            self.weighting.state_dict() if ctx.is_main else None, what="strategy broadcast"
+        )
+        self.weighting.load_state_dict(strategy_state)
 
     def _check_monitor(self, monitor: str) -> float:
         if monitor == "loss":
@@ -236,8 +268,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         outputs, representation = self._forward(inputs)
         losses = self.task_losses(outputs, targets)
+        if self.dist is not None:  # global values, local gradients (see mtlkit.distributed)
+            losses = self.dist.global_losses(losses, label_counts(self.tasks, targets))
         if not self._is_finite(losses):
             return None
+        self.engine.reduced_params.clear()
         if self.mode == "alternating":
             t = self.step % len(self.tasks)
             losses[t].backward()
@@ -251,6 +286,9 @@ class Trainer:
                 representation=representation,
             )
             self.weighting.backward(losses, ctx)
+        if self.dist is not None:
+            self.dist.reduce_gradients(self.model.parameters(), skip=self.engine.reduced_params)
+            self.engine.reduced_params.clear()
         self._penalty_backward()
         if self.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
@@ -303,6 +341,7 @@ class Trainer:
             batch_size=self.eval_batch_size,
             device=self.device,
             target_scaling=self.target_scaling,
+            distributed=self.distributed,
         )
 
     def fit(

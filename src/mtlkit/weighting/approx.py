@@ -61,6 +61,9 @@ class RepresentationGradients(Weighting):
     def on_epoch_end(self, epoch_losses: Tensor) -> None:
         self.inner.on_epoch_end(epoch_losses)
 
+    def supports_sharded_representation(self) -> bool:
+        return self.inner.gramian_only
+
 
 class EveryK(Weighting):
     """Recompute ``inner``'s weights every ``every`` steps; reuse them in between.

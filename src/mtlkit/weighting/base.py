@@ -53,6 +53,14 @@ class Weighting(nn.Module):
     uses_gradients: bool = False
     """Whether the strategy looks at per-task gradients (and so can run on representation
     gradients, see :mod:`mtlkit.weighting.approx`)."""
+    gramian_only: bool = False
+    """Whether it sees the per-task gradients only through their Gramian ``G = J Jᵀ``. Then
+    representation gradients stay exact when the batch rows are split across processes
+    (``G`` is a sum over rows); see :meth:`supports_sharded_representation`."""
+
+    def supports_sharded_representation(self) -> bool:
+        """Whether it is exact when ``ctx.representation`` holds only this process's rows."""
+        return True
 
     def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
         """Write the update's gradients into ``.grad``; return the task weights used (for logs)."""
@@ -85,6 +93,7 @@ class GramianWeighting(Weighting):
     """
 
     uses_gradients = True
+    gramian_only = True
 
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
         raise NotImplementedError

@@ -78,6 +78,11 @@ class GradientEngine:
     reduce:
         Applied to every Jacobian before a strategy sees it. Multi-process training passes a
         cross-process reduction here, so that strategies act on the global batch.
+    reduce_disjoint:
+        Applied instead of ``reduce`` to a Jacobian with respect to non-leaf tensors (the shared
+        representation), whose columns belong to this process's rows only. Multi-process
+        training returns a T × T factor of the global Gramian there (see
+        :meth:`mtlkit.distributed.reduce.DistributedStep.reduce_disjoint`). Default: ``reduce``.
     method:
         ``"auto"`` (measure and choose), ``"loop"`` or ``"batched"``; see the module docstring.
     probes:
@@ -89,10 +94,16 @@ class GradientEngine:
         reduce: Callable[[Tensor], Tensor] | None = None,
         method: str = "auto",
         probes: int = 2,
+        reduce_disjoint: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"engine.method: expected one of {METHODS}, got {method!r}")
         self.reduce = reduce
+        self.reduce_disjoint = reduce_disjoint
+        self.reduced_params: set[int] = set()
+        """With ``reduce`` set: ids of the leaf tensors whose gradient :meth:`accumulate` wrote
+        from a reduced Jacobian (identical on every process, so not to be all-reduced again);
+        the trainer clears it every step."""
         self.method = method
         self.probes = probes
         self._timings: dict[tuple, dict[str, list[float]]] = {}
@@ -141,14 +152,17 @@ class GradientEngine:
                 jacobian = jacobian_loop(losses, params)
             else:
                 jacobian = jacobian_batched(losses, params)
-        return self.reduce(jacobian) if self.reduce is not None else jacobian
+        if self.reduce is None:
+            return jacobian
+        if self.reduce_disjoint is not None and not all(p.is_leaf for p in params):
+            return self.reduce_disjoint(jacobian)
+        return self.reduce(jacobian)
 
     def gramian(self, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
         jacobian = self.jacobian(losses, params)
         return jacobian @ jacobian.T
 
-    @staticmethod
-    def accumulate(direction: Tensor, params: Sequence[Tensor]) -> None:
+    def accumulate(self, direction: Tensor, params: Sequence[Tensor]) -> None:
         """Add a flat direction (P,) to the gradients of ``params``.
 
         Leaf parameters get it added to ``.grad``; a non-leaf tensor (the shared representation)
@@ -162,6 +176,8 @@ class GradientEngine:
             offset += n
             if p.is_leaf:
                 p.grad = g.clone() if p.grad is None else p.grad + g
+                if self.reduce is not None:
+                    self.reduced_params.add(id(p))
             else:
                 torch.autograd.backward(p, g, retain_graph=True)
 

@@ -37,6 +37,7 @@ class GradNorm(Weighting):
     """
 
     uses_gradients = True
+    gramian_only = True  # only the gradient norms, the diagonal of G
 
     def __init__(
         self, num_tasks: int, alpha: float = 1.5, lr: float = 0.025, layer: str = "last"
