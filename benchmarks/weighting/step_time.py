@@ -128,7 +128,7 @@ def loop_step(model, tasks, x, y, optimizer):
         losses = torch.stack([t.compute_loss(model.heads[t.name](rep), y[t.name]) for t in tasks])
         optimizer.zero_grad()
         jac = jacobian_loop(losses, shared)
-        GradientEngine.accumulate(jac.sum(0), shared)
+        GradientEngine().accumulate(jac.sum(0), shared)
         heads = list(model.task_specific_parameters())
         torch.autograd.backward(losses.sum(), inputs=heads)
         optimizer.step()
@@ -150,6 +150,25 @@ def torchjd_step(model, tasks, x, y, aggregator, optimizer):
         optimizer.step()
 
     return step
+
+
+def print_table(rows: dict[str, dict[int, float]], args: argparse.Namespace) -> None:
+    tasks = [t for t in args.tasks if t in rows["ew"]]
+    width = max(len(k) for k in rows) + 2
+    header = "strategy".ljust(width) + "".join(f"T={t:<8}" for t in tasks)
+    print()
+    print(header)
+    print("-" * len(header))
+    for label, times in rows.items():
+        cells = "".join(
+            (f"{times[t] / rows['ew'][t]:<10.2f}" if t in times else " " * 10) for t in tasks
+        )
+        print(label.ljust(width) + cells)
+    print(
+        f"\nratios = median step time / EW median step time; batch {args.batch}, "
+        f"{args.reps} reps after {args.warmup} warmup, torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -207,21 +226,9 @@ def main() -> None:
             f"{sorted(set(engine.choice.values()))}",
             flush=True,
         )
+        print_table(rows, args)  # so far: a cut-short run still leaves its numbers
 
-    width = max(len(k) for k in rows) + 2
-    header = "strategy".ljust(width) + "".join(f"T={t:<8}" for t in args.tasks)
-    print()
-    print(header)
-    print("-" * len(header))
-    for label, times in rows.items():
-        cells = "".join(
-            (f"{times[t] / rows['ew'][t]:<10.2f}" if t in times else " " * 10) for t in args.tasks
-        )
-        print(label.ljust(width) + cells)
-    print(
-        f"\nratios = median step time / EW median step time; batch {args.batch}, "
-        f"{args.reps} reps after {args.warmup} warmup, torch threads {torch.get_num_threads()}"
-    )
+    print_table(rows, args)
 
 
 if __name__ == "__main__":
