@@ -1,0 +1,226 @@
+"""λ (and the mixing parameter) by K-fold cross-validation over the regularization path."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+
+from ._data import SharedDesign
+from ._estimators import (
+    _COMMON_CONSTRAINTS,
+    _ClassifierOutputs,
+    _LinearMultiTask,
+    _Prepared,
+    _RegressorOutputs,
+)
+from ._path import path_alphas
+from ._solver import blas_threads, solve_path
+
+_MIXING = {
+    "elasticnet": "l1_ratio",
+    "l21": "l1_ratio",
+    "mean": "rho",
+    "graph": "rho",
+    "clustered": "rho",
+}
+
+
+def stratified_task_folds(data: _Prepared, n_folds: int, *, stratify: bool, random_state):
+    """Fold id of every labelled entry (−1 for missing), assigned within each task.
+
+    Each task's labelled rows are shuffled (class by class when ``stratify``) and dealt to the
+    folds in turn from a random offset, so every fold gets ⌊n_t/K⌋ or ⌈n_t/K⌉ rows of task t and
+    every class of t is spread over the folds.
+    """
+    rng = check_random_state(random_state)
+    design = data.design
+    folds = np.full(data.ind.shape, -1, dtype=np.int64)
+    for t in range(design.n_tasks):
+        if isinstance(design, SharedDesign):
+            entries = np.flatnonzero(data.ind[:, t] > 0)
+            labels = data.Y[entries, t]
+        else:
+            sl = design.slices[t]
+            entries = np.arange(sl.start, sl.stop)
+            labels = data.Y[sl]
+        if entries.size < 2:
+            raise ValueError(
+                f"Task {t} has n_samples = {entries.size} labelled rows; cross-validation needs 2."
+            )
+        if stratify:
+            values, counts = np.unique(labels, return_counts=True)
+            if counts.min() < 2:
+                raise ValueError(
+                    f"Task {t}: a class has only {counts.min()} member; stratified "
+                    "cross-validation needs at least 2 per class."
+                )
+            order = np.concatenate([rng.permutation(entries[labels == v]) for v in values])
+        else:
+            order = rng.permutation(entries)
+        ids = (np.arange(order.size) + rng.randint(n_folds)) % n_folds
+        if isinstance(design, SharedDesign):
+            folds[order, t] = ids
+        else:
+            folds[order] = ids
+    return folds
+
+
+class _CrossValidated(_LinearMultiTask):
+    _parameter_constraints: dict = {
+        **_COMMON_CONSTRAINTS,
+        "alphas": [Interval(Integral, 1, None, closed="left"), "array-like", None],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both"), "array-like", None],
+        "rho": [Interval(Real, 0, None, closed="left"), "array-like", None],
+        "cv": [Interval(Integral, 2, None, closed="left")],
+        "eps": [Interval(Real, 0, 1, closed="neither"), None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        penalty: str = "l21",
+        *,
+        alphas=None,
+        l1_ratio=None,
+        rho=None,
+        edges=None,
+        n_clusters: int | None = None,
+        cv: int = 5,
+        eps: float | None = None,
+        fit_intercept: bool = True,
+        tol: float = 1e-4,
+        max_iter: int = 1000,
+        precompute: str | bool = "auto",
+        task_weighting: str = "mean",
+        random_state=None,
+    ):
+        self.penalty = penalty
+        self.alphas = alphas
+        self.l1_ratio = l1_ratio
+        self.rho = rho
+        self.edges = edges
+        self.n_clusters = n_clusters
+        self.cv = cv
+        self.eps = eps
+        self.fit_intercept = fit_intercept
+        self.tol = tol
+        self.max_iter = max_iter
+        self.precompute = precompute
+        self.task_weighting = task_weighting
+        self.random_state = random_state
+
+    def _mixings(self) -> list[dict]:
+        name = _MIXING.get(self.penalty)
+        if name is None:
+            return [{}]
+        values = getattr(self, name)
+        if values is None or np.isscalar(values):
+            return [{name: values}]
+        return [{name: float(v)} for v in np.ravel(values)]
+
+    def _validation_error(self, data, W, b, held_out) -> float:
+        Z = data.design.forward(W) + data.design.broadcast(b)
+        errors = self._pointwise_loss(Z, data.Y) * held_out
+        per_task = data.design.task_sum(errors)
+        counts = data.design.task_sum(held_out)
+        has = counts > 0
+        return float(np.mean(per_task[has] / counts[has]))
+
+    def fit(self, X, y):
+        """Choose λ (and ``l1_ratio`` or ``rho``) by K-fold CV, then refit on all rows."""
+        self._validate_params()
+        data = self._prepare(X, y)
+        folds = stratified_task_folds(
+            data, self.cv, stratify=self._loss == "logistic", random_state=self.random_state
+        )
+        mixings = self._mixings()
+        full_loss = self._make_loss(data)
+        grids, errors = [], []
+        for mix in mixings:
+            penalty = self._penalty(self.n_tasks_, **mix)
+            grid = path_alphas(full_loss, penalty, self.alphas, self.eps)
+            fold_errors = np.empty((grid.size, self.cv))
+            for k in range(self.cv):
+                train = data.ind * (folds != k)
+                held_out = (folds == k).astype(np.float64)
+                loss = self._make_loss(data, train)
+                with blas_threads(data.design):
+                    path = solve_path(loss, penalty, grid, tol=self.tol, max_iter=self.max_iter)
+                for i, res in enumerate(path):
+                    b = loss.intercept(res.W, res.b)
+                    fold_errors[i, k] = self._validation_error(data, res.W, b, held_out)
+            grids.append(grid)
+            errors.append(fold_errors)
+        self.alphas_ = np.array(grids)
+        self.cv_errors_ = np.array(errors)
+        mean = self.cv_errors_.mean(axis=2)
+        m, i = np.unravel_index(np.argmin(mean), mean.shape)
+        best_mix = mixings[m]
+        self.alpha_ = float(self.alphas_[m, i])
+        self.l1_ratio_ = best_mix.get("l1_ratio", self.l1_ratio)
+        self.rho_ = best_mix.get("rho", self.rho)
+        if len(mixings) == 1:
+            self.alphas_, self.cv_errors_ = self.alphas_[0], self.cv_errors_[0]
+        init = None
+        if i > 0:
+            penalty = self._penalty(self.n_tasks_, **best_mix)
+            warm = solve_path(
+                full_loss, penalty, grids[m][:i], tol=self.tol, max_iter=self.max_iter
+            )
+            init = (warm[-1].W, warm[-1].b)
+        return self._fit_data(data, self.alpha_, init=init, **best_mix)
+
+
+class MultiTaskRegressorCV(_RegressorOutputs, RegressorMixin, _CrossValidated):
+    """:class:`MultiTaskRegressor` with λ (and ``l1_ratio`` or ``rho`` when given as a list)
+    chosen by K-fold cross-validation on the task-averaged mean squared error.
+
+    Folds are drawn within each task (every task contributes ~1/K of its labelled rows to each
+    fold); for each candidate mixing value the λ path from λ_max is solved on each fold's training
+    rows with warm starts and scored on its held-out rows. The best pair is refitted on all rows.
+
+    Parameters
+    ----------
+    penalty, edges, n_clusters, fit_intercept, tol, max_iter, precompute, task_weighting
+        As in :class:`MultiTaskRegressor`.
+    alphas : int, array-like or None
+        λ candidates, or their number (default 20) on a geometric grid from λ_max.
+    l1_ratio, rho : float, array-like or None
+        Mixing candidates for ``elasticnet``/``l21`` and ``mean``/``graph``/``clustered``.
+    cv : int
+        Number of folds K.
+    eps : float or None
+        λ_min / λ_max of the default grid (see :func:`regularization_path`).
+    random_state : int, RandomState or None
+        Seed of the fold assignment.
+
+    Attributes
+    ----------
+    alpha_, l1_ratio_, rho_ : the selected values.
+    alphas_ : ndarray (n_alphas,) or (n_mixings, n_alphas)
+    cv_errors_ : ndarray (n_alphas, K) or (n_mixings, n_alphas, K): held-out error per fold.
+    coef_, intercept_, n_iter_, dual_gap_, kkt_residual_, objective_ : of the refitted model.
+    """
+
+    @staticmethod
+    def _pointwise_loss(Z, Y):
+        return (Z - Y) ** 2
+
+
+class MultiTaskClassifierCV(_ClassifierOutputs, ClassifierMixin, _CrossValidated):
+    """:class:`MultiTaskClassifier` with λ (and the mixing parameter) chosen by K-fold CV on the
+    task-averaged logistic loss, with folds stratified by class within each task.
+
+    Parameters and attributes are those of :class:`MultiTaskRegressorCV`, plus ``classes_``.
+    """
+
+    @staticmethod
+    def _pointwise_loss(Z, Y):
+        return np.logaddexp(0.0, -np.where(Y > 0, 1.0, -1.0) * Z)
+
+
+__all__ = ["MultiTaskClassifierCV", "MultiTaskRegressorCV"]

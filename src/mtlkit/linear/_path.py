@@ -1,0 +1,63 @@
+"""Regularization paths: λ from λ_max down, each solution warm-starting the next."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import clone
+
+from ._solver import alpha_grid, blas_threads, lambda_max, solve_path
+
+#: Default ratio λ_min / λ_max: sparse penalties stop at 1e-3 λ_max (as scikit-learn does);
+#: smooth penalties, whose λ_max is 100 L_data / μ_R, go down to 1e-3 L_data / μ_R.
+SPARSE_EPS, SMOOTH_EPS = 1e-3, 1e-5
+
+
+def default_eps(penalty) -> float:
+    sparse = not penalty.smooth and penalty.lambda_max.__qualname__ != "Penalty.lambda_max"
+    return SPARSE_EPS if sparse else SMOOTH_EPS
+
+
+def path_alphas(loss, penalty, alphas, eps) -> np.ndarray:
+    """``alphas`` as given (sorted decreasing), or ``alphas`` values geometric from λ_max."""
+    if alphas is None or np.isscalar(alphas):
+        n = 20 if alphas is None else int(alphas)
+        eps = default_eps(penalty) if eps is None else eps
+        return alpha_grid(lambda_max(loss, penalty), n, eps)
+    alphas = np.sort(np.asarray(alphas, dtype=np.float64))[::-1]
+    if alphas.size == 0 or np.any(alphas <= 0):
+        raise ValueError("alphas must be positive.")
+    return alphas
+
+
+def regularization_path(estimator, X, y, *, alphas=None, eps: float | None = None):
+    """Solutions of ``estimator``'s problem along a decreasing λ path, with warm starts.
+
+    Parameters
+    ----------
+    estimator : MultiTaskRegressor or MultiTaskClassifier
+        Gives the penalty and its settings (``alpha`` is ignored); it is not modified.
+    X, y
+        Shared design or per-task lists, as for ``fit``.
+    alphas : int, array-like or None
+        λ values, or their number (default 20) on a geometric grid from λ_max to ``eps · λ_max``.
+    eps : float or None
+        ``λ_min / λ_max``; default 1e-3 for sparse penalties (l1, elasticnet, l21, trace), else
+        1e-5 (their λ_max is 100 · L_data / μ_R, L_data the curvature of the data term).
+
+    Returns
+    -------
+    alphas : ndarray of shape (n_alphas,)
+    coefs : ndarray of shape (n_alphas, n_tasks, n_features)
+    intercepts : ndarray of shape (n_alphas, n_tasks)
+    n_iters : ndarray of shape (n_alphas,)
+    """
+    est = clone(estimator)
+    est._validate_params()
+    data = est._prepare(X, y)
+    loss, penalty = est._make_loss(data), est._penalty(est.n_tasks_)
+    grid = path_alphas(loss, penalty, alphas, eps)
+    with blas_threads(data.design):
+        results = solve_path(loss, penalty, grid, tol=est.tol, max_iter=est.max_iter)
+    coefs = np.stack([r.W for r in results])
+    intercepts = np.stack([loss.intercept(r.W, r.b) for r in results])
+    return grid, coefs, intercepts, np.array([r.n_iter for r in results])

@@ -1,0 +1,195 @@
+"""scikit-learn contract, input errors, cross-validation and the regularization path."""
+
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from mtlkit.linear import (
+    MultiTaskClassifier,
+    MultiTaskClassifierCV,
+    MultiTaskRegressor,
+    MultiTaskRegressorCV,
+    regularization_path,
+)
+from mtlkit.linear._cv import stratified_task_folds
+
+
+@parametrize_with_checks(
+    [
+        MultiTaskRegressor(),
+        MultiTaskRegressor("mean"),
+        MultiTaskClassifier(max_iter=300),
+        MultiTaskRegressorCV(alphas=3, cv=2, max_iter=100),
+        MultiTaskClassifierCV(alphas=3, cv=2, max_iter=50),
+    ]
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def regression_data(seed=0, n=40, d=5, T=3):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    return X, X @ rng.standard_normal((d, T)) + 0.1 * rng.standard_normal((n, T))
+
+
+def test_grid_search_and_pipeline():
+    X, Y = regression_data()
+    pipe = make_pipeline(StandardScaler(), MultiTaskRegressor("l21"))
+    search = GridSearchCV(pipe, {"multitaskregressor__alpha": [1e-3, 1e-1, 10.0]}, cv=3)
+    search.fit(X, Y)
+    assert search.best_params_["multitaskregressor__alpha"] == 1e-3
+    assert search.predict(X).shape == Y.shape
+    assert search.score(X, Y) > 0.9
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "match"),
+    [
+        (np.ones((5, 2)), np.ones((4, 2)), "mismatched lengths"),
+        (np.ones((5, 2)), np.column_stack([np.ones(5), np.full(5, np.nan)]), "Task 1 has no"),
+        (np.array([[1.0, np.nan]] * 5), np.ones(5), "NaN"),
+        (np.ones((5, 2)), np.array([1.0, 2, np.inf, 1, 1]), "infinity"),
+        ([np.ones((3, 2)), np.ones((4, 2))], [np.ones(3), np.ones(3)], "Task 1.*mismatched"),
+        ([np.ones((3, 2)), np.ones((4, 3))], [np.ones(3), np.ones(4)], "3 features"),
+        ([np.ones((3, 2)), np.ones((0, 2))], [np.ones(3), np.ones(0)], "Task 1 has no"),
+        ([np.ones((3, 2))], [np.ones(3), np.ones(3)], "one y_t per X_t"),
+    ],
+)
+def test_clear_errors(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        MultiTaskRegressor().fit(X, y)
+
+
+def test_classifier_rejects_non_binary_task():
+    X = np.random.default_rng(0).standard_normal((9, 2))
+    Y = np.column_stack([np.tile([0.0, 1.0, 1.0], 3), np.tile([0.0, 1.0, 2.0], 3)])
+    with pytest.raises(ValueError, match="Only binary.*Task 1.*3 class"):
+        MultiTaskClassifier().fit(X, Y)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"penalty": "lasso"}, "penalty"),
+        ({"alpha": -1.0}, "alpha"),
+        ({"penalty": "graph"}, "needs edges"),
+        ({"penalty": "graph", "edges": [(0, 5)]}, "does not join"),
+        ({"penalty": "clustered", "n_clusters": 4}, "n_clusters"),
+        ({"penalty": "clustered", "rho": 0.0}, "rho"),
+    ],
+)
+def test_bad_parameters_name_the_argument(params, match):
+    X, Y = regression_data()
+    with pytest.raises(ValueError, match=match):
+        MultiTaskRegressor(**params).fit(X, Y)
+
+
+def test_per_task_designs_predict_per_task_and_match_shared_layout():
+    X, Y = regression_data()
+    shared = MultiTaskRegressor("trace", alpha=0.01, tol=1e-10).fit(X, Y)
+    lists = MultiTaskRegressor("trace", alpha=0.01, tol=1e-10).fit([X] * 3, list(Y.T))
+    np.testing.assert_allclose(lists.coef_, shared.coef_, rtol=1e-6, atol=1e-9)
+    preds = lists.predict([X[:7], X[:2], X])
+    assert [p.shape for p in preds] == [(7,), (2,), (40,)]
+    np.testing.assert_allclose(preds[2], shared.predict(X)[:, 2], rtol=1e-6, atol=1e-8)
+    assert lists.score([X] * 3, list(Y.T)) == pytest.approx(shared.score(X, Y), rel=1e-6)
+
+
+def test_warm_start_continues_from_previous_solution():
+    X, Y = regression_data()
+    model = MultiTaskRegressor("l21", alpha=0.01, tol=1e-10, warm_start=True).fit(X, Y)
+    cold_iter = model.n_iter_
+    model.fit(X, Y)
+    assert model.n_iter_ == 0 < cold_iter
+
+
+def test_regularization_path_goes_from_zero_to_denser():
+    X, Y = regression_data()
+    alphas, coefs, intercepts, n_iters = regularization_path(
+        MultiTaskRegressor("l21", tol=1e-8), X, Y, alphas=8
+    )
+    assert np.all(np.diff(alphas) < 0)
+    assert coefs.shape == (8, 3, 5) and intercepts.shape == (8, 3)
+    support = (np.linalg.norm(coefs, axis=1) > 0).sum(axis=1)
+    assert support[0] == 0 and support[-1] == 5
+    single = MultiTaskRegressor("l21", alpha=alphas[4], tol=1e-12).fit(X, Y)
+    np.testing.assert_allclose(coefs[4], single.coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_folds_are_stratified_within_each_task():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    Y = np.column_stack([rng.random(60) < 0.2, rng.random(60) < 0.5]).astype(float)
+    Y[:10, 1] = np.nan
+    clf = MultiTaskClassifierCV()
+    data = clf._prepare(X, Y)
+    folds = stratified_task_folds(data, 3, stratify=True, random_state=0)
+    assert np.all(folds[:10, 1] == -1)
+    for t in range(2):
+        labelled = ~np.isnan(Y[:, t])
+        for c in (0.0, 1.0):
+            counts = np.bincount(folds[labelled & (Y[:, t] == c), t], minlength=3)
+            assert counts.max() - counts.min() <= 1
+
+
+def test_cv_error_curve_matches_manual_fold_fits_and_refits():
+    X, Y = regression_data(n=30)
+    cv = MultiTaskRegressorCV("l21", alphas=[0.3, 0.03, 0.003], cv=3, tol=1e-10, random_state=0)
+    cv.fit(X, Y)
+    data = cv._prepare(X, Y)
+    folds = stratified_task_folds(data, 3, stratify=False, random_state=0)
+    for i, alpha in enumerate(cv.alphas_):
+        for k in range(3):
+            m = MultiTaskRegressor("l21", alpha=alpha, tol=1e-12)
+            m.fit(X, np.where(folds == k, np.nan, Y))
+            err = np.mean(
+                [
+                    np.mean((m.predict(X)[folds[:, t] == k, t] - Y[folds[:, t] == k, t]) ** 2)
+                    for t in range(3)
+                ]
+            )
+            assert cv.cv_errors_[i, k] == pytest.approx(err, rel=1e-5)
+    assert cv.alpha_ == cv.alphas_[np.argmin(cv.cv_errors_.mean(axis=1))]
+    ref = MultiTaskRegressor("l21", alpha=cv.alpha_, tol=1e-12).fit(X, Y)
+    np.testing.assert_allclose(cv.coef_, ref.coef_, rtol=1e-5, atol=1e-8)
+
+
+def test_cv_selects_mixing_parameter_from_a_list():
+    X, Y = regression_data()
+    cv = MultiTaskRegressorCV("mean", alphas=4, rho=[0.0, 1.0], cv=3, random_state=0).fit(X, Y)
+    assert cv.cv_errors_.shape == (2, 4, 3)
+    assert cv.rho_ in (0.0, 1.0)
+
+
+def test_classifier_cv_on_per_task_designs():
+    rng = np.random.default_rng(1)
+    Xs = [rng.standard_normal((n, 4)) for n in (30, 40)]
+    w = rng.standard_normal(4)
+    ys = [np.where(X @ w > 0, "yes", "no") for X in Xs]
+    clf = MultiTaskClassifierCV("l2", alphas=5, cv=3, random_state=0).fit(Xs, ys)
+    assert [list(c) for c in clf.classes_] == [["no", "yes"], ["no", "yes"]]
+    assert clf.score(Xs, ys) > 0.85
+    assert clf.predict(Xs)[0].dtype.kind == "U"
+
+
+def test_lambda_max_leaves_the_estimator_unfitted():
+    X, Y = regression_data()
+    model = MultiTaskRegressor("l21")
+    lam_max = model.lambda_max(X, Y)
+    Xc, Yc = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    expected = np.linalg.norm(Xc.T @ Yc / X.shape[0], axis=1).max()
+    assert lam_max == pytest.approx(expected, rel=1e-12)
+    assert not hasattr(model, "n_features_in_")
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import mtlkit.linear._estimators as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
