@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlkit.analysis.report import save_figure
+
 
 def _pyplot():
     import matplotlib
@@ -54,12 +56,7 @@ def plot_matrix(
             )
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_cosine_over_training(
@@ -93,9 +90,4 @@ def plot_cosine_over_training(
     ax.set_ylabel("cosine(gᵢ, gⱼ)")
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2 if len(pairs) > 6 else 1)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

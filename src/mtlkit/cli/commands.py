@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from mtlkit.analysis import comparison_table, delta_m, plot_training_curves
+from mtlkit.cli.flags import run_directory
 from mtlkit.config import Config, ConfigError, load_config
 from mtlkit.data.table import label_report
 from mtlkit.tasks import Task
@@ -74,14 +75,7 @@ def train(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(args)
     config = load_config(args.config, _overrides(args))
-    if config.data.path:
-        config.data.path = str(Path(config.data.path).resolve())
-    name = Path(config.data.path).stem if config.data.path else config.data.dataset
-    out = Path(config.out or f"runs/{name}-{config.model.arch}")
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise ConfigError(
-            f"out: run directory {str(out)!r} already exists; pass --overwrite to replace it"
-        )
+    out = run_directory(config, config.model.arch, args.overwrite)
     bundle = load_bundle(config)
     if args.print_model:
         from mtlkit.models.architectures.common import describe

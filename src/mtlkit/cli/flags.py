@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from mtlkit.config import Config, ConfigError
 
 
 def add_run_flags(parser: argparse.ArgumentParser, out_help: str) -> None:
@@ -50,3 +53,19 @@ def add_run_flags(parser: argparse.ArgumentParser, out_help: str) -> None:
         "--overwrite", action="store_true", help="replace an existing run directory"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def run_directory(config: Config, suffix: str, overwrite: bool) -> Path:
+    """The run directory (``config.out`` or ``runs/<data>-<suffix>``), refusing to overwrite.
+
+    Also makes ``data.path`` absolute, so that the run can be resumed from anywhere.
+    """
+    if config.data.path:
+        config.data.path = str(Path(config.data.path).resolve())
+    name = Path(config.data.path).stem if config.data.path else config.data.dataset
+    out = Path(config.out or f"runs/{name}-{suffix}")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"out: run directory {str(out)!r} already exists; pass --overwrite to replace it"
+        )
+    return out

@@ -14,7 +14,6 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,7 @@ from mtlkit.analysis.verdict import (
     transfer_ratio,
     verdict_table,
 )
-from mtlkit.cli.flags import add_run_flags
+from mtlkit.cli.flags import add_run_flags, run_directory
 from mtlkit.config import ConfigError, load_config
 from mtlkit.training.checkpoint import atomic_write_text
 
@@ -116,19 +115,12 @@ def group(args: argparse.Namespace) -> int:
     if args.threshold < 0:
         raise ConfigError(f"--threshold: expected a value >= 0, got {args.threshold}")
     config = load_config(args.config, _overrides(args))
-    if config.data.path:
-        config.data.path = str(Path(config.data.path).resolve())
     if config.model.arch == "stl":
         raise ConfigError(
             "model.arch: stl shares nothing between tasks; measure relatedness with a shared "
             "architecture such as hps"
         )
-    name = Path(config.data.path).stem if config.data.path else config.data.dataset
-    out = Path(config.out or f"runs/{name}-group")
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise ConfigError(
-            f"out: run directory {str(out)!r} already exists; pass --overwrite to replace it"
-        )
+    out = run_directory(config, "group", args.overwrite)
     bundle = load_bundle(config)
     names = bundle.task_names
     if len(names) < 2:
