@@ -76,13 +76,17 @@ class LossWeighting(Weighting):
     def weights(self, losses: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def combine(self, losses: Tensor) -> Tensor:
-        """The scalar objective whose gradient is the update."""
-        return (self.weights(losses) * losses).sum()
+    def combine(self, losses: Tensor, weights: Tensor | None = None) -> Tensor:
+        """The scalar objective whose gradient is the update (``weights``: this step's, if
+        already computed, so that a random or stateful weighting is drawn once per step)."""
+        if weights is None:
+            weights = self.weights(losses)
+        return (weights * losses).sum()
 
     def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        self.combine(losses).backward()
-        return self.weights(losses.detach()).detach()
+        weights = self.weights(losses.detach()).detach()
+        self.combine(losses, weights).backward()
+        return weights
 
 
 class GramianWeighting(Weighting):

@@ -26,5 +26,5 @@ class GeometricLoss(LossWeighting):
         losses = losses.detach().clamp(min=1e-12)
         return geometric_loss(losses) / (losses.shape[0] * losses)
 
-    def combine(self, losses: Tensor) -> Tensor:
+    def combine(self, losses: Tensor, weights: Tensor | None = None) -> Tensor:
         return geometric_loss(losses)

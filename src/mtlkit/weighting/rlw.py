@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from mtlkit.weighting._random import SeededMixin
-from mtlkit.weighting.base import LossWeighting, StepContext
+from mtlkit.weighting.base import LossWeighting
 
 
 class RandomLossWeighting(SeededMixin, LossWeighting):
@@ -23,8 +23,3 @@ class RandomLossWeighting(SeededMixin, LossWeighting):
         """A fresh draw (each call advances the generator)."""
         z = torch.randn(losses.shape[0], generator=self.generator, dtype=torch.float64)
         return torch.softmax(z, dim=0).to(losses)
-
-    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        weights = self.weights(losses.detach())
-        (weights * losses).sum().backward()
-        return weights

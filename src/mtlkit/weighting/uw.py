@@ -30,5 +30,5 @@ class UncertaintyWeighting(LossWeighting):
     def weights(self, losses: Tensor) -> Tensor:
         return (0.5 * torch.exp(-self.log_vars)).detach().to(losses)
 
-    def combine(self, losses: Tensor) -> Tensor:
+    def combine(self, losses: Tensor, weights: Tensor | None = None) -> Tensor:
         return uncertainty_objective(losses, self.log_vars.to(losses.dtype))
