@@ -179,3 +179,15 @@ def test_trainer_state_round_trip_continues_identically():
     other.fit(loader2, epochs=2)
     for a, b in zip(ref.model.parameters(), other.model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_alternating_mode_refuses_a_strategy_that_combines_tasks():
+    tasks, _ = _problem(n=8)
+    with pytest.raises(ValueError, match="alternating.*needs training.mode: joint"):
+        Trainer(
+            _model("hps", tasks),
+            tasks,
+            weighting=make_weighting("mgda", 2),
+            mode="alternating",
+            progress=False,
+        )

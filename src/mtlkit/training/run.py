@@ -222,11 +222,6 @@ def build_trainer(
         )
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if config.training.mode == "alternating" and config.weighting.name != "ew":
-        raise ConfigError(
-            "training.mode: alternating updates train one task per step; "
-            "a weighting strategy other than 'ew' needs training.mode: joint"
-        )
     try:
         return Trainer(
             model,

@@ -154,6 +154,14 @@ class Trainer:
         self.model = model.to(self.device)
         self.tasks = list(tasks)
         self.weighting = (weighting or make_weighting("ew", len(self.tasks))).to(self.device)
+        if mode == "alternating" and not self.weighting.sums_losses:
+            raise ValueError(
+                "training.mode: alternating updates train one task per step; "
+                f"{type(self.weighting).__name__} combines tasks and needs training.mode: joint"
+            )
+        # The parameter split is fixed for the trainer's life (freeze before building it).
+        self.shared_params = [p for p in self.model.shared_parameters() if p.requires_grad]
+        self.task_params = [p for p in self.model.task_specific_parameters() if p.requires_grad]
         self.mode = mode
         self.regularization, self.reg_strength, self.l1_ratio = (
             regularization,
@@ -254,9 +262,7 @@ class Trainer:
         )
 
     def _penalty_backward(self) -> None:
-        params = (
-            self.model.parameters() if self.reg_scope == "all" else self.model.shared_parameters()
-        )
+        params = self.model.parameters() if self.reg_scope == "all" else self.shared_params
         value = penalty(params, self.regularization, self.reg_strength, self.l1_ratio)
         if value is not None:
             value.backward()
@@ -278,8 +284,8 @@ class Trainer:
             losses[t].backward()
         else:
             ctx = StepContext(
-                shared_params=[p for p in self.model.shared_parameters() if p.requires_grad],
-                task_params=[p for p in self.model.task_specific_parameters() if p.requires_grad],
+                shared_params=self.shared_params,
+                task_params=self.task_params,
                 engine=self.engine,
                 step=self.step,
                 epoch=self.epoch,

@@ -53,6 +53,9 @@ class Weighting(nn.Module):
     uses_gradients: bool = False
     """Whether the strategy looks at per-task gradients (and so can run on representation
     gradients, see :mod:`mtlkit.weighting.approx`)."""
+    sums_losses: bool = False
+    """Whether the update is just ∇ Σₜ Lₜ of the (task-weighted) losses: the only kind that
+    alternating updates (one task per step, no combining) can honour."""
     gramian_only: bool = False
     """Whether it sees the per-task gradients only through their Gramian ``G = J Jᵀ``. Then
     representation gradients stay exact when the batch rows are split across processes

@@ -14,6 +14,8 @@ class EqualWeighting(LossWeighting):
     With the tasks' ``weight`` fields this is the fixed-weight objective Σₜ αₜLₜ.
     """
 
+    sums_losses = True
+
     def __init__(self, num_tasks: int) -> None:
         super().__init__()
         self.num_tasks = num_tasks
