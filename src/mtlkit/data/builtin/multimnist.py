@@ -29,6 +29,19 @@ def _compose(images: torch.Tensor, left: np.ndarray, right: np.ndarray) -> torch
     return F.interpolate(canvas[:, None], size=(SIDE, SIDE), mode="bilinear", align_corners=False)
 
 
+def source_pools(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Disjoint, class-stratified pools of source-digit indices: per class 100 for test, 50 for
+    validation and the rest for training (fixed, whatever the loader's ``seed``)."""
+    rng = np.random.default_rng(12345)
+    pools: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for digit in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == digit))
+        pools["test"] += idx[:100].tolist()
+        pools["val"] += idx[100:150].tolist()
+        pools["train"] += idx[150:].tolist()
+    return {split: np.asarray(idx) for split, idx in pools.items()}
+
+
 def load_multimnist(
     n_train: int = 10000, n_val: int = 2000, n_test: int = 2000, seed: int = 0
 ) -> DatasetBundle:
@@ -37,18 +50,11 @@ def load_multimnist(
 
     pixels, labels = mnist_data()
     images = torch.as_tensor(pixels, dtype=torch.float32).reshape(-1, SIDE, SIDE) / 255.0
-    pool_rng = np.random.default_rng(12345)
-    pools: dict[str, list[int]] = {"train": [], "val": [], "test": []}
-    for digit in range(10):
-        idx = pool_rng.permutation(np.flatnonzero(labels == digit))
-        pools["test"] += idx[:100].tolist()
-        pools["val"] += idx[100:150].tolist()
-        pools["train"] += idx[150:].tolist()
-
+    pools = source_pools(labels)
     rng = np.random.default_rng(seed)
     splits = {}
     for split, size in (("train", n_train), ("val", n_val), ("test", n_test)):
-        pool = np.asarray(pools[split])
+        pool = pools[split]
         left, right = rng.choice(pool, size), rng.choice(pool, size)
         splits[split] = MultiTaskDataset(
             _compose(images, left, right),
