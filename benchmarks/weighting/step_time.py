@@ -104,6 +104,7 @@ def time_steps(step, warmup: int, reps: int) -> float:
 
 def mtlkit_step(model, tasks, x, y, strategy, engine, optimizer):
     def step():
+        engine.new_step()
         rep = model.encode(x)
         losses = torch.stack([t.compute_loss(model.heads[t.name](rep), y[t.name]) for t in tasks])
         optimizer.zero_grad()
@@ -198,6 +199,7 @@ def main() -> None:
             rows.setdefault(label, {})[_nt] = time_steps(step, args.warmup, args.reps)
 
         engine = GradientEngine()
+        engine.watch(model, list(model.shared_parameters()))  # as the trainer does
         probe = make_weighting("mgda", num_tasks)  # let the engine measure and choose first
         time_steps(mtlkit_step(model, tasks, x, y, probe, engine, optimizer), engine.probes + 1, 0)
         run(

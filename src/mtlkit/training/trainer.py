@@ -173,6 +173,8 @@ class Trainer:
         self.monitor = monitor
         self._monitor_sign = self._check_monitor(monitor)
         self.engine = engine or GradientEngine()
+        if any(getattr(m, "uses_gradients", False) for m in self.weighting.modules()):
+            self.engine.watch(self.model, self.shared_params)  # enables the layerwise Jacobian
         self.distributed = distributed
         self.dist: DistributedStep | None = None
         if distributed is not None:
@@ -272,6 +274,7 @@ class Trainer:
         self.model.train()
         inputs, targets = move(inputs, self.device), move(targets, self.device)
         self.optimizer.zero_grad(set_to_none=True)
+        self.engine.new_step()
         outputs, representation = self._forward(inputs)
         losses = self.task_losses(outputs, targets)
         if self.dist is not None:  # global values, local gradients (see mtlkit.distributed)

@@ -2,17 +2,22 @@
 
 How ``J`` is computed
 ---------------------
-Two exact ways are implemented:
+Three exact ways are implemented:
 
 - ``"loop"``: one ``torch.autograd.grad`` per task (T reverse passes, graph retained).
 - ``"batched"``: one vmapped reverse pass, ``torch.autograd.grad(losses, params,
   grad_outputs=I_T, is_grads_batched=True)``.
+- ``"layerwise"`` (needs :meth:`GradientEngine.watch`): T reverse passes that stop at the outputs
+  of the shared ``Linear``/``Conv2d`` layers, whose weight columns are then built from the
+  layers' inputs by one matrix product per layer (:mod:`mtlkit.weighting.layerwise`). It skips
+  the T per-task weight-gradient kernels, the slowest part of a small CNN's backward on a CPU.
 
 Which one is cheaper depends on the model, the batch and the device, so with ``method="auto"``
-(the default) the engine *measures* both on the first ``probes`` calls for a given problem shape
-and then keeps the faster one (``engine.choice``). A model whose operations vmap cannot batch is
-measured as "batched unavailable" and uses the loop; this is an engine choice between two exact
-computations, never a change of strategy.
+(the default) the engine *measures* them on the first ``probes`` calls for a given problem shape
+and then keeps the fastest (``engine.choice``). A method that fails (an operation vmap cannot
+batch) or, for ``"layerwise"``, whose Jacobian differs from the loop's at the first probe (a
+watched layer's parameter used outside its ``forward``) is measured as unavailable. This is an
+engine choice between exact computations, never a change of strategy.
 
 ``params`` may also contain non-leaf tensors (the shared representation, for the
 representation-gradient approximation): both methods differentiate with respect to any tensor
@@ -25,9 +30,11 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-METHODS = ("auto", "loop", "batched")
+from mtlkit.weighting.layerwise import LayerRecorder, jacobian_layerwise
+
+METHODS = ("auto", "loop", "batched", "layerwise")
 
 
 def _flatten(grads: Sequence[Tensor | None], params: Sequence[Tensor], batch: int) -> Tensor:
@@ -70,6 +77,12 @@ def jacobian_batched(losses: Tensor, params: Sequence[Tensor]) -> Tensor:
     return _flatten(grads, params, losses.shape[0])
 
 
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Equal up to float rounding of differently ordered sums."""
+    scale = b.abs().max().clamp_min(torch.finfo(b.dtype).tiny)
+    return bool(((a - b).abs().max() <= 1e-4 * scale).item())
+
+
 class GradientEngine:
     """Computes per-task gradients of the shared parameters.
 
@@ -84,7 +97,8 @@ class GradientEngine:
         training returns a T × T factor of the global Gramian there (see
         :meth:`mtlkit.distributed.reduce.DistributedStep.reduce_disjoint`). Default: ``reduce``.
     method:
-        ``"auto"`` (measure and choose), ``"loop"`` or ``"batched"``; see the module docstring.
+        ``"auto"`` (measure and choose), ``"loop"``, ``"batched"`` or ``"layerwise"``; see the
+        module docstring.
     probes:
         With ``"auto"``: how many calls per problem shape time both methods before choosing.
     """
@@ -109,6 +123,47 @@ class GradientEngine:
         self._timings: dict[tuple, dict[str, list[float]]] = {}
         self.choice: dict[tuple, str] = {}
         """The method chosen for each problem key ``(T, shapes, device)`` once measured."""
+        self.recorder: LayerRecorder | None = None
+
+    def watch(self, model: nn.Module, shared_params: Sequence[Tensor]) -> None:
+        """Record the calls of ``model``'s shared layers, enabling the ``"layerwise"`` method.
+
+        Call :meth:`new_step` before each forward pass (the trainer does).
+        """
+        self.unwatch()
+        self.recorder = LayerRecorder(model, shared_params)
+
+    def unwatch(self) -> None:
+        if self.recorder is not None:
+            self.recorder.remove()
+        self.recorder = None
+
+    def new_step(self) -> None:
+        """Forget the layer calls recorded so far (a new forward pass is about to start)."""
+        if self.recorder is not None:
+            self.recorder.clear()
+
+    def _layerwise_ready(self, params: Sequence[Tensor]) -> bool:
+        return (
+            self.recorder is not None
+            and all(p.is_leaf for p in params)
+            and bool(self.recorder.usable_calls())
+        )
+
+    def _compute(self, method: str, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
+        if method == "loop":
+            return jacobian_loop(losses, params)
+        if method == "batched":
+            return jacobian_batched(losses, params)
+        if method == "layerwise":
+            if not self._layerwise_ready(params):
+                raise ValueError(
+                    "engine.method 'layerwise' needs engine.watch(model, shared_params), leaf "
+                    "parameters and a forward pass recorded since engine.new_step()"
+                )
+            assert self.recorder is not None
+            return jacobian_layerwise(losses, params, self.recorder)
+        raise ValueError(f"engine.method: expected one of {METHODS}, got {method!r}")
 
     def _key(self, losses: Tensor, params: Sequence[Tensor]) -> tuple:
         return (
@@ -116,21 +171,30 @@ class GradientEngine:
             tuple(tuple(p.shape) for p in params),
             tuple(p.is_leaf for p in params),
             str(losses.device),
+            self._layerwise_ready(params),
         )
 
     def _measure(self, key: tuple, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
-        timings = self._timings.setdefault(key, {"loop": [], "batched": []})
-        start = time.perf_counter()
-        result = jacobian_loop(losses, params)
-        timings["loop"].append(time.perf_counter() - start)
-        try:
-            start = time.perf_counter()
-            jacobian_batched(losses, params)
-            timings["batched"].append(time.perf_counter() - start)
-        except RuntimeError:  # an operation vmap cannot batch: only the loop is available
-            timings["batched"].append(float("inf"))
+        methods = ["loop", "batched"] + (["layerwise"] if key[-1] else [])
+        timings = self._timings.setdefault(key, {m: [] for m in methods})
+        result = None
+        for method in methods:
+            if timings[method] and timings[method][-1] == float("inf"):
+                continue  # found unavailable at an earlier probe
+            try:
+                start = time.perf_counter()
+                jacobian = self._compute(method, losses, params)
+                elapsed = time.perf_counter() - start
+            except RuntimeError:  # e.g. an operation vmap cannot batch
+                elapsed, jacobian = float("inf"), None
+            if result is None:
+                result = jacobian  # the loop's, the reference
+            elif jacobian is not None and not _same(jacobian, result):
+                elapsed = float("inf")  # not exact for this model: never choose it
+            timings[method].append(elapsed)
         if len(timings["loop"]) >= self.probes:
             self.choice[key] = min(timings, key=lambda m: min(timings[m]))
+        assert result is not None
         return result
 
     def jacobian(self, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
@@ -139,19 +203,15 @@ class GradientEngine:
         The graph is retained, so the caller can still back-propagate through ``losses``.
         """
         params = list(params)
-        if self.method == "loop":
-            jacobian = jacobian_loop(losses, params)
-        elif self.method == "batched":
-            jacobian = jacobian_batched(losses, params)
+        if self.method != "auto":
+            jacobian = self._compute(self.method, losses, params)
         else:
             key = self._key(losses, params)
             method = self.choice.get(key)
             if method is None:
                 jacobian = self._measure(key, losses, params)
-            elif method == "loop":
-                jacobian = jacobian_loop(losses, params)
             else:
-                jacobian = jacobian_batched(losses, params)
+                jacobian = self._compute(method, losses, params)
         if self.reduce is None:
             return jacobian
         if self.reduce_disjoint is not None and not all(p.is_leaf for p in params):

@@ -1,0 +1,149 @@
+"""The layerwise Jacobian (output gradients × layer inputs) equals the per-task autograd loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from mtlkit.models.architectures import make_model
+from mtlkit.models.encoders import LeNet
+from mtlkit.tasks import Task
+from mtlkit.weighting import GradientEngine
+from mtlkit.weighting.engine import jacobian_loop
+from mtlkit.weighting.layerwise import LayerRecorder, jacobian_layerwise
+
+
+def _check(model: nn.Module, x, heads: int = 3, watched: int | None = None, seed: int = 0):
+    """Run ``model`` with T linear heads on top; compare layerwise and loop Jacobians."""
+    torch.manual_seed(seed)
+    shared = [p for p in model.parameters() if p.requires_grad]
+    recorder = LayerRecorder(model, shared)
+    if watched is not None:
+        assert len(recorder.layers) == watched
+    rep = model(x).flatten(1)
+    head_layers = [nn.Linear(rep.shape[1], 2) for _ in range(heads)]
+    losses = torch.stack([(h(rep) ** 2).mean() * (t + 1) for t, h in enumerate(head_layers)])
+    expected = jacobian_loop(losses, shared)
+    got = jacobian_layerwise(losses, shared, recorder)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    return recorder
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    stride=st.integers(1, 2),
+    padding=st.integers(0, 2),
+    dilation=st.integers(1, 2),
+    kernel=st.sampled_from([1, 3, (3, 2)]),
+    bias=st.booleans(),
+    in_channels=st.integers(1, 3),
+)
+def test_conv2d_any_geometry(stride, padding, dilation, kernel, bias, in_channels):
+    model = nn.Sequential(
+        nn.Conv2d(in_channels, 4, kernel, stride, padding, dilation, bias=bias),
+        nn.Tanh(),
+        nn.Conv2d(4, 3, 3, padding=1, bias=not bias),
+    )
+    _check(model, torch.randn(5, in_channels, 9, 8), watched=2)
+
+
+def test_lenet_and_linear_on_sequences():
+    _check(LeNet(), torch.randn(16, 1, 28, 28), watched=3)
+    # a Linear applied to (N, L, features): the batch has extra leading dimensions
+    _check(nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)), torch.randn(5, 7, 4))
+
+
+def test_unwatched_parameters_come_from_autograd():
+    """Normalization layers and a parameter shared by two layers are left to autograd."""
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3))
+    _check(model, torch.randn(6, 2, 8, 8), watched=2)
+    tied = nn.Sequential(nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 5))
+    tied[2].weight = tied[0].weight
+    _check(tied, torch.randn(7, 5), watched=0)
+
+
+def test_layer_called_several_times_and_in_place_ops():
+    layer = nn.Linear(4, 4)
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x):
+            return self.layer(torch.tanh(self.layer(x)))
+
+    recorder = _check(Twice(), torch.randn(6, 4))
+    assert len(recorder.calls[layer]) == 2
+    # an in-place ReLU rewrites the recorded output: that layer falls back to autograd
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(inplace=True), nn.Linear(5, 3))
+    recorder = _check(model, torch.randn(6, 4))
+    assert [c.module for c in recorder.usable_calls()] == [model[2]]
+
+
+def test_stale_forward_and_overflow():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    shared = list(model.parameters())
+    recorder = LayerRecorder(model, shared, max_calls=3)
+    model(torch.randn(5, 3))  # an earlier forward whose graph is not the losses'
+    x = torch.randn(5, 3)
+    losses = torch.stack([model(x).sum(), (model(x) ** 2).sum()])
+    torch.testing.assert_close(
+        jacobian_layerwise(losses, shared, recorder), jacobian_loop(losses, shared)
+    )
+    model(x)  # a fourth call: over max_calls, records dropped until clear()
+    assert recorder.usable_calls() == [] and recorder.overflowed
+    torch.testing.assert_close(
+        jacobian_layerwise(losses, shared, recorder), jacobian_loop(losses, shared)
+    )
+    recorder.clear()
+    with torch.no_grad():
+        model(x)
+    assert recorder.usable_calls() == []
+    recorder.remove()
+    model(x)
+    assert recorder.calls == {}
+
+
+def test_engine_auto_measures_layerwise_and_rejects_inexact():
+    torch.manual_seed(0)
+    tasks = [Task(f"t{i}", "multiclass", num_outputs=10) for i in range(3)]
+    model = make_model("hps", LeNet, tasks)
+    shared = list(model.shared_parameters())
+    engine = GradientEngine()
+    engine.watch(model, shared)
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    for _ in range(engine.probes + 1):
+        engine.new_step()
+        out = model(x)
+        losses = torch.stack([t.compute_loss(out[t.name], y) for t in tasks])
+        torch.testing.assert_close(engine.jacobian(losses, shared), jacobian_loop(losses, shared))
+    (timings,) = engine._timings.values()
+    assert set(timings) == {"loop", "batched", "layerwise"}
+    assert all(t < float("inf") for t in timings["layerwise"])
+
+    # a watched layer's weight also used outside its forward: layerwise is inexact, never chosen
+    encoder = nn.Linear(4, 4)
+    engine = GradientEngine()
+    engine.watch(encoder, list(encoder.parameters()))
+    x = torch.randn(5, 4)
+    for _ in range(engine.probes):
+        engine.new_step()
+        z = encoder(x) + x @ encoder.weight
+        losses = torch.stack([z.sum(), (z**2).sum()])
+        torch.testing.assert_close(
+            engine.jacobian(losses, list(encoder.parameters())),
+            jacobian_loop(losses, list(encoder.parameters())),
+        )
+    (timings,) = engine._timings.values()
+    assert timings["layerwise"][0] == float("inf")
+    assert next(iter(engine.choice.values())) != "layerwise"
+
+
+def test_layerwise_method_needs_watch():
+    p = nn.Parameter(torch.randn(3))
+    with pytest.raises(ValueError, match="watch"):
+        GradientEngine(method="layerwise").jacobian(torch.stack([p.sum(), p.prod()]), [p])
