@@ -10,7 +10,9 @@ since torchjd's default needs quadprog; strategies torchjd cannot run here are l
     .venv/bin/python benchmarks/weighting/step_time.py --quick          # T ∈ {2, 16}, few reps
     .venv/bin/python benchmarks/weighting/step_time.py --tasks 2 4 --strategies ew mgda upgrad
 
-Reported: median over ``--reps`` timed steps (after ``--warmup``) ÷ EW's median, per T.
+Reported: median over ``--reps`` timed steps (after ``--warmup``) ÷ EW's median, per T. The
+steps are timed in interleaved rounds (EW, loop, every strategy, then again), so a change of
+machine load during the run shifts all of them alike.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -91,15 +94,19 @@ def build(num_tasks: int, batch: int, seed: int = 0):
     return model, tasks, x, y
 
 
-def time_steps(step, warmup: int, reps: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
+def time_interleaved(steps: dict[str, Callable[[], None]], warmup: int, reps: int) -> dict:
+    """Median time of each step, timed in rounds (one step of each per round) so that a change
+    of machine load over the run affects every step alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {label: [] for label in steps}
     for _ in range(reps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) if times else float("nan")
+        for label, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) for label, t in times.items()}
 
 
 def mtlkit_step(model, tasks, x, y, strategy, engine, optimizer):
@@ -195,18 +202,17 @@ def main() -> None:
         model, tasks, x, y = build(num_tasks, args.batch)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
 
-        def run(label, step, _nt=num_tasks):
-            rows.setdefault(label, {})[_nt] = time_steps(step, args.warmup, args.reps)
-
         engine = GradientEngine()
         engine.watch(model, list(model.shared_parameters()))  # as the trainer does
         probe = make_weighting("mgda", num_tasks)  # let the engine measure and choose first
-        time_steps(mtlkit_step(model, tasks, x, y, probe, engine, optimizer), engine.probes + 1, 0)
-        run(
-            "ew",
-            mtlkit_step(model, tasks, x, y, make_weighting("ew", num_tasks), engine, optimizer),
-        )
-        run("[autograd.grad loop + sum]", loop_step(model, tasks, x, y, optimizer))
+        probe_step = mtlkit_step(model, tasks, x, y, probe, engine, optimizer)
+        for _ in range(engine.probes + 1):
+            probe_step()
+        ew = make_weighting("ew", num_tasks)
+        steps = {
+            "ew": mtlkit_step(model, tasks, x, y, ew, engine, optimizer),
+            "[autograd.grad loop + sum]": loop_step(model, tasks, x, y, optimizer),
+        }
         for name in names:
             if name == "ew":
                 continue
@@ -218,11 +224,15 @@ def main() -> None:
                 ]
             for suffix, opts in variants:
                 strategy = make_weighting(name, num_tasks, **opts)
-                run(name + suffix, mtlkit_step(model, tasks, x, y, strategy, engine, optimizer))
+                steps[name + suffix] = mtlkit_step(model, tasks, x, y, strategy, engine, optimizer)
             if not args.no_torchjd:
                 aggregator = torchjd_aggregator(name, num_tasks)
                 if aggregator is not None:
-                    run(f"{name} torchjd", torchjd_step(model, tasks, x, y, aggregator, optimizer))
+                    steps[f"{name} torchjd"] = torchjd_step(
+                        model, tasks, x, y, aggregator, optimizer
+                    )
+        for label, seconds in time_interleaved(steps, args.warmup, args.reps).items():
+            rows.setdefault(label, {})[num_tasks] = seconds
         print(
             f"T={num_tasks}: EW step {1000 * rows['ew'][num_tasks]:.1f} ms; engine choice "
             f"{sorted(set(engine.choice.values()))}",

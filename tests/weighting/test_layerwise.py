@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -13,7 +14,7 @@ from mtlkit.models.encoders import LeNet
 from mtlkit.tasks import Task
 from mtlkit.weighting import GradientEngine
 from mtlkit.weighting.engine import jacobian_loop
-from mtlkit.weighting.layerwise import LayerRecorder, jacobian_layerwise
+from mtlkit.weighting.layerwise import LayerRecorder, jacobian_layerwise, unfold_patches
 
 
 def _check(model: nn.Module, x, heads: int = 3, watched: int | None = None, seed: int = 0):
@@ -47,7 +48,14 @@ def test_conv2d_any_geometry(stride, padding, dilation, kernel, bias, in_channel
         nn.Tanh(),
         nn.Conv2d(4, 3, 3, padding=1, bias=not bias),
     )
-    _check(model, torch.randn(5, in_channels, 9, 8), watched=2)
+    x = torch.randn(5, in_channels, 9, 8)
+    _check(model, x, watched=2)
+    conv = model[0]
+    unfold_args = (conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+    assert torch.equal(unfold_patches(x, conv), F.unfold(x, *unfold_args))
+    assert torch.equal(
+        unfold_patches(x[:, :, 1:, ::2], conv), F.unfold(x[:, :, 1:, ::2], *unfold_args)
+    )
 
 
 def test_lenet_and_linear_on_sequences():

@@ -68,16 +68,34 @@ def linear_weight_grads(layer: nn.Linear, a: Tensor) -> Callable[[Tensor], list[
     return grads
 
 
-def _conv_geometry(layer: nn.Conv2d) -> dict | None:
+def _conv_geometry(layer: nn.Conv2d) -> tuple[tuple[int, int], ...] | None:
+    """``(kernel, dilation, padding, stride)`` as pairs, or ``None`` if not handled here."""
     if layer.groups != 1 or layer.padding_mode != "zeros" or layer.padding == "same":
         return None
     padding = (0, 0) if layer.padding == "valid" else layer.padding
-    return {
-        "kernel_size": layer.kernel_size,
-        "dilation": layer.dilation,
-        "padding": padding,
-        "stride": layer.stride,
-    }
+    return tuple(
+        tuple(int(v) for v in pair)  # type: ignore[union-attr]
+        for pair in (layer.kernel_size, layer.dilation, padding, layer.stride)
+    )
+
+
+def unfold_patches(a: Tensor, layer: nn.Conv2d) -> Tensor:
+    """The convolution's input patches, ``(B, in·kh·kw, L)`` as :func:`torch.nn.functional.unfold`
+    gives them, by one strided copy (several times faster than ``unfold`` on a CPU)."""
+    geometry = _conv_geometry(layer)
+    assert geometry is not None
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
+    if ph or pw:
+        a = F.pad(a, (pw, pw, ph, ph))
+    batch, channels, height, width = a.shape
+    out_h = (height - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width - dw * (kw - 1) - 1) // sw + 1
+    sb, sc, sy, sx = a.stride()
+    patches = a.as_strided(
+        (batch, channels, kh, kw, out_h, out_w),
+        (sb, sc, sy * dh, sx * dw, sy * sh, sx * sw),
+    )
+    return patches.reshape(batch, channels * kh * kw, out_h * out_w)
 
 
 def conv2d_weight_grads(layer: nn.Conv2d, a: Tensor) -> Callable[[Tensor], list[Tensor]]:
@@ -86,10 +104,7 @@ def conv2d_weight_grads(layer: nn.Conv2d, a: Tensor) -> Callable[[Tensor], list[
     ``W`` acts on the unfolded patches, ``z[b, :, l] = W_flat @ cols[b, :, l]``, so
     ``J_W[t] = Σ_b δₜ[b] cols[b]ᵀ``: one batched product over the batch for all T tasks.
     """
-    geometry = _conv_geometry(layer)
-    assert geometry is not None
-    unbatched = a.dim() == 3
-    cols = F.unfold(a.unsqueeze(0) if unbatched else a, **geometry)  # (B, in·kh·kw, L)
+    cols = unfold_patches(a.unsqueeze(0) if a.dim() == 3 else a, layer)  # (B, in·kh·kw, L)
     cols_t = cols.transpose(1, 2)
     batch, length = cols.shape[0], cols.shape[2]
 
