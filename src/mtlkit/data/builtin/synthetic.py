@@ -1,13 +1,30 @@
 """Synthetic tasks from shared latent factors with planted relatedness.
 
 Inputs ``x ~ N(0, I_d)``. Task ``t`` belongs to cluster ``c(t)`` with direction ``u_c``; its
-weight vector is ``w_t = sign_t (√ρ u_c + √(1−ρ) v_t)`` with a private direction ``v_t`` (all unit
+weight vector is ``w_t = √ρ u_c + √(1−ρ) v_t`` with a private direction ``v_t`` (all unit
 Gaussian directions), so ``ρ`` ∈ [0, 1] sets the relatedness inside a cluster (ρ = 1: identical
-tasks, ρ = 0: unrelated). Tasks listed in ``conflicting`` get ``sign_t = −1``: they pull against
-their cluster — in the targets; a task head can absorb a sign flip, so such a task need not
-conflict in gradient (for a task unrelated to the rest, give it a cluster of its own).
-Targets are ``y = tanh(x·w_t) · 2 + ε`` (``regression``) or ``1[x·w_t + ε > 0]`` (``binary``),
-with ``ε ~ N(0, noise²)``.
+tasks, ρ = 0: unrelated). With the score ``s_t = x·w_t``, targets are
+``y = 2 tanh(s_t) + ε`` (``regression``) or ``1[s_t + ε > 0]`` (``binary``), ``ε ~ N(0, noise²)``.
+
+Tasks listed in ``conflicting`` pull against the others, in one of two ways (``conflict``):
+
+- ``"sign"`` (default): ``s_t = −x·w_t``, the task's targets are negated. A task head absorbs a
+  sign flip (the same features serve y and −y), so such a task need not conflict in gradient;
+  for a task merely unrelated to the rest, give it a cluster of its own.
+- ``"curvature"``: the task is defined on the *shared directions of the other tasks* with a
+  nonlinearity of opposite curvature. With ``C`` the clusters that hold at least one
+  non-conflicting task (in increasing order, signs ``σ = +1, −1, +1, …``) and
+  ``q_c = x·u_c``, its score is
+
+      s_t = Σ_{c∈C} σ_c (q_c² − 1) / √(2|C|)
+
+  (zero mean, unit variance), and its targets are ``y = 2 s_t + ε`` (``regression``; no tanh)
+  or ``1[s_t + ε > 0]`` (``binary``); its own ``clusters`` entry is not used. The clustered
+  tasks are odd and saturating (concave for ``s > 0``) in ``q_c``, this task is even and convex
+  in the same ``q_c``: both need the trunk's units along ``u_c``, but shaped in opposite ways
+  (thresholds, tails), which a linear task head cannot reconcile. Measured with HPS (MLP [32])
+  it has a negative mean gradient cosine and negative lookahead affinity with every cluster
+  (``benchmarks/analysis/planted.py``, docs/relatedness.md).
 """
 
 from __future__ import annotations
@@ -29,6 +46,7 @@ def load_synthetic(
     relatedness: float = 0.8,
     clusters: Sequence[int] | None = None,
     conflicting: Sequence[int] = (),
+    conflict: str = "sign",
     noise: float = 0.1,
     seed: int = 0,
 ) -> DatasetBundle:
@@ -42,6 +60,11 @@ def load_synthetic(
     for t in conflicting:
         if not 0 <= t < num_tasks:
             raise ValueError(f"synthetic: conflicting task index {t} is out of range")
+    if conflict not in ("sign", "curvature"):
+        raise ValueError(f"synthetic: conflict must be 'sign' or 'curvature', got {conflict!r}")
+    against = sorted({c for t, c in enumerate(clusters) if t not in conflicting})
+    if conflict == "curvature" and conflicting and not against:
+        raise ValueError("synthetic: conflict='curvature' needs at least one task not conflicting")
     rng = np.random.default_rng(seed)
 
     def direction() -> np.ndarray:
@@ -52,14 +75,20 @@ def load_synthetic(
     x = rng.standard_normal((n_samples, n_features)).astype("float32")
     tasks, targets = [], {}
     for t in range(num_tasks):
-        sign = -1.0 if t in conflicting else 1.0
-        w = sign * (
-            np.sqrt(relatedness) * shared[clusters[t]] + np.sqrt(1 - relatedness) * direction()
-        )
-        score = x @ w
+        private = direction()  # drawn for every task: the other tasks do not depend on `conflict`
+        w = np.sqrt(relatedness) * shared[clusters[t]] + np.sqrt(1 - relatedness) * private
+        curved = t in conflicting and conflict == "curvature"
+        if curved:
+            signs = [(-1.0) ** i for i in range(len(against))]
+            score = sum(
+                s * ((x @ shared[c]) ** 2 - 1) for s, c in zip(signs, against, strict=True)
+            ) / np.sqrt(2 * len(against))
+        else:
+            score = (-1.0 if t in conflicting else 1.0) * (x @ w)
         name = f"task{t}"
         if kind == "regression":
-            targets[name] = 2.0 * np.tanh(score) + noise * rng.standard_normal(n_samples)
+            clean = 2.0 * score if curved else 2.0 * np.tanh(score)
+            targets[name] = clean + noise * rng.standard_normal(n_samples)
         else:
             targets[name] = (score + noise * rng.standard_normal(n_samples) > 0).astype(int)
         tasks.append(Task(name, kind))
