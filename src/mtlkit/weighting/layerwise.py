@@ -80,8 +80,11 @@ def _conv_geometry(layer: nn.Conv2d) -> tuple[tuple[int, int], ...] | None:
 
 
 def unfold_patches(a: Tensor, layer: nn.Conv2d) -> Tensor:
-    """The convolution's input patches, ``(B, in·kh·kw, L)`` as :func:`torch.nn.functional.unfold`
-    gives them, by one strided copy (several times faster than ``unfold`` on a CPU)."""
+    """The convolution's input patches as a ``(in·kh·kw, B·L)`` matrix, by one strided copy.
+
+    Column ``b·L + l`` is patch ``l`` of sample ``b``: ``unfold(a)`` with the batch moved into
+    the columns (several times faster than :func:`torch.nn.functional.unfold` on a CPU).
+    """
     geometry = _conv_geometry(layer)
     assert geometry is not None
     (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
@@ -92,30 +95,28 @@ def unfold_patches(a: Tensor, layer: nn.Conv2d) -> Tensor:
     out_w = (width - dw * (kw - 1) - 1) // sw + 1
     sb, sc, sy, sx = a.stride()
     patches = a.as_strided(
-        (batch, channels, kh, kw, out_h, out_w),
-        (sb, sc, sy * dh, sx * dw, sy * sh, sx * sw),
+        (channels, kh, kw, batch, out_h, out_w),
+        (sc, sy * dh, sx * dw, sb, sy * sh, sx * sw),
     )
-    return patches.reshape(batch, channels * kh * kw, out_h * out_w)
+    return patches.reshape(channels * kh * kw, batch * out_h * out_w)
 
 
 def conv2d_weight_grads(layer: nn.Conv2d, a: Tensor) -> Callable[[Tensor], list[Tensor]]:
     """``δ ↦`` per-task gradients ``(T, *W.shape)`` (and ``(T, out)``) of a 2-d convolution.
 
-    ``W`` acts on the unfolded patches, ``z[b, :, l] = W_flat @ cols[b, :, l]``, so
-    ``J_W[t] = Σ_b δₜ[b] cols[b]ᵀ``: one batched product over the batch for all T tasks.
+    ``W`` acts on the unfolded patches, ``z[b, :, l] = W_flat @ cols[:, b·L + l]``, so
+    ``J_W[t] = δₜ colsᵀ`` with ``δₜ`` laid out as ``(out, B·L)``: one product per task.
     """
-    cols = unfold_patches(a.unsqueeze(0) if a.dim() == 3 else a, layer)  # (B, in·kh·kw, L)
-    cols_t = cols.transpose(1, 2)
-    batch, length = cols.shape[0], cols.shape[2]
+    unbatched = a.dim() == 3
+    cols = unfold_patches(a.unsqueeze(0) if unbatched else a, layer)
+    batch = 1 if unbatched else a.shape[0]
 
     def grads(deltas: Tensor) -> list[Tensor]:
         tasks, out = deltas.shape[0], layer.out_channels
-        d = deltas.reshape(tasks, batch, out, length).transpose(0, 1)
-        d = d.reshape(batch, tasks * out, length)  # a view when T = 1
-        weight = torch.bmm(d, cols_t).sum(0).reshape(tasks, *layer.weight.shape)
-        result = [weight]
+        d = deltas.reshape(tasks, batch, out, -1).transpose(1, 2).reshape(tasks * out, -1)
+        result = [(d @ cols.T).reshape(tasks, *layer.weight.shape)]
         if layer.bias is not None:
-            result.append(d.sum((0, 2)).reshape(tasks, out))
+            result.append(d.sum(1).reshape(tasks, out))
         return result
 
     return grads
