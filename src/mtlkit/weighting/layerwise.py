@@ -1,15 +1,12 @@
 """Per-task weight gradients of linear and convolutional layers from their inputs and output grads.
 
 For a layer ``z = a Wᵀ + b`` (or a convolution, a linear map of the unfolded input patches), the
-gradient of task ``t`` with respect to ``W`` is ``δₜᵀ a`` where ``δₜ = ∂Lₜ/∂z``. So the T rows
-of the Jacobian for such a layer need only the T output gradients ``δₜ`` — one reverse pass per
-task that stops at the layer outputs and computes no weight gradient — and then *one* matrix
-product for all tasks together:
-
-    J_W = [δ₁; …; δ_T]ᵀ-stacked @ a   (T·out × in, summed over the batch),
-
-instead of T separate weight-gradient kernels. On a CPU the second form is several times
-cheaper for small convolutions (few channels, many positions), whose backward kernels are slow.
+gradient of task ``t`` with respect to ``W`` is ``δₜᵀ a`` (summed over the batch) where
+``δₜ = ∂Lₜ/∂z``. So the T rows of the Jacobian for such a layer need only the output gradients
+``δₜ`` — from a reverse pass per task that stops at the layer outputs and runs no weight-gradient
+kernel — and one plain matrix product per task against the input (for a convolution, its
+unfolded patches, laid out once per step). On a CPU that product is several times cheaper than
+the convolution weight-gradient kernel for small convolutions (few channels, many positions).
 
 :class:`LayerRecorder` watches the model's shared ``nn.Linear`` and ``nn.Conv2d`` layers with
 forward hooks and keeps each call's input and output for the current step; the engine then asks
@@ -33,8 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
-
-WATCHED_TYPES = (nn.Linear, nn.Conv2d)
 
 
 @dataclass
@@ -130,7 +125,7 @@ WEIGHT_GRADS: dict[type, Callable[..., Callable[[Tensor], list[Tensor]]]] = {
 
 
 def _watchable(module: nn.Module, shared: set[int], owners: dict[int, int]) -> bool:
-    if type(module) not in WATCHED_TYPES:  # exact type: a subclass may change forward
+    if type(module) not in WEIGHT_GRADS:  # exact type: a subclass may change forward
         return False
     if isinstance(module, nn.Conv2d) and _conv_geometry(module) is None:
         return False
