@@ -4,15 +4,15 @@ For a layer ``z = a Wᵀ + b`` (or a convolution, a linear map of the unfolded i
 gradient of task ``t`` with respect to ``W`` is ``δₜᵀ a`` (summed over the batch) where
 ``δₜ = ∂Lₜ/∂z``. So the T rows of the Jacobian for such a layer need only the output gradients
 ``δₜ`` — from a reverse pass per task that stops at the layer outputs and runs no weight-gradient
-kernel — and one plain matrix product per task against the input (for a convolution, its
-unfolded patches, laid out once per step). On a CPU that product is several times cheaper than
-the convolution weight-gradient kernel for small convolutions (few channels, many positions).
+kernel — and then one matrix product for all tasks against the input (for a convolution, its
+unfolded patches, laid out once per step). On a CPU that is several times cheaper than T
+convolution weight-gradient kernels for small convolutions (few channels, many positions).
 
 :class:`LayerRecorder` watches the model's shared ``nn.Linear`` and ``nn.Conv2d`` layers with
 forward hooks and keeps each call's input and output for the current step; the engine then asks
 autograd for ``∂Lₜ/∂z`` of every recorded output (and for the gradients of shared parameters no
 recorded layer owns, e.g. normalization layers) and builds the rest with
-:func:`linear_weight_grads` / :func:`conv2d_weight_grads` (:func:`jacobian_layerwise`).
+:class:`LinearJacobian` / :class:`Conv2dJacobian` (:func:`jacobian_layerwise`).
 
 It assumes the watched layers' parameters are used only through those layers' ``forward``;
 parameters shared by several modules are never watched, and a recorded tensor modified in place
@@ -23,7 +23,7 @@ method (see :class:`mtlkit.weighting.GradientEngine`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -47,20 +47,6 @@ class LayerCall:
             self.input._version == self.input_version
             and self.output._version == self.output_version
         )
-
-
-def linear_weight_grads(layer: nn.Linear, a: Tensor) -> Callable[[Tensor], list[Tensor]]:
-    """``δ ↦`` per-task gradients ``(T, out, in)`` (and ``(T, out)``) of ``z = a Wᵀ + b``."""
-    a = a.reshape(-1, a.shape[-1])
-
-    def grads(deltas: Tensor) -> list[Tensor]:
-        d = deltas.reshape(deltas.shape[0], -1, deltas.shape[-1])
-        result = [torch.matmul(d.transpose(1, 2), a)]
-        if layer.bias is not None:
-            result.append(d.sum(1))
-        return result
-
-    return grads
 
 
 def _conv_geometry(layer: nn.Conv2d) -> tuple[tuple[int, int], ...] | None:
@@ -96,36 +82,69 @@ def unfold_patches(a: Tensor, layer: nn.Conv2d) -> Tensor:
     return patches.reshape(channels * kh * kw, batch * out_h * out_w)
 
 
-def conv2d_weight_grads(layer: nn.Conv2d, a: Tensor) -> Callable[[Tensor], list[Tensor]]:
-    """``δ ↦`` per-task gradients ``(T, *W.shape)`` (and ``(T, out)``) of a 2-d convolution.
+class LayerJacobian:
+    """The T Jacobian rows of one layer call's parameters, from its input and output gradients.
 
-    ``W`` acts on the unfolded patches, ``z[b, :, l] = W_flat @ cols[:, b·L + l]``, so
-    ``J_W[t] = δₜ colsᵀ`` with ``δₜ`` laid out as ``(out, B·L)``: one product per task.
+    :meth:`add` files task ``t``'s output gradient ``δₜ`` as a ``(out, N)`` matrix (N: the
+    batch, times the positions for a convolution); :meth:`rows` then gets every task's weight
+    gradient ``δₜ Aᵀ`` from one product ``[δ₁; …; δ_T] Aᵀ`` against the layer's input matrix
+    ``A`` (``(in, N)``; for a convolution the unfolded patches), and the bias gradient as
+    ``δₜ 1``. One product for all tasks reads ``A`` once instead of T times.
     """
-    unbatched = a.dim() == 3
-    cols = unfold_patches(a.unsqueeze(0) if unbatched else a, layer)
-    batch = 1 if unbatched else a.shape[0]
 
-    def grads(deltas: Tensor) -> list[Tensor]:
-        tasks, out = deltas.shape[0], layer.out_channels
-        d = deltas.reshape(tasks, batch, out, -1).transpose(1, 2).reshape(tasks * out, -1)
-        result = [(d @ cols.T).reshape(tasks, *layer.weight.shape)]
-        if layer.bias is not None:
-            result.append(d.sum(1).reshape(tasks, out))
-        return result
+    def __init__(self, layer: nn.Module, inputs: Tensor, num_tasks: int) -> None:
+        self.layer = layer
+        self.inputs = self.input_matrix(inputs)  # (in, N)
+        out = self.layer.weight.shape[0]
+        self.deltas = inputs.new_zeros(num_tasks, out, self.inputs.shape[1])
 
-    return grads
+    def input_matrix(self, inputs: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def add(self, task: int, delta: Tensor) -> None:
+        """File ``δₜ`` (shaped as the layer's output) as row block ``task``: ``(out, N)``."""
+        raise NotImplementedError
+
+    def rows(self) -> list[Tensor]:
+        """Per parameter of the layer (weight, then bias if any): ``(T, numel)``."""
+        num_tasks = self.deltas.shape[0]
+        weight = self.deltas.reshape(-1, self.deltas.shape[2]) @ self.inputs.T
+        rows = [weight.reshape(num_tasks, -1)]
+        if self.layer.bias is not None:
+            rows.append(self.deltas.sum(2))
+        return rows
 
 
-WEIGHT_GRADS: dict[type, Callable[..., Callable[[Tensor], list[Tensor]]]] = {
-    nn.Linear: linear_weight_grads,
-    nn.Conv2d: conv2d_weight_grads,
+class LinearJacobian(LayerJacobian):
+    """``z = a Wᵀ + b`` on inputs of any leading shape: ``A = aᵀ`` over all leading positions."""
+
+    def input_matrix(self, inputs: Tensor) -> Tensor:
+        return inputs.reshape(-1, inputs.shape[-1]).T
+
+    def add(self, task: int, delta: Tensor) -> None:
+        self.deltas[task].copy_(delta.reshape(-1, delta.shape[-1]).T)
+
+
+class Conv2dJacobian(LayerJacobian):
+    """A 2-d convolution is a linear map of its input patches: ``A`` = :func:`unfold_patches`."""
+
+    def input_matrix(self, inputs: Tensor) -> Tensor:
+        return unfold_patches(inputs if inputs.dim() == 4 else inputs.unsqueeze(0), self.layer)
+
+    def add(self, task: int, delta: Tensor) -> None:
+        delta = delta.reshape(-1, self.layer.out_channels, delta.shape[-2] * delta.shape[-1])
+        self.deltas[task].view(delta.shape[1], delta.shape[0], -1).copy_(delta.transpose(0, 1))
+
+
+LAYER_JACOBIANS: dict[type, type[LayerJacobian]] = {
+    nn.Linear: LinearJacobian,
+    nn.Conv2d: Conv2dJacobian,
 }
-"""Per layer type: ``(layer, input) ↦ (δ of shape (T, *output.shape) ↦ per-task grads)``."""
+"""The layer types the recorder watches (exact types), and how their rows are built."""
 
 
 def _watchable(module: nn.Module, shared: set[int], owners: dict[int, int]) -> bool:
-    if type(module) not in WEIGHT_GRADS:  # exact type: a subclass may change forward
+    if type(module) not in LAYER_JACOBIANS:  # exact type: a subclass may change forward
         return False
     if isinstance(module, nn.Conv2d) and _conv_geometry(module) is None:
         return False
@@ -195,16 +214,17 @@ def jacobian_layerwise(losses: Tensor, params: Sequence[Tensor], recorder: Layer
     """``J`` (T × P) with the watched layers' parameter columns built from output gradients.
 
     One reverse pass per task computes the output gradients ``δₜ`` of every recorded layer call
-    and the gradients of the remaining parameters, and skips the watched layers' own weight
-    gradients; their columns come from :data:`WEIGHT_GRADS` instead.
+    and the gradients of the remaining parameters, and runs none of the watched layers'
+    weight-gradient kernels; their columns come from :class:`LayerJacobian` instead.
     """
     num_tasks = losses.shape[0]
     calls = recorder.usable_calls()
     covered = {id(p) for call in calls for p in call.module.parameters(recurse=False)}
     others = [p for p in params if id(p) not in covered]
     inputs = [call.output for call in calls] + others
-    layer_grads = [WEIGHT_GRADS[type(call.module)](call.module, call.input) for call in calls]
-    layer_params = [list(call.module.parameters(recurse=False)) for call in calls]
+    layers = [
+        LAYER_JACOBIANS[type(call.module)](call.module, call.input, num_tasks) for call in calls
+    ]
     columns, offset = {}, 0
     for p in params:
         columns[id(p)] = slice(offset, offset + p.numel())
@@ -214,14 +234,14 @@ def jacobian_layerwise(losses: Tensor, params: Sequence[Tensor], recorder: Layer
         if not inputs or not losses[t].requires_grad:
             continue
         grads = torch.autograd.grad(losses[t], inputs, retain_graph=True, allow_unused=True)
-        deltas, other_grads = grads[: len(calls)], grads[len(calls) :]
-        for fn, owned, delta in zip(layer_grads, layer_params, deltas, strict=True):
-            if delta is None:  # this call does not reach the losses (e.g. a stale forward)
-                continue
-            for p, g in zip(owned, fn(delta.unsqueeze(0)), strict=True):
-                if id(p) in columns:
-                    jacobian[t, columns[id(p)]] += g.reshape(-1)
-        for p, g in zip(others, other_grads, strict=True):
+        for layer, delta in zip(layers, grads[: len(calls)], strict=True):
+            if delta is not None:  # None: the call does not reach the losses (a stale forward)
+                layer.add(t, delta)
+        for p, g in zip(others, grads[len(calls) :], strict=True):
             if g is not None:
                 jacobian[t, columns[id(p)]] = g.reshape(-1)
+    for layer in layers:
+        for p, rows in zip(layer.layer.parameters(recurse=False), layer.rows(), strict=True):
+            if id(p) in columns:
+                jacobian[:, columns[id(p)]] += rows
     return jacobian
