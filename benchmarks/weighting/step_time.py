@@ -233,10 +233,12 @@ def main() -> None:
                     )
         for label, seconds in time_interleaved(steps, args.warmup, args.reps).items():
             rows.setdefault(label, {})[num_tasks] = seconds
-        chosen = {
-            "parameters" if all(key[2]) else "representation": method
-            for key, method in engine.choice.items()
-        }
+        chosen = sorted(
+            {
+                (f"{len(key[1])} parameter tensors" if all(key[2]) else "representation", method)
+                for key, method in engine.choice.items()
+            }
+        )
         print(
             f"T={num_tasks}: EW step {1000 * rows['ew'][num_tasks]:.1f} ms; engine's Jacobian "
             f"method: {chosen}",

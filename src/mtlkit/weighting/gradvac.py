@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -29,10 +30,10 @@ def gradvac_weights(
     and in all cases ``φ̂ᵢⱼ ← (1−β) φ̂ᵢⱼ + β φᵢⱼ`` (with the ``φᵢⱼ`` before the change).
     ``eps`` guards the denominators. The weights are ``Σᵢ cᵢ``.
     """
-    g = gramian.detach().to("cpu", torch.float64)
-    phi_hat = targets.detach().to("cpu", torch.float64).clone()
+    g = gramian.detach().to("cpu", torch.float64).numpy()  # T² scalar steps: numpy, not torch
+    phi_hat = targets.detach().to("cpu", torch.float64).numpy().copy()
     t = g.shape[0]
-    coeffs = torch.eye(t, dtype=torch.float64)
+    coeffs = np.eye(t)
     for i in range(t):
         cg = coeffs[i] @ g
         for j in orders[i]:
@@ -50,8 +51,8 @@ def gradvac_weights(
                 coeffs[i, j] += w
                 cg = cg + w * g[j]
             phi_hat[i, j] = (1.0 - beta) * target + beta * phi
-    weights = coeffs.sum(dim=0)
-    return weights.to(gramian.dtype).to(gramian.device), phi_hat.to(targets.dtype)
+    weights = torch.as_tensor(coeffs.sum(axis=0), dtype=gramian.dtype, device=gramian.device)
+    return weights, torch.as_tensor(phi_hat, dtype=targets.dtype, device=targets.device)
 
 
 class GradVac(SeededMixin, GramianWeighting):

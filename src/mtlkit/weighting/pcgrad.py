@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -19,11 +20,11 @@ def pcgrad_weights(gramian: Tensor, orders: Sequence[Sequence[int]]) -> Tensor:
     ``gᵢᴾᶜ ← gᵢᴾᶜ − (gᵢᴾᶜ·gⱼ / ‖gⱼ‖²) gⱼ``. Writing ``gᵢᴾᶜ = Jᵀcᵢ`` all inner products come
     from ``G``: ``gᵢᴾᶜ·gⱼ = (G cᵢ)ⱼ``.
     """
-    g = gramian.detach().to("cpu", torch.float64)
+    g = gramian.detach().to("cpu", torch.float64).numpy()  # T² scalar steps: numpy, not torch
     t = g.shape[0]
-    total = torch.zeros(t, dtype=torch.float64)
+    total = np.zeros(t)
     for i in range(t):
-        c = torch.zeros(t, dtype=torch.float64)
+        c = np.zeros(t)
         c[i] = 1.0
         for j in orders[i]:
             j = int(j)
@@ -33,7 +34,7 @@ def pcgrad_weights(gramian: Tensor, orders: Sequence[Sequence[int]]) -> Tensor:
             if dot < 0.0 and g[j, j] > 0.0:
                 c[j] -= dot / g[j, j]
         total += c
-    return total.to(gramian.dtype).to(gramian.device)
+    return torch.as_tensor(total, dtype=gramian.dtype, device=gramian.device)
 
 
 class PCGrad(SeededMixin, GramianWeighting):
