@@ -21,6 +21,7 @@ from mtlkit.linear._cv import stratified_task_folds
     [
         MultiTaskRegressor(),
         MultiTaskRegressor("mean"),
+        MultiTaskRegressor("trace", shared=0.1),
         MultiTaskClassifier(max_iter=300),
         MultiTaskRegressorCV(alphas=3, cv=2, max_iter=100),
         MultiTaskClassifierCV(alphas=3, cv=2, max_iter=50),
@@ -163,6 +164,45 @@ def test_cv_selects_mixing_parameter_from_a_list():
     cv = MultiTaskRegressorCV("mean", alphas=4, rho=[0.0, 1.0], cv=3, random_state=0).fit(X, Y)
     assert cv.cv_errors_.shape == (2, 4, 3)
     assert cv.rho_ in (0.0, 1.0)
+
+
+def test_cv_selects_shared_and_mixing_from_lists_and_refits():
+    X, Y = regression_data()
+    Y = Y + 2.0 * X[:, :1]  # a common component
+    cv = MultiTaskRegressorCV(
+        "l21", alphas=3, l1_ratio=[0.5, 1.0], shared=[0.0, 1.0], cv=2, tol=1e-9, random_state=0
+    ).fit(X, Y)
+    assert cv.cv_errors_.shape == (4, 3, 2)  # (l1_ratio × shared) × λ × folds
+    best = np.unravel_index(np.argmin(cv.cv_errors_.mean(axis=2)), (4, 3))
+    assert (cv.l1_ratio_, cv.shared_) == [(a, s) for a in (0.5, 1.0) for s in (0.0, 1.0)][best[0]]
+    params = {"alpha": cv.alpha_, "l1_ratio": cv.l1_ratio_, "shared": cv.shared_}
+    ref = MultiTaskRegressor("l21", tol=1e-12, **params).fit(X, Y)
+    np.testing.assert_allclose(cv.coef_, ref.coef_, rtol=1e-5, atol=1e-7)
+
+
+def test_shared_component_warm_start_and_unshared_attribute():
+    X, Y = regression_data()
+    model = MultiTaskRegressor("trace", alpha=0.05, shared=0.2, tol=1e-10, warm_start=True)
+    model.fit(X, Y)
+    assert model.n_iter_ > 0 and model.shared_coef_.shape == (5,)
+    model.fit(X, Y)
+    assert model.n_iter_ == 0
+    assert MultiTaskRegressor("trace", alpha=0.05).fit(X, Y).shared_coef_ is None
+
+
+def test_path_with_shared_component_returns_full_coefficients():
+    X, Y = regression_data()
+    est = MultiTaskRegressor("trace", shared=0.1, tol=1e-10)
+    alphas, coefs, _, _ = regularization_path(est, X, Y, alphas=4)
+    assert coefs.shape == (4, 3, 5)
+    single = MultiTaskRegressor("trace", alpha=alphas[2], shared=0.1, tol=1e-12).fit(X, Y)
+    np.testing.assert_allclose(coefs[2], single.coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_ridge_path_spans_the_smooth_range():
+    X, Y = regression_data()
+    alphas, *_ = regularization_path(MultiTaskRegressor("l2"), X, Y, alphas=5)
+    assert alphas[-1] / alphas[0] == pytest.approx(1e-5)
 
 
 def test_classifier_cv_on_per_task_designs():

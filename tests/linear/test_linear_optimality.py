@@ -36,9 +36,8 @@ def data_gradient(model, X, Y, classification):
     return D.T @ X, D.sum(axis=0)
 
 
-def penalty_gradient(model, T):
-    """Gradient of the smooth penalties, by their definitions."""
-    W = model.coef_
+def penalty_gradient(model, W):
+    """Gradient of the smooth penalties at ``W``, by their definitions."""
     name, rho = model.penalty, model.rho
     if name == "mean":
         rho = 0.1 if rho is None else rho
@@ -60,13 +59,22 @@ def penalty_gradient(model, T):
 
 
 def assert_kkt(model, X, Y, classification, atol=1e-6):
+    """Subgradient conditions of ``F(W) + λ R(W)``, or with ``shared = ς`` of
+    ``F(1w₀ᵀ + V) + λ (R(V) + (ς/2) T ‖w₀‖²)``: then ``Σ_t ∇_t F + λ ς T w₀ = 0`` and ``R``'s
+    conditions hold at ``V`` with the same data gradient."""
     G, gb = data_gradient(model, X, Y, classification)
     np.testing.assert_allclose(gb, 0.0, atol=atol)
     W, lam = model.coef_, model.alpha
+    if model.shared is not None:
+        w0 = model.shared_coef_
+        np.testing.assert_allclose(
+            G.sum(axis=0) + lam * model.shared * W.shape[0] * w0, 0.0, atol=atol
+        )
+        W = W - w0[None, :]
     name = model.penalty
     a = {"l1": 1.0, "l2": 0.0}.get(name, model.l1_ratio if model.l1_ratio is not None else None)
     if name in ("mean", "graph", "clustered"):
-        np.testing.assert_allclose(G + lam * penalty_gradient(model, W.shape[0]), 0.0, atol=atol)
+        np.testing.assert_allclose(G + lam * penalty_gradient(model, W), 0.0, atol=atol)
     elif name in ("l1", "l2", "elasticnet"):
         a = 0.5 if a is None else a
         S = -(G + lam * (1 - a) * W) / lam  # must lie in a·∂‖W‖₁
@@ -113,6 +121,37 @@ def test_objective_not_above_long_reference_run(penalty, classification):
         warnings.simplefilter("ignore", ConvergenceWarning)
         reference.fit(X, Y)
     assert model.objective_ <= reference.objective_ * (1 + 1e-8) + 1e-14
+
+
+@pytest.mark.parametrize(
+    ("penalty", "shared"),
+    [("trace", 0.0), ("trace", 0.5), ("l21", 0.0), ("l1", 0.1), ("clustered", 0.0), ("mean", 1.0)],
+)
+@pytest.mark.parametrize("classification", [False, True])
+def test_kkt_conditions_with_shared_component(penalty, shared, classification):
+    X, Y = make_data(classification, seed=2)
+    Y = Y if classification else Y + 3.0 * X[:, :1]  # a strong common component
+    model = fit(classification, penalty, X, Y, shared=shared)
+    assert_kkt(model, X, Y, classification)
+    assert np.linalg.norm(model.shared_coef_) > 0
+    measure = model.dual_gap_ if not np.isnan(model.dual_gap_) else model.kkt_residual_
+    assert measure <= 1e-11
+    # The duality gap is used (and valid: ≥ 0 and tight) whenever R has a conjugate and ς > 0.
+    uses_gap = not classification and shared > 0 and penalty in ("trace", "l21", "l1")
+    assert np.isnan(model.dual_gap_) != uses_gap
+
+
+@pytest.mark.parametrize("shared", [0.0, 0.3, 2.0])
+def test_shared_ridge_is_mean_regularization(shared):
+    """min_{w₀} ½‖W − 1w₀ᵀ‖² + (ς/2) T ‖w₀‖² = mean penalty with ρ = ς/(1 + ς), w₀ = w̄/(1 + ς)."""
+    X, Y = make_data(False, seed=3)
+    a = MultiTaskRegressor("l2", alpha=LAM, shared=shared, tol=1e-12, max_iter=50_000).fit(X, Y)
+    rho = shared / (1.0 + shared)
+    b = MultiTaskRegressor("mean", alpha=LAM, rho=rho, tol=1e-12, max_iter=50_000).fit(X, Y)
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(a.intercept_, b.intercept_, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(a.shared_coef_, b.coef_.mean(axis=0) / (1.0 + shared), atol=1e-5)
+    np.testing.assert_allclose(a.objective_, b.objective_, rtol=1e-9)
 
 
 def test_convergence_warning_when_max_iter_too_small():

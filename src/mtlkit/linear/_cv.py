@@ -18,6 +18,7 @@ from ._estimators import (
     _RegressorOutputs,
 )
 from ._path import path_alphas
+from ._shared import expand
 from ._solver import blas_threads, solve_path
 
 _MIXING = {
@@ -78,6 +79,7 @@ class _CrossValidated(_LinearMultiTask):
         "cv": [Interval(Integral, 2, None, closed="left")],
         "eps": [Interval(Real, 0, 1, closed="neither"), None],
         "random_state": ["random_state"],
+        "shared": [Interval(Real, 0, None, closed="left"), "array-like", None],
     }
 
     def __init__(
@@ -96,6 +98,7 @@ class _CrossValidated(_LinearMultiTask):
         max_iter: int = 1000,
         precompute: str | bool = "auto",
         task_weighting: str = "mean",
+        shared=None,
         random_state=None,
     ):
         self.penalty = penalty
@@ -111,16 +114,21 @@ class _CrossValidated(_LinearMultiTask):
         self.max_iter = max_iter
         self.precompute = precompute
         self.task_weighting = task_weighting
+        self.shared = shared
         self.random_state = random_state
 
     def _mixings(self) -> list[dict]:
-        name = _MIXING.get(self.penalty)
-        if name is None:
-            return [{}]
-        values = getattr(self, name)
-        if values is None or np.isscalar(values):
-            return [{name: values}]
-        return [{name: float(v)} for v in np.ravel(values)]
+        """Every combination of the candidate mixing values (and ``shared`` values)."""
+        combos = [{}]
+        names = [_MIXING.get(self.penalty), "shared" if self.shared is not None else None]
+        for name in filter(None, names):
+            values = getattr(self, name)
+            if values is None or np.isscalar(values):
+                options = [values]
+            else:
+                options = [float(v) for v in np.ravel(values)]
+            combos = [{**c, name: v} for c in combos for v in options]
+        return combos
 
     def _validation_error(self, data, W, b, held_out) -> float:
         Z = data.design.forward(W) + data.design.broadcast(b)
@@ -138,21 +146,25 @@ class _CrossValidated(_LinearMultiTask):
             data, self.cv, stratify=self._loss == "logistic", random_state=self.random_state
         )
         mixings = self._mixings()
-        full_loss = self._make_loss(data)
+        with blas_threads(data.design):  # the set-ups too (see ``blas_threads``)
+            full_loss = self._make_loss(data)
         grids, errors = [], []
         for mix in mixings:
             penalty = self._penalty(self.n_tasks_, **mix)
-            grid = path_alphas(full_loss, penalty, self.alphas, self.eps)
+            with blas_threads(data.design):
+                grid = path_alphas(full_loss, penalty, self.alphas, self.eps)
             fold_errors = np.empty((grid.size, self.cv))
             for k in range(self.cv):
                 train = data.ind * (folds != k)
                 held_out = (folds == k).astype(np.float64)
-                loss = self._make_loss(data, train)
                 with blas_threads(data.design):
+                    loss = self._make_loss(data, train)
+                with blas_threads(data.design, loss):
                     path = solve_path(loss, penalty, grid, tol=self.tol, max_iter=self.max_iter)
                 for i, res in enumerate(path):
                     b = loss.intercept(res.W, res.b)
-                    fold_errors[i, k] = self._validation_error(data, res.W, b, held_out)
+                    W = res.W if self.shared is None else expand(res.W)
+                    fold_errors[i, k] = self._validation_error(data, W, b, held_out)
             grids.append(grid)
             errors.append(fold_errors)
         self.alphas_ = np.array(grids)
@@ -163,14 +175,16 @@ class _CrossValidated(_LinearMultiTask):
         self.alpha_ = float(self.alphas_[m, i])
         self.l1_ratio_ = best_mix.get("l1_ratio", self.l1_ratio)
         self.rho_ = best_mix.get("rho", self.rho)
+        self.shared_ = best_mix.get("shared")
         if len(mixings) == 1:
             self.alphas_, self.cv_errors_ = self.alphas_[0], self.cv_errors_[0]
         init = None
         if i > 0:
             penalty = self._penalty(self.n_tasks_, **best_mix)
-            warm = solve_path(
-                full_loss, penalty, grids[m][:i], tol=self.tol, max_iter=self.max_iter
-            )
+            with blas_threads(data.design, full_loss):
+                warm = solve_path(
+                    full_loss, penalty, grids[m][:i], tol=self.tol, max_iter=self.max_iter
+                )
             init = (warm[-1].W, warm[-1].b)
         return self._fit_data(data, self.alpha_, init=init, **best_mix)
 
@@ -191,6 +205,9 @@ class MultiTaskRegressorCV(_RegressorOutputs, RegressorMixin, _CrossValidated):
         λ candidates, or their number (default 20) on a geometric grid from λ_max.
     l1_ratio, rho : float, array-like or None
         Mixing candidates for ``elasticnet``/``l21`` and ``mean``/``graph``/``clustered``.
+    shared : float, array-like or None
+        ``ς`` of the shared component (see :class:`MultiTaskRegressor`), or candidates for it;
+        every combination with the mixing candidates is cross-validated.
     cv : int
         Number of folds K.
     eps : float or None
@@ -200,10 +217,11 @@ class MultiTaskRegressorCV(_RegressorOutputs, RegressorMixin, _CrossValidated):
 
     Attributes
     ----------
-    alpha_, l1_ratio_, rho_ : the selected values.
+    alpha_, l1_ratio_, rho_, shared_ : the selected values.
     alphas_ : ndarray (n_alphas,) or (n_mixings, n_alphas)
     cv_errors_ : ndarray (n_alphas, K) or (n_mixings, n_alphas, K): held-out error per fold.
-    coef_, intercept_, n_iter_, dual_gap_, kkt_residual_, objective_ : of the refitted model.
+    coef_, shared_coef_, intercept_, n_iter_, dual_gap_, kkt_residual_, objective_ : of the
+        refitted model.
     """
 
     @staticmethod

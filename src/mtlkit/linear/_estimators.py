@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._data import SharedDesign, TaskDesign, as_design, check_task_lists, is_per_task
 from ._losses import make_loss
 from ._penalties import PENALTIES, make_penalty
+from ._shared import SharedComponentLoss, SharedComponentPenalty, expand, split_shared
 from ._solver import Composite, blas_threads, fista, lambda_max
 
 _COMMON_CONSTRAINTS: dict = {
@@ -28,6 +29,7 @@ _COMMON_CONSTRAINTS: dict = {
     "max_iter": [Interval(Integral, 1, None, closed="left")],
     "precompute": [StrOptions({"auto"}), "boolean"],
     "task_weighting": [StrOptions({"mean", "sum"})],
+    "shared": [Interval(Real, 0, None, closed="left"), None],
 }
 
 
@@ -43,8 +45,8 @@ class _LinearMultiTask(BaseEstimator):
 
     _loss: str
 
-    def _penalty(self, n_tasks: int, l1_ratio=None, rho=None):
-        return make_penalty(
+    def _penalty(self, n_tasks: int, l1_ratio=None, rho=None, shared=None):
+        penalty = make_penalty(
             self.penalty,
             n_tasks,
             l1_ratio=self.l1_ratio if l1_ratio is None else l1_ratio,
@@ -52,9 +54,13 @@ class _LinearMultiTask(BaseEstimator):
             edges=self.edges,
             n_clusters=self.n_clusters,
         )
+        if self.shared is None:
+            return penalty
+        shared = self.shared if shared is None else shared
+        return SharedComponentPenalty(penalty, float(np.ravel(shared)[0]))
 
     def _make_loss(self, data: _Prepared, ind=None):
-        return make_loss(
+        loss = make_loss(
             self._loss,
             data.design,
             data.Y,
@@ -63,6 +69,21 @@ class _LinearMultiTask(BaseEstimator):
             precompute=self.precompute,
             task_weighting=self.task_weighting,
         )
+        return loss if self.shared is None else SharedComponentLoss(loss)
+
+    def _set_coef(self, Z):
+        """``coef_`` (and ``shared_coef_``) from the solver's variable (``[V; u]`` if shared)."""
+        if self.shared is None:
+            self.coef_, self.shared_coef_ = Z, None
+        else:
+            self.coef_, self.shared_coef_ = expand(Z), Z[-1] / np.sqrt(Z.shape[0] - 1)
+
+    def _solver_coef(self):
+        """The solver's variable of the fitted model (inverse of :meth:`_set_coef`)."""
+        if self.shared is None:
+            return self.coef_
+        w0 = self.shared_coef_ if self.shared_coef_ is not None else np.zeros(self.coef_.shape[1])
+        return split_shared(self.coef_, w0)
 
     def _prepare(self, X, y) -> _Prepared:
         if is_per_task(X):
@@ -122,24 +143,27 @@ class _LinearMultiTask(BaseEstimator):
         Z = np.asarray(X @ self.coef_.T) + self.intercept_
         return Z.ravel() if self.single_output_ else Z
 
-    def _fit_data(self, data: _Prepared, alpha: float, *, l1_ratio=None, rho=None, init=None):
-        loss = self._make_loss(data)
-        penalty = self._penalty(self.n_tasks_, l1_ratio, rho)
-        problem = Composite(loss, penalty, alpha)
+    def _fit_data(
+        self, data: _Prepared, alpha: float, *, l1_ratio=None, rho=None, shared=None, init=None
+    ):
+        with blas_threads(data.design):  # the Gram set-up too: small products run faster alone
+            loss = self._make_loss(data)
+            penalty = self._penalty(self.n_tasks_, l1_ratio, rho, shared)
+            problem = Composite(loss, penalty, alpha)
+            L = loss.lipschitz() + alpha * penalty.lipschitz()
         if init is None:
             W, b = np.zeros((loss.n_tasks, loss.n_features)), loss.initial_intercept()
         else:
             W, b = init
             b = b if loss.n_intercepts else loss.initial_intercept()
-        L = loss.lipschitz() + alpha * penalty.lipschitz()
-        with blas_threads(data.design):
+        with blas_threads(data.design, loss):  # the iterations: sized by their own products
             res = fista(problem, W, b, L=L, tol=self.tol, max_iter=self.max_iter)
-        self.coef_ = res.W
-        self.intercept_ = loss.intercept(res.W, res.b)
-        self.n_iter_ = res.n_iter
-        self.dual_gap_ = res.dual_gap
-        self.kkt_residual_ = problem.kkt(res.W, res.b, res.lipschitz)
-        self.objective_ = problem.objective(res.W, res.b)
+            self._set_coef(res.W)
+            self.intercept_ = loss.intercept(res.W, res.b)
+            self.n_iter_ = res.n_iter
+            self.dual_gap_ = res.dual_gap
+            self.kkt_residual_ = problem.kkt(res.W, res.b, res.lipschitz)
+            self.objective_ = problem.objective(res.W, res.b)
         if not res.converged:
             warnings.warn(
                 f"FISTA did not converge in max_iter={self.max_iter} iterations "
@@ -187,6 +211,17 @@ _OBJECTIVE_DOC = r"""
 
     Defaults: ``l1_ratio`` 0.5 for ``elasticnet`` and 1 for ``l21``; ``rho`` 0.1 for ``mean`` and
     ``graph`` and 1 for ``clustered``; ``n_clusters`` 1.
+
+    With ``shared = ς`` (not None) the weights split into a component common to all tasks and
+    penalized deviations, ``W = 1 w₀ᵀ + V``, and the objective becomes
+
+    .. math::
+
+        \min_{w_0, V, b} \; F(1 w_0^\top + V, b) + \lambda (R(V) + \tfrac{ς}{2} T \|w_0\|^2),
+
+    so ``R`` acts on the deviations instead of pulling every task toward zero (``ς = 0``: an
+    unpenalized shared model). ``coef_`` is ``W`` and ``shared_coef_`` is ``w₀``. With
+    ``R = l2`` this is ``mean`` with ``ρ = ς/(1 + ς)``.
 """
 
 _DATA_DOC = """
@@ -226,6 +261,11 @@ _PARAMS_DOC = """
         ``"mean"``: each task's loss is averaged over its ``n_t`` rows (the objective above);
         ``"sum"``: every row weighs ``1/N``, ``N = Σ_t n_t`` (tasks weighted by their size, as in
         MALSAR's summed losses up to the factor N). Identical when all ``n_t`` are equal.
+    shared : float >= 0 or None
+        ``ς``: add a shared component ``w₀`` penalized by ``λ (ς/2) T ‖w₀‖²`` (see above); None
+        (default) fits ``W`` directly. The duality gap is used with ``ς > 0``; with ``ς = 0`` the
+        KKT residual, and ``w₀`` need not be unique (``coef_`` is, when the loss is strictly
+        convex in ``W``).
 
     Attributes
     ----------
@@ -239,6 +279,8 @@ _PARAMS_DOC = """
         Final relative KKT residual (gradient-mapping norm).
     objective_ : float
         Final value of the objective above.
+    shared_coef_ : ndarray of shape (n_features,) or None
+        The shared component ``w₀`` (None without ``shared``).
     n_tasks_ : int
     per_task_ : bool
         Whether the model was fitted on per-task designs.
@@ -267,6 +309,7 @@ class _SingleFit(_LinearMultiTask):
         warm_start: bool = False,
         precompute: str | bool = "auto",
         task_weighting: str = "mean",
+        shared: float | None = None,
     ):
         self.penalty = penalty
         self.alpha = alpha
@@ -280,6 +323,7 @@ class _SingleFit(_LinearMultiTask):
         self.warm_start = warm_start
         self.precompute = precompute
         self.task_weighting = task_weighting
+        self.shared = shared
 
     def fit(self, X, y):
         """Fit the model; ``X``/``y`` as a shared design or as lists of per-task designs."""
@@ -290,6 +334,8 @@ class _SingleFit(_LinearMultiTask):
         data = self._prepare(X, y)
         if previous is not None and previous[0].shape != (self.n_tasks_, self.n_features_in_):
             previous = None
+        if previous is not None:
+            previous = (self._solver_coef(), previous[1])
         return self._fit_data(data, self.alpha, init=previous)
 
 

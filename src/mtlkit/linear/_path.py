@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import clone
 
+from ._shared import expand
 from ._solver import alpha_grid, blas_threads, lambda_max, solve_path
 
 #: Default ratio λ_min / λ_max: sparse penalties stop at 1e-3 λ_max (as scikit-learn does);
@@ -13,7 +14,10 @@ SPARSE_EPS, SMOOTH_EPS = 1e-3, 1e-5
 
 
 def default_eps(penalty) -> float:
+    penalty = getattr(penalty, "base", penalty)  # a shared-component wrapper: its R decides
     sparse = not penalty.smooth and penalty.lambda_max.__qualname__ != "Penalty.lambda_max"
+    if getattr(penalty, "l1_ratio", None) == 0.0:  # ridge: λ_max is the smooth-rule convention
+        sparse = False
     return SPARSE_EPS if sparse else SMOOTH_EPS
 
 
@@ -56,8 +60,8 @@ def regularization_path(estimator, X, y, *, alphas=None, eps: float | None = Non
     data = est._prepare(X, y)
     loss, penalty = est._make_loss(data), est._penalty(est.n_tasks_)
     grid = path_alphas(loss, penalty, alphas, eps)
-    with blas_threads(data.design):
+    with blas_threads(data.design, loss):
         results = solve_path(loss, penalty, grid, tol=est.tol, max_iter=est.max_iter)
-    coefs = np.stack([r.W for r in results])
+    coefs = np.stack([r.W if est.shared is None else expand(r.W) for r in results])
     intercepts = np.stack([loss.intercept(r.W, r.b) for r in results])
     return grid, coefs, intercepts, np.array([r.n_iter for r in results])

@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 _EPS = np.finfo(np.float64).eps
 
@@ -143,13 +143,34 @@ def fista(
 #: Below this many stored design entries the solver runs BLAS single-threaded: its work is then
 #: many small products and eigendecompositions, which threads slow down (badly so on busy CPUs).
 SINGLE_THREAD_SIZE = 2_000_000
+#: With Gram matrices the loop's products are ``T × d × d`` (``loop_size``) whatever ``n``; below
+#: this size such a product takes a few ms on one core and threads mostly add synchronisation
+#: (on a busy 2-core machine a 30 × 300 × 300 product took 35 ms with two threads, while a whole
+#: one-thread fit of that problem, 46 such products and the Gram set-up included, took 73 ms).
+SINGLE_THREAD_LOOP_SIZE = 50_000_000
+
+_CONTROLLER: list[ThreadpoolController] = []
 
 
-def blas_threads(design):
-    """Context limiting BLAS to one thread for small problems (see ``SINGLE_THREAD_SIZE``)."""
-    if design.size <= SINGLE_THREAD_SIZE:
-        return threadpool_limits(limits=1, user_api="blas")
-    return nullcontext()
+def blas_threads(design, loss=None):
+    """Context limiting BLAS to one thread for small problems (see ``SINGLE_THREAD_SIZE``).
+
+    Without ``loss`` (set-up work) or with a loss that works on the design, the design's size
+    decides; with a loss that has a ``loop_size`` (Gram form), that size against
+    ``SINGLE_THREAD_LOOP_SIZE`` (the solver's iterations).
+    The controller (a scan of the loaded libraries, ~15 ms) is built once per process; later calls
+    only set the limit. It is rebuilt if no BLAS library was found by the first scan.
+    """
+    loop_size = getattr(loss, "loop_size", None)
+    if (
+        design.size > SINGLE_THREAD_SIZE
+        if loop_size is None
+        else loop_size > SINGLE_THREAD_LOOP_SIZE
+    ):
+        return nullcontext()
+    if not _CONTROLLER or not _CONTROLLER[0].select(user_api="blas").lib_controllers:
+        _CONTROLLER[:] = [ThreadpoolController()]
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 def solve_path(
