@@ -113,7 +113,7 @@ def mtlkit_step(model, tasks, x, y, strategy, engine, optimizer):
     def step():
         engine.new_step()
         rep = model.encode(x)
-        losses = torch.stack([t.compute_loss(model.heads[t.name](rep), y[t.name]) for t in tasks])
+        losses = engine.stack([t.compute_loss(model.heads[t.name](rep), y[t.name]) for t in tasks])
         optimizer.zero_grad()
         ctx = StepContext(
             list(model.shared_parameters()),
@@ -133,12 +133,12 @@ def loop_step(model, tasks, x, y, optimizer):
 
     def step():
         rep = model.encode(x)
-        losses = torch.stack([t.compute_loss(model.heads[t.name](rep), y[t.name]) for t in tasks])
+        losses = [t.compute_loss(model.heads[t.name](rep), y[t.name]) for t in tasks]
         optimizer.zero_grad()
-        jac = jacobian_loop(losses, shared)
+        jac = jacobian_loop(losses, shared)  # autograd.grad of each task's own loss tensor
         GradientEngine().accumulate(jac.sum(0), shared)
         heads = list(model.task_specific_parameters())
-        torch.autograd.backward(losses.sum(), inputs=heads)
+        torch.autograd.backward(sum(losses), inputs=heads)
         optimizer.step()
 
     return step

@@ -63,3 +63,29 @@ def test_reduce_hook_is_applied():
 def test_bad_method():
     with pytest.raises(ValueError, match="method"):
         GradientEngine(method="magic")
+
+
+@pytest.mark.parametrize("method", ["loop", "layerwise", "auto"])
+def test_stacked_losses_start_each_pass_at_the_task_loss(method):
+    """With ``engine.stack``, task t's reverse pass never runs through another task's head."""
+    model, tasks, x, y = make_problem("hps", 2)
+    shared = list(model.shared_parameters())
+    engine = GradientEngine(method=method)
+    engine.watch(model, shared)
+    for _ in range(engine.probes + 1):
+        engine.new_step()
+        rep = model.encode(x)
+        visits = [0] * len(tasks)
+        parts = []
+        for i, task in enumerate(tasks):
+            out = model.heads[task.name](rep)
+            out.register_hook(lambda g, i=i, v=visits: v.__setitem__(i, v[i] + 1))
+            parts.append(task.compute_loss(out, y[task.name]))
+        losses = engine.stack(parts)
+        chosen = engine.choice.get(engine._key(losses, shared), method)  # before this call
+        jac = engine.jacobian(losses, shared)
+        if chosen in ("loop", "layerwise"):
+            assert visits == [1] * len(tasks)
+        torch.testing.assert_close(jac, jacobian_loop(list(losses), shared))
+    engine.new_step()
+    assert engine._parts(losses) is losses  # forgotten at the next step

@@ -244,7 +244,7 @@ class Trainer:
             else zero
             for task in self.tasks
         ]
-        return torch.stack(losses)
+        return self.engine.stack(losses)
 
     def _forward(self, inputs) -> tuple[dict[str, Tensor], Tensor | None]:
         if isinstance(inputs, Tensor) and hasattr(self.model, "forward_with_representation"):

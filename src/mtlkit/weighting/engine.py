@@ -51,14 +51,19 @@ def _flatten(grads: Sequence[Tensor | None], params: Sequence[Tensor], batch: in
     )
 
 
-def jacobian_loop(losses: Tensor, params: Sequence[Tensor]) -> Tensor:
+TaskLosses = Tensor | Sequence[Tensor]
+"""The T task losses: a vector, or the T scalar tensors themselves (see
+:meth:`GradientEngine.stack`)."""
+
+
+def jacobian_loop(losses: TaskLosses, params: Sequence[Tensor]) -> Tensor:
     """``J`` by one reverse pass per task."""
     rows = []
-    for t in range(losses.shape[0]):
-        if not losses[t].requires_grad:
+    for loss in losses:
+        if not loss.requires_grad:
             rows.append(_flatten([None] * len(params), params, 1))
             continue
-        grads = torch.autograd.grad(losses[t], list(params), retain_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(loss, list(params), retain_graph=True, allow_unused=True)
         rows.append(_flatten(grads, params, 1))
     return torch.cat(rows, dim=0)
 
@@ -124,6 +129,24 @@ class GradientEngine:
         self.choice: dict[tuple, str] = {}
         """The method chosen for each problem key ``(T, shapes, device)`` once measured."""
         self.recorder: LayerRecorder | None = None
+        self._stacked: tuple[Tensor, list[Tensor]] | None = None
+
+    def stack(self, parts: Sequence[Tensor]) -> Tensor:
+        """``torch.stack(parts)``, remembered until :meth:`new_step`.
+
+        A per-task reverse pass from ``losses[t]`` of a stacked vector sends zero gradients
+        through every other task's head (T² head backwards per Jacobian); for a vector made
+        here the engine starts each pass at the task's own loss tensor instead.
+        """
+        parts = list(parts)
+        losses = torch.stack(parts)
+        self._stacked = (losses, parts)
+        return losses
+
+    def _parts(self, losses: Tensor) -> TaskLosses:
+        if self._stacked is not None and self._stacked[0] is losses:
+            return self._stacked[1]
+        return losses
 
     def watch(self, model: nn.Module, shared_params: Sequence[Tensor]) -> None:
         """Record the calls of ``model``'s shared layers, enabling the ``"layerwise"`` method.
@@ -139,7 +162,8 @@ class GradientEngine:
         self.recorder = None
 
     def new_step(self) -> None:
-        """Forget the layer calls recorded so far (a new forward pass is about to start)."""
+        """Forget the layer calls and losses recorded so far (a new forward pass is to start)."""
+        self._stacked = None
         if self.recorder is not None:
             self.recorder.clear()
 
@@ -152,7 +176,7 @@ class GradientEngine:
 
     def _compute(self, method: str, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
         if method == "loop":
-            return jacobian_loop(losses, params)
+            return jacobian_loop(self._parts(losses), params)
         if method == "batched":
             return jacobian_batched(losses, params)
         if method == "layerwise":
@@ -162,7 +186,7 @@ class GradientEngine:
                     "parameters and a forward pass recorded since engine.new_step()"
                 )
             assert self.recorder is not None
-            return jacobian_layerwise(losses, params, self.recorder)
+            return jacobian_layerwise(self._parts(losses), params, self.recorder)
         raise ValueError(f"engine.method: expected one of {METHODS}, got {method!r}")
 
     def _key(self, losses: Tensor, params: Sequence[Tensor]) -> tuple:

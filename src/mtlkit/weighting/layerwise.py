@@ -210,14 +210,16 @@ class LayerRecorder:
         ]
 
 
-def jacobian_layerwise(losses: Tensor, params: Sequence[Tensor], recorder: LayerRecorder) -> Tensor:
+def jacobian_layerwise(
+    losses: Tensor | Sequence[Tensor], params: Sequence[Tensor], recorder: LayerRecorder
+) -> Tensor:
     """``J`` (T × P) with the watched layers' parameter columns built from output gradients.
 
     One reverse pass per task computes the output gradients ``δₜ`` of every recorded layer call
     and the gradients of the remaining parameters, and runs none of the watched layers'
     weight-gradient kernels; their columns come from :class:`LayerJacobian` instead.
     """
-    num_tasks = losses.shape[0]
+    num_tasks = len(losses)
     calls = recorder.usable_calls()
     covered = {id(p) for call in calls for p in call.module.parameters(recurse=False)}
     others = [p for p in params if id(p) not in covered]
@@ -229,11 +231,11 @@ def jacobian_layerwise(losses: Tensor, params: Sequence[Tensor], recorder: Layer
     for p in params:
         columns[id(p)] = slice(offset, offset + p.numel())
         offset += p.numel()
-    jacobian = torch.zeros(num_tasks, offset, dtype=losses.dtype, device=losses.device)
-    for t in range(num_tasks):
-        if not inputs or not losses[t].requires_grad:
+    jacobian = torch.zeros(num_tasks, offset, dtype=losses[0].dtype, device=losses[0].device)
+    for t, loss in enumerate(losses):
+        if not inputs or not loss.requires_grad:
             continue
-        grads = torch.autograd.grad(losses[t], inputs, retain_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(loss, inputs, retain_graph=True, allow_unused=True)
         for layer, delta in zip(layers, grads[: len(calls)], strict=True):
             if delta is not None:  # None: the call does not reach the losses (a stale forward)
                 layer.add(t, delta)
