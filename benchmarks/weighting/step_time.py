@@ -30,21 +30,11 @@ from mtlkit.models.encoders import LeNet
 from mtlkit.tasks import Task
 from mtlkit.weighting import GradientEngine, StepContext, make_weighting
 from mtlkit.weighting.engine import jacobian_loop
+from mtlkit.weighting.registry import AGGREGATIONS, WEIGHTINGS
 
-GRADIENT = [
-    "mean",
-    "mgda",
-    "pcgrad",
-    "gradvac",
-    "graddrop",
-    "cagrad",
-    "imtl_g",
-    "nash_mtl",
-    "aligned_mtl",
-    "upgrad",
-    "dualproj",
-]
-LOSS = ["uw", "dwa", "gradnorm", "rlw", "gls", "famo", "db_mtl"]
+# "sum" is T × "mean" and "mgda_ub" is the "mgda rep" row
+GRADIENT = [n for n in AGGREGATIONS if n not in ("sum", "mgda_ub")]
+LOSS = [n for n in WEIGHTINGS if n not in AGGREGATIONS and n not in ("ew", "fixed")]
 
 
 def torchjd_aggregator(name: str, num_tasks: int):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from weighting_helpers import AGGREGATORS, PERMUTATION_INVARIANT
+from weighting_helpers import AGGREGATORS, PERMUTATION_INVARIANT, STRATEGIES
 
 from mtlkit.weighting import aggregate, make_weighting
 from mtlkit.weighting.nash_mtl import nash_mtl_weights
@@ -173,3 +173,13 @@ def test_mgda_simple_cases():
     opposite = torch.tensor([[1.0, 2.0], [-1.0, -2.0]], dtype=torch.float64)
     torch.testing.assert_close(aggregate("mgda", opposite), torch.zeros(2, dtype=torch.float64))
     assert np.isfinite(aggregate("upgrad", opposite).numpy()).all()
+
+
+def test_aggregations_are_exactly_what_aggregate_accepts():
+    jac = torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
+    for name, options in STRATEGIES:
+        if name in AGGREGATORS:
+            assert aggregate(name, jac, **options).shape == (5,)
+        else:
+            with pytest.raises(ValueError, match="not a gradient aggregation"):
+                aggregate(name, jac, **options)

@@ -1,7 +1,7 @@
 """Shared fixtures of the weighting tests: the list of every strategy and a tiny trainer.
 
-A new strategy joins every common test by adding one line to ``STRATEGIES`` (and, if it is a
-gradient aggregator, one to ``AGGREGATORS``).
+A new strategy joins every common test by adding one line to ``STRATEGIES``; gradient
+aggregators are listed by the registry (``AGGREGATIONS``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from mtlkit.models import make_model
 from mtlkit.models.encoders import MLP
 from mtlkit.tasks import Task
 from mtlkit.weighting import GradientEngine, StepContext, Weighting
+from mtlkit.weighting.registry import AGGREGATIONS
 
 # (registry name, options) — every registered strategy, with options making it deterministic
 STRATEGIES: list[tuple[str, dict]] = [
@@ -40,24 +41,7 @@ STRATEGIES: list[tuple[str, dict]] = [
 ]
 
 # gradient aggregators accepted by mtlkit.weighting.aggregate
-AGGREGATORS = [
-    name
-    for name in [
-        "mean",
-        "sum",
-        "mgda",
-        "mgda_ub",
-        "pcgrad",
-        "gradvac",
-        "graddrop",
-        "cagrad",
-        "imtl_g",
-        "nash_mtl",
-        "aligned_mtl",
-        "upgrad",
-        "dualproj",
-    ]
-]
+AGGREGATORS = list(AGGREGATIONS)
 
 # gradient strategies whose definition does not depend on the order of the tasks
 PERMUTATION_INVARIANT = [

@@ -14,9 +14,10 @@ from mtlkit.weighting.base import (
 )
 from mtlkit.weighting.engine import GradientEngine
 from mtlkit.weighting.functional import aggregate
-from mtlkit.weighting.registry import WEIGHTINGS, make_weighting
+from mtlkit.weighting.registry import AGGREGATIONS, WEIGHTINGS, make_weighting
 
 __all__ = [
+    "AGGREGATIONS",
     "WEIGHTINGS",
     "EveryK",
     "GradientEngine",

@@ -9,12 +9,11 @@ accepts the engine-level options ``mode`` (``"exact"`` or ``"representation"``) 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
 from typing import Any
 
 from mtlkit.weighting.aligned_mtl import AlignedMTL
 from mtlkit.weighting.approx import EveryK, RepresentationGradients
-from mtlkit.weighting.base import Weighting
+from mtlkit.weighting.base import GramianWeighting, JacobianAggregator, Weighting
 from mtlkit.weighting.cagrad import CAGrad
 from mtlkit.weighting.db_mtl import DBMTL
 from mtlkit.weighting.dualproj import DualProj
@@ -36,11 +35,14 @@ from mtlkit.weighting.upgrad import UPGrad
 from mtlkit.weighting.uw import UncertaintyWeighting
 
 
-def _mgda_ub(num_tasks: int, **options: Any) -> Weighting:
-    return RepresentationGradients(MGDA(num_tasks, **options))
+class MGDAUB(RepresentationGradients):
+    """MGDA-UB (Sener & Koltun, 2018): MGDA on the gradients w.r.t. the shared representation."""
+
+    def __init__(self, num_tasks: int, **options: Any) -> None:
+        super().__init__(MGDA(num_tasks, **options))
 
 
-WEIGHTINGS: dict[str, Callable[..., Weighting]] = {
+WEIGHTINGS: dict[str, type[Weighting]] = {
     # loss weighting
     "ew": EqualWeighting,
     "fixed": FixedWeighting,
@@ -55,7 +57,7 @@ WEIGHTINGS: dict[str, Callable[..., Weighting]] = {
     "mean": Mean,
     "sum": Sum,
     "mgda": MGDA,
-    "mgda_ub": _mgda_ub,
+    "mgda_ub": MGDAUB,
     "pcgrad": PCGrad,
     "gradvac": GradVac,
     "graddrop": GradDrop,
@@ -66,6 +68,13 @@ WEIGHTINGS: dict[str, Callable[..., Weighting]] = {
     "upgrad": UPGrad,
     "dualproj": DualProj,
 }
+
+AGGREGATIONS: tuple[str, ...] = tuple(
+    name
+    for name, factory in WEIGHTINGS.items()
+    if issubclass(factory, GramianWeighting | JacobianAggregator | RepresentationGradients)
+)
+"""The gradient aggregation strategies: those :func:`mtlkit.weighting.aggregate` accepts."""
 
 MODES = ("exact", "representation")
 
