@@ -18,7 +18,6 @@ from ._estimators import (
     _RegressorOutputs,
 )
 from ._path import path_alphas
-from ._shared import expand
 from ._solver import blas_threads, solve_path
 
 _MIXING = {
@@ -163,7 +162,7 @@ class _CrossValidated(_LinearMultiTask):
                     path = solve_path(loss, penalty, grid, tol=self.tol, max_iter=self.max_iter)
                 for i, res in enumerate(path):
                     b = loss.intercept(res.W, res.b)
-                    W = res.W if self.shared is None else expand(res.W)
+                    W = self._coef_from(res.W)
                     fold_errors[i, k] = self._validation_error(data, W, b, held_out)
             grids.append(grid)
             errors.append(fold_errors)

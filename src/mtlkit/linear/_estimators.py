@@ -71,12 +71,14 @@ class _LinearMultiTask(BaseEstimator):
         )
         return loss if self.shared is None else SharedComponentLoss(loss)
 
+    def _coef_from(self, Z):
+        """``W`` (T × d) from the solver's variable (``Z = [V; u]`` with a shared component)."""
+        return Z if self.shared is None else expand(Z)
+
     def _set_coef(self, Z):
-        """``coef_`` (and ``shared_coef_``) from the solver's variable (``[V; u]`` if shared)."""
-        if self.shared is None:
-            self.coef_, self.shared_coef_ = Z, None
-        else:
-            self.coef_, self.shared_coef_ = expand(Z), Z[-1] / np.sqrt(Z.shape[0] - 1)
+        """``coef_`` (and ``shared_coef_``) from the solver's variable."""
+        self.coef_ = self._coef_from(Z)
+        self.shared_coef_ = None if self.shared is None else Z[-1] / np.sqrt(Z.shape[0] - 1)
 
     def _solver_coef(self):
         """The solver's variable of the fitted model (inverse of :meth:`_set_coef`)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import clone
 
-from ._shared import expand
 from ._solver import alpha_grid, blas_threads, lambda_max, solve_path
 
 #: Default ratio λ_min / λ_max: sparse penalties stop at 1e-3 λ_max (as scikit-learn does);
@@ -14,11 +13,7 @@ SPARSE_EPS, SMOOTH_EPS = 1e-3, 1e-5
 
 
 def default_eps(penalty) -> float:
-    penalty = getattr(penalty, "base", penalty)  # a shared-component wrapper: its R decides
-    sparse = not penalty.smooth and penalty.lambda_max.__qualname__ != "Penalty.lambda_max"
-    if getattr(penalty, "l1_ratio", None) == 0.0:  # ridge: λ_max is the smooth-rule convention
-        sparse = False
-    return SPARSE_EPS if sparse else SMOOTH_EPS
+    return SPARSE_EPS if penalty.sparse_path else SMOOTH_EPS
 
 
 def path_alphas(loss, penalty, alphas, eps) -> np.ndarray:
@@ -62,6 +57,6 @@ def regularization_path(estimator, X, y, *, alphas=None, eps: float | None = Non
     grid = path_alphas(loss, penalty, alphas, eps)
     with blas_threads(data.design, loss):
         results = solve_path(loss, penalty, grid, tol=est.tol, max_iter=est.max_iter)
-    coefs = np.stack([r.W if est.shared is None else expand(r.W) for r in results])
+    coefs = np.stack([est._coef_from(r.W) for r in results])
     intercepts = np.stack([loss.intercept(r.W, r.b) for r in results])
     return grid, coefs, intercepts, np.array([r.n_iter for r in results])

@@ -97,6 +97,10 @@ class SharedComponentPenalty(Penalty):
         shared component ``V = 0`` is optimal from a lower λ on, which the path then reaches)."""
         return self.base.lambda_max(G0[:-1], L_data)
 
+    @property
+    def sparse_path(self) -> bool:
+        return self.base.sparse_path
+
     def curvature(self):
         return self.base.curvature()
 

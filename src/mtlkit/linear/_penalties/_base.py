@@ -40,6 +40,12 @@ class Penalty:
         """
         return SMOOTH_LAMBDA_FACTOR * L_data / self.curvature()
 
+    @property
+    def sparse_path(self) -> bool:
+        """Whether :meth:`lambda_max` is a true threshold (``W = 0`` optimal from it on), as for
+        sparsity-inducing norms, rather than the smooth convention: sets the path's depth."""
+        return not self.smooth and type(self).lambda_max is not Penalty.lambda_max
+
     def curvature(self) -> float:
         """Smallest positive curvature of ``R`` (used by the smooth λ_max convention)."""
         return 1.0

@@ -26,6 +26,10 @@ class ElasticNet(Penalty):
         a = self.l1_ratio
         return soft_threshold(V, step * a) / (1.0 + step * (1.0 - a))
 
+    @property
+    def sparse_path(self) -> bool:
+        return self.l1_ratio > 0.0  # ridge (a = 0) uses the smooth convention
+
     def lambda_max(self, G0, L_data):
         if self.l1_ratio == 0.0:
             return super().lambda_max(G0, L_data)
