@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint clean
+.PHONY: demo test test-all install lint clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 test: $(STAMP) lint
+	$(VENV)/bin/pytest -m "not slow"
+
+test-all: $(STAMP) lint
 	$(VENV)/bin/pytest
 
 clean:
