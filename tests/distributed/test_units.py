@@ -12,6 +12,7 @@ from mtlkit.distributed.reduce import label_counts
 from mtlkit.distributed.sampler import shard_bounds
 from mtlkit.models import make_model
 from mtlkit.models.encoders import MLP
+from mtlkit.tasks import Task
 from mtlkit.training import Trainer
 from mtlkit.weighting import make_weighting
 
@@ -89,3 +90,23 @@ def test_representation_mode_refuses_direction_strategies_with_several_processes
             weighting=make_weighting("graddrop", len(tasks), mode="representation"),
             distributed=fake,
         )
+
+
+@pytest.mark.parametrize(
+    "task, width",
+    [
+        (Task("tags", "multilabel", num_outputs=3), 3),
+        (Task("xy", "regression", num_outputs=2), 2),
+        (Task("y", "regression"), 1),
+        (Task("c", "multiclass", num_outputs=3), None),
+    ],
+)
+def test_an_empty_shard_gives_zero_loss_and_zero_count(task, width):
+    """A rank whose shard of a batch is empty (fewer rows than processes), also for 2-D targets."""
+    prediction = torch.zeros(0, task.num_outputs, requires_grad=True)
+    target = torch.zeros(0, width) if width else torch.zeros(0, dtype=torch.long)
+    assert task.row_mask(target).shape == (0,)
+    loss = task.compute_loss(prediction, target)
+    loss.backward()
+    assert loss.item() == 0.0 and prediction.grad.shape == prediction.shape
+    assert label_counts([task], {task.name: target}).tolist() == [0.0]

@@ -92,7 +92,7 @@ class Task:
     def row_mask(self, target: Tensor) -> Tensor:
         """Boolean mask of the rows with at least one label."""
         mask = self.label_mask(target)
-        return mask if mask.dim() == 1 else mask.reshape(mask.shape[0], -1).any(dim=1)
+        return mask if mask.dim() == 1 else mask.flatten(start_dim=1).any(dim=1)
 
     def compute_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         """The task loss over labelled rows; exactly zero (with zero gradient) if there are none."""
