@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -326,12 +327,14 @@ def train_run(
     overwrite: bool = False,
     bundle: DatasetBundle | None = None,
     resume: bool = False,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Train one model as configured; write the run directory when ``run_dir`` is given.
 
     With ``resume=True`` training continues exactly from ``run_dir/checkpoint.pt``. Launched by
     ``torchrun`` it joins the process group and trains data-parallel (any number of processes,
-    also on resume).
+    also on resume). ``on_epoch_end(record)`` sees every epoch's record (train losses, ``val``,
+    ``score``); an exception it raises stops the run (``mtlkit tune`` prunes trials this way).
     """
     ctx = init_from_env(resolve_device(config.device) if config.device != "auto" else "auto")
     is_main = ctx is None or ctx.is_main
@@ -376,15 +379,16 @@ def train_run(
         ctx.barrier("start")
     writer = _tensorboard_writer(config, path) if is_main else None
 
-    def on_epoch_end(trainer: Trainer, record: dict[str, Any]) -> None:
-        if path is None or not is_main:
-            return
-        with open(path / "metrics.jsonl", "a") as log:
-            log.write(json.dumps(record) + "\n")
-        state = trainer.state_dict() | {"loader": loader.state_dict(), "rng": rng_states()}
-        atomic_save(state, path / "checkpoint.pt")
-        if writer is not None:
-            _log_tensorboard(writer, record)
+    def log_epoch(trainer: Trainer, record: dict[str, Any]) -> None:
+        if path is not None and is_main:
+            with open(path / "metrics.jsonl", "a") as log:
+                log.write(json.dumps(record) + "\n")
+            state = trainer.state_dict() | {"loader": loader.state_dict(), "rng": rng_states()}
+            atomic_save(state, path / "checkpoint.pt")
+            if writer is not None:
+                _log_tensorboard(writer, record)
+        if on_epoch_end is not None:
+            on_epoch_end(record)
 
     try:
         trainer.fit(
@@ -392,7 +396,7 @@ def train_run(
             bundle.val,
             epochs=config.training.epochs,
             patience=config.training.patience,
-            on_epoch_end=on_epoch_end,
+            on_epoch_end=log_epoch,
         )
     except DistributedError as err:
         raise DistributedError(_failure_message(err, path)) from err
