@@ -10,20 +10,24 @@ import yaml
 from mtlkit.config.schema import Config, ConfigError, from_dict, merge
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file, unchecked (:func:`from_dict` checks it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r}: expected a mapping at the top level")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Read a YAML config (or start from defaults) and apply dotted-key ``overrides``."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {str(path)!r}: expected a mapping at the top level")
+    data = read_config_file(path) if path is not None else {}
     return from_dict(Config, merge(data, overrides or {}))
 
 
-__all__ = ["Config", "ConfigError", "from_dict", "load_config", "merge"]
+__all__ = ["Config", "ConfigError", "from_dict", "load_config", "merge", "read_config_file"]
