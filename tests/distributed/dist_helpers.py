@@ -4,8 +4,13 @@ and a trainer run that works in one process or as one rank of a gloo process gro
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -97,3 +102,53 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         env.pop(key, None)
     env.update(extra)
     return env
+
+
+@dataclass
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_together(commands: list[list[str]], env: dict[str, str], timeout: float) -> list[Finished]:
+    """Start every command at once and wait for all of them together.
+
+    Each runs in its own process group; on timeout every group is killed and the test fails
+    showing every process's stderr (a hung peer is then visible, not just the first one).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = [(Path(tmp) / f"{i}.out", Path(tmp) / f"{i}.err") for i in range(len(commands))]
+        procs = []
+        for command, (out, err) in zip(commands, logs, strict=True):
+            with open(out, "w") as stdout, open(err, "w") as stderr:
+                procs.append(
+                    subprocess.Popen(
+                        command, env=env, stdout=stdout, stderr=stderr, start_new_session=True
+                    )
+                )
+        deadline = time.monotonic() + timeout
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        hung = [i for i, p in enumerate(procs) if p.poll() is None]
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        finished = [
+            Finished(p.returncode, out.read_text(), err.read_text())
+            for p, (out, err) in zip(procs, logs, strict=True)
+        ]
+    if hung:
+        raise AssertionError(
+            f"process(es) {hung} still running after {timeout:g}s\n{describe(finished)}"
+        )
+    return finished
+
+
+def describe(finished: list[Finished]) -> str:
+    """Every process's exit code and stderr tail, for assertion messages."""
+    return "\n".join(
+        f"--- process {i} (exit {f.returncode}) stderr:\n{f.stderr[-3000:]}"
+        for i, f in enumerate(finished)
+    )

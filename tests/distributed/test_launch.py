@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 import yaml
-from dist_helpers import free_port, subprocess_env, torchrun_command
+from dist_helpers import describe, free_port, run_together, subprocess_env, torchrun_command
 
 EPOCHS = 6
 CONFIG = {
@@ -41,32 +41,25 @@ def two_node_run(tmp_path_factory, config_file):
     """Two torchrun launches, ``--nnodes=2``, node ranks 0 and 1, one process each."""
     out = tmp_path_factory.mktemp("runs") / "two-nodes"
     port = free_port()
-    launches = [
-        subprocess.Popen(
-            torchrun_command(
-                "--nnodes=2",
-                "--nproc_per_node=1",
-                f"--node_rank={node}",
-                "--master_addr=127.0.0.1",
-                f"--master_port={port}",
-                "-m",
-                "mtlkit",
-                "train",
-                "--config",
-                str(config_file),
-                "--out",
-                str(out),
-            ),
-            env=subprocess_env(MTLKIT_DIST_TIMEOUT="60"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+    commands = [
+        torchrun_command(
+            "--nnodes=2",
+            "--nproc_per_node=1",
+            f"--node_rank={node}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={port}",
+            "-m",
+            "mtlkit",
+            "train",
+            "--config",
+            str(config_file),
+            "--out",
+            str(out),
         )
         for node in (0, 1)
     ]
-    results = [p.communicate(timeout=240) for p in launches]
-    for p, (_stdout, stderr) in zip(launches, results, strict=True):
-        assert p.returncode == 0, stderr[-3000:]
+    results = run_together(commands, subprocess_env(MTLKIT_DIST_TIMEOUT="60"), timeout=240)
+    assert [r.returncode for r in results] == [0, 0], describe(results)
     return out, results
 
 
@@ -80,7 +73,7 @@ def test_two_nodes_on_loopback_produce_one_run_directory(two_node_run):
     assert (out / "model.pt").is_file() and (out / "checkpoint.pt").is_file()
     assert not list(out.glob(".*.tmp"))  # no leftovers of the atomic writes
     # only rank 0 prints the report
-    assert "test metrics" in results[0][0] and "test metrics" not in results[1][0]
+    assert "test metrics" in results[0].stdout and "test metrics" not in results[1].stdout
 
 
 def _rank_process(rank: int, port: int, config_file, out) -> subprocess.Popen:

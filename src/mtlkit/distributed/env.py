@@ -22,6 +22,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+# Imported before any process group exists, on purpose: its functions' default arguments capture
+# ``group.WORLD``. Imported later (building the first optimizer imports torch._dynamo, which
+# imports it), that reference keeps the group alive after ``destroy_process_group()``, gloo's
+# threads outlive it, and one of them can abort the process at interpreter exit.
+import torch.distributed.nn.functional  # noqa: F401
 from torch import Tensor
 
 DEFAULT_TIMEOUT_S = 300.0
