@@ -25,7 +25,7 @@ def test_yaml_file_and_flags_override_it(tmp_path):
         ({"trainig": {}}, r"trainig: unknown key; did you mean 'training'\?"),
         ({"training.epochs": "ten"}, "training.epochs: expected an integer, got 'ten'"),
         ({"training.epochs": 0}, "training.epochs: expected a value >= 1"),
-        ({"optim.lr": -1.0}, "optim.lr: expected a value >= 0"),
+        ({"optim.lr": -1.0}, "optim.lr: expected a value > 0"),
         (
             {"regularization.l1_ratio": 2.0},
             r"regularization.l1_ratio: expected a value in \[0.0, 1.0\]",
@@ -54,3 +54,39 @@ def test_missing_and_malformed_files(tmp_path):
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping at the top level"):
         load_config(listy)
+
+
+@pytest.mark.parametrize("field", ["optim.lr", "training.grad_clip", "regularization.strength"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "nan", "-Infinity"])
+def test_config_floats_reject_nan_and_inf(field, value):
+    with pytest.raises(ConfigError, match=f"{field}: expected a finite number"):
+        load_config(overrides={field: value})
+
+
+def test_yaml_nan_is_refused_with_the_field(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("optim:\n  lr: .nan\n")
+    with pytest.raises(ConfigError, match="optim.lr: expected a finite number"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("optim.lr", 0.0), ("training.grad_clip", 0.0), ("training.grad_clip", -1.0)],
+)
+def test_non_positive_values_are_refused_where_meaningless(field, value):
+    with pytest.raises(ConfigError, match=f"{field}: expected a value > 0"):
+        load_config(overrides={field: value})
+
+
+def test_task_weight_must_be_finite():
+    with pytest.raises(ConfigError, match="tasks.a.weight: expected a finite number"):
+        load_config(overrides={"tasks": {"a": {"weight": float("nan")}}})
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("regularization.strength", 0.0), ("optim.trunk_lr_scale", 0.0), ("training.grad_clip", None)],
+)
+def test_zero_or_null_stays_valid_where_it_means_off(field, value):
+    load_config(overrides={field: value})

@@ -6,8 +6,10 @@ values raise :class:`ConfigError` naming the field (``optim.lr``) and what was e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -146,19 +148,45 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "data.batch_size": (1, None),
-    "data.val_size": (0.0, 0.9),
-    "data.test_size": (0.0, 0.9),
-    "optim.lr": (0.0, None),
-    "training.epochs": (1, None),
-    "training.grad_clip": (0.0, None),
-    "training.patience": (1, None),
-    "regularization.strength": (0.0, None),
-    "regularization.l1_ratio": (0.0, 1.0),
-    "optim.trunk_lr_scale": (0.0, None),
-    "threads": (1, None),
-    "model.freeze_stages": (1, None),
+@dataclass(frozen=True)
+class Interval:
+    """The allowed values of a numeric field: ``low`` to ``high`` (``None``: unbounded).
+
+    ``closed`` says which ends belong to it: ``both``, ``left``, ``right`` or ``neither``.
+    """
+
+    low: float | None
+    high: float | None
+    closed: str = "both"
+
+    def __contains__(self, value: float) -> bool:
+        left = self.closed in ("both", "left")
+        right = self.closed in ("both", "right")
+        if self.low is not None and (value < self.low or (value == self.low and not left)):
+            return False
+        return self.high is None or value < self.high or (value == self.high and right)
+
+    def __str__(self) -> str:
+        left = ">=" if self.closed in ("both", "left") else ">"
+        if self.high is None:
+            return f"{left} {self.low}"
+        brackets = {"both": "[]", "left": "[)", "right": "(]", "neither": "()"}[self.closed]
+        return f"in {brackets[0]}{self.low}, {self.high}{brackets[1]}"
+
+
+_RANGES: dict[str, Interval] = {
+    "data.batch_size": Interval(1, None),
+    "data.val_size": Interval(0.0, 0.9),
+    "data.test_size": Interval(0.0, 0.9),
+    "optim.lr": Interval(0.0, None, closed="neither"),
+    "training.epochs": Interval(1, None),
+    "training.grad_clip": Interval(0.0, None, closed="neither"),
+    "training.patience": Interval(1, None),
+    "regularization.strength": Interval(0.0, None),
+    "regularization.l1_ratio": Interval(0.0, 1.0),
+    "optim.trunk_lr_scale": Interval(0.0, None),
+    "threads": Interval(1, None),
+    "model.freeze_stages": Interval(1, None),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.sampling": ("joint", "round_robin", "proportional"),
@@ -218,14 +246,17 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             return value
         raise ConfigError(f"{path}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{path}: expected a number, got {value!r}")
+            number = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is None:
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -257,11 +288,8 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
 
 
 def _check_value(path: str, value: Any) -> None:
-    if path in _RANGES and value is not None:
-        low, high = _RANGES[path]
-        if (low is not None and value < low) or (high is not None and value > high):
-            bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-            raise ConfigError(f"{path}: expected a value {bounds}, got {value!r}")
+    if path in _RANGES and value is not None and value not in _RANGES[path]:
+        raise ConfigError(f"{path}: expected a value {_RANGES[path]}, got {value!r}")
     if path in _CHOICES and value not in _CHOICES[path]:
         close = difflib.get_close_matches(str(value), _CHOICES[path], n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
