@@ -93,7 +93,7 @@ def test_preprocessor_imputes_with_indicator_and_encodes_categories():
 
 def test_preprocessor_names_non_numeric_value():
     pre = TabularPreprocessor(["x"])
-    with pytest.raises(ValueError, match="column 'x', row 1"):
+    with pytest.raises(ValueError, match="feature column 'x', index 1: non-numeric value 'abc'"):
         pre.fit(pd.DataFrame({"x": ["1", "abc"]}))
 
 

@@ -5,11 +5,20 @@ Each task names its kind and its target column(s): ``NAME:KIND:COLUMN`` on the c
 columns are the ones given, or every column that is neither a target nor the id/split column.
 Numeric features are standardized and categorical ones (non-numeric columns, or those listed
 as categorical) one-hot encoded by :class:`~mtlkit.data.TabularPreprocessor`, fitted on the
-training rows only. An empty target cell is a missing label, masked for that task only.
+training rows only. Cells are read by the rules of :mod:`mtlkit.data.cells`: only an empty cell
+(or a token of ``na_values``) is missing; an empty target cell is a missing label, masked for
+that task only.
+
+Nothing is guessed silently: a duplicated or empty header name, a row with more or fewer fields
+than the header, a nested Parquet column, a mostly numeric column with a few words in it, an
+infinite or float32-overflowing number, a categorical column with more than ``max_categories``
+values and contradictory column roles are errors naming the file, column, line or task.
 """
 
 from __future__ import annotations
 
+import csv
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +27,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mtlkit.data.builtin._split import tabular_bundle
+from mtlkit.data.builtin._split import make_split, tabular_bundle
 from mtlkit.data.bundle import DatasetBundle
+from mtlkit.data.cells import DataError, labels, location, na_hint, numbers, numeric_share
 from mtlkit.data.tabular import TabularPreprocessor
 from mtlkit.tasks import IGNORE_INDEX, TASK_KINDS, Task
 
 SPLIT_METHODS = ("random", "stratified", "column")
-
-
-class DataError(ValueError):
-    """The data itself is unusable; the message names the file, column, row or task."""
+MAX_CATEGORIES = 1000
+"""Default ``data.max_categories``: distinct training values a one-hot encoded column may have."""
+MOSTLY_NUMERIC = 0.5
+"""A feature column with at least this share of numeric cells and some words is an error."""
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 @dataclass
@@ -53,90 +64,182 @@ class TableTask:
         return cls(name, kind, columns)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file, with errors that name the file."""
+def read_table(path: str | Path, na_values: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a CSV or Parquet file; errors name the file (and the line or column at fault).
+
+    Rows are numbered from 0 and ``attrs["source"]`` holds the path, so that later errors can
+    name the line. Every missing cell (empty, blank, null or a token of ``na_values``) is NA.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {str(path)!r} does not exist")
     if path.stat().st_size == 0:
         raise DataError(f"data file {str(path)!r} is empty")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"data file {str(path)!r} cannot be read: {message}") from None
-    except Exception as err:  # pyarrow raises its own error types for corrupt files
-        raise DataError(f"data file {str(path)!r} cannot be read: {err}") from None
+    parquet = path.suffix.lower() in PARQUET_SUFFIXES
+    frame = _read_parquet(path) if parquet else _read_csv(path)
     if frame.empty:
         raise DataError(f"data file {str(path)!r} has no data rows")
-    frame.columns = [str(c).strip() for c in frame.columns]
-    duplicated = frame.columns[frame.columns.duplicated()].tolist()
-    if duplicated:
-        raise DataError(f"data file {str(path)!r}: duplicate column {duplicated[0]!r}")
+    frame = _mark_missing(frame, na_values)
+    frame.attrs["source"] = str(path)
+    return frame
+
+
+def _check_header(names: Sequence[object], path: Path) -> list[str]:
+    """Stripped column names; an empty or duplicated name is an error."""
+    stripped = [str(n).strip() for n in names]
+    for i, name in enumerate(stripped):
+        if not name:
+            raise DataError(f"data file {str(path)!r}: column {i + 1} of the header has no name")
+    seen: dict[str, int] = {}
+    for i, name in enumerate(stripped):
+        if name in seen:
+            raise DataError(
+                f"data file {str(path)!r}: duplicate column {name!r} "
+                f"(columns {seen[name] + 1} and {i + 1})"
+            )
+        seen[name] = i
+    return stripped
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            names = _check_header(header, path)
+            for record in reader:
+                if record and len(record) != len(names):
+                    raise DataError(
+                        f"data file {str(path)!r}, line {reader.line_num}: {len(record)} fields, "
+                        f"the header has {len(names)}"
+                    )
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8"
+        )
+    except UnicodeDecodeError:
+        raise DataError(f"data file {str(path)!r} cannot be read: it is not UTF-8 text") from None
+    except (csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"data file {str(path)!r} cannot be read: {message}") from None
+    frame.columns = names
+    return frame
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+        index_columns = _parquet_index_columns(schema)
+        fields = [f for f in schema if f.name not in index_columns]
+        names = _check_header([f.name for f in fields], path)
+        for field, name in zip(fields, names):
+            if pa.types.is_nested(field.type):
+                raise DataError(
+                    f"data file {str(path)!r}: column {name!r} is nested ({field.type}); "
+                    "flatten it into scalar columns"
+                )
+        frame = pd.read_parquet(path)
+    except DataError:
+        raise
+    except Exception as err:  # pyarrow raises its own error types for corrupt files
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"data file {str(path)!r} cannot be read: {message}") from None
+    frame = frame.reset_index(drop=True)
+    frame.columns = names
+    return frame
+
+
+def _parquet_index_columns(schema) -> set[str]:
+    """Columns pandas stored for a non-default index (read back as the index, then dropped)."""
+    import json
+
+    metadata = (schema.metadata or {}).get(b"pandas")
+    if not metadata:
+        return set()
+    index = json.loads(metadata).get("index_columns", [])
+    return {c for c in index if isinstance(c, str)}
+
+
+def _mark_missing(frame: pd.DataFrame, na_values: Sequence[str]) -> pd.DataFrame:
+    """Blank text cells and the user's NA tokens become NA."""
+    tokens = {""} | {str(t).strip() for t in na_values}
+    for column in frame.columns:
+        series = frame[column]
+        if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+            continue
+        text = series.astype(str).str.strip()
+        missing = series.notna() & text.isin(tokens)
+        if missing.any():
+            frame[column] = series.where(~missing)
     return frame
 
 
 def _require_column(frame: pd.DataFrame, column: str, where: str, path: Path) -> None:
     if column not in frame.columns:
-        import difflib
-
         close = difflib.get_close_matches(column, list(frame.columns), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise DataError(f"{where}: column {column!r} is not in {str(path)!r}{hint}")
 
 
-def _numeric_target(frame: pd.DataFrame, column: str, task: str, path: Path) -> np.ndarray:
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() & frame[column].notna() & (frame[column].astype(str).str.strip() != "")
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(
-            f"task {task!r}: column {column!r}, line {row + 2} of {str(path)!r}: "
-            f"non-numeric value {frame[column].iloc[row]!r}"
-        )
-    values = values.to_numpy(dtype=float)
-    infinite = np.isinf(values)
-    if infinite.any():
-        row = int(np.flatnonzero(infinite)[0])
-        raise DataError(
-            f"task {task!r}: column {column!r}, line {row + 2} of {str(path)!r}: "
-            f"non-finite value {frame[column].iloc[row]!r}"
-        )
-    return values
+def _column(frame: pd.DataFrame, column: str) -> pd.Series:
+    series = frame[column]
+    series.attrs = frame.attrs
+    return series
 
 
-def _encode_targets(frame: pd.DataFrame, spec: TableTask, path: Path) -> tuple[Task, np.ndarray]:
+def _encode_targets(
+    frame: pd.DataFrame, spec: TableTask, path: Path, known: Task | None = None
+) -> tuple[Task, np.ndarray]:
+    """A task and its encoded targets; ``known`` (a trained run's task) fixes the classes."""
     for column in spec.columns:
         _require_column(frame, column, f"task {spec.name!r}", path)
+    where = f"task {spec.name!r}: column"
     if spec.kind == "regression":
-        values = np.stack([_numeric_target(frame, c, spec.name, path) for c in spec.columns], 1)
+        values = np.stack(
+            [numbers(_column(frame, c), f"{where} {c!r}") for c in spec.columns], axis=1
+        )
         values = values[:, 0] if len(spec.columns) == 1 else values
         return Task(spec.name, "regression", num_outputs=len(spec.columns)), values
     if spec.kind == "multilabel":
-        labels = []
+        encoded = []
         for column in spec.columns:
-            v = _numeric_target(frame, column, spec.name, path)
-            observed = v[~np.isnan(v)]
-            if not np.isin(observed, (0, 1)).all():
-                raise DataError(f"task {spec.name!r}: column {column!r} must hold 0/1 labels")
-            labels.append(np.where(np.isnan(v), IGNORE_INDEX, v).astype(int))
+            v = numbers(_column(frame, column), f"{where} {column!r}")
+            wrong = ~np.isnan(v) & ~np.isin(v, (0, 1))
+            if wrong.any():
+                i = int(np.flatnonzero(wrong)[0])
+                raise DataError(
+                    f"{where} {column!r}, {location(frame, frame.index[i])}: must hold 0/1 "
+                    f"labels, found {frame[column].iloc[i]!r}"
+                )
+            encoded.append(np.where(np.isnan(v), IGNORE_INDEX, v).astype(int))
         task = Task(spec.name, "multilabel", len(spec.columns), class_names=list(spec.columns))
-        return task, np.stack(labels, 1)
+        return task, np.stack(encoded, 1)
     column = spec.columns[0]
-    raw = frame[column]
-    present = raw.notna() & (raw.astype(str).str.strip() != "")
-    classes = sorted(raw[present].astype(str).str.strip().unique().tolist(), key=_natural_key)
+    values = labels(_column(frame, column))
+    present = values.notna().to_numpy()
+    if known is not None:
+        classes = list(known.class_names or [])
+    else:
+        classes = sorted(values[present].unique().tolist(), key=_natural_key)
     if spec.kind == "binary" and len(classes) > 2:
         raise DataError(
             f"task {spec.name!r}: a binary task needs at most 2 classes in column {column!r}, "
             f"found {len(classes)} ({', '.join(classes[:5])}...)"
         )
-    index = {c: i for i, c in enumerate(classes)}
-    codes = np.full(len(frame), IGNORE_INDEX, dtype=int)
-    codes[present.to_numpy()] = [index[v] for v in raw[present].astype(str).str.strip()]
+    codes = pd.Index(classes, dtype=object).get_indexer(values.to_numpy(object))
+    unknown = present & (codes == -1)
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        raise DataError(
+            f"task {spec.name!r}: column {column!r}, {location(frame, frame.index[i])}: "
+            f"class {values.iloc[i]!r} was not seen in training (the run knows "
+            f"{', '.join(classes[:10])}); {int(unknown.sum())} such row(s)"
+        )
+    codes = np.where(present, codes, IGNORE_INDEX)
+    if known is not None:
+        return known, codes
     size = 1 if spec.kind == "binary" else max(len(classes), 2)
     return Task(spec.name, spec.kind, size, class_names=classes), codes
 
@@ -161,10 +264,11 @@ def split_rows(
     if method == "column":
         assert split_column is not None
         names = split_column.astype(str).str.strip().str.lower()
+        names = names.where(split_column.notna(), "")
         unknown = sorted(set(names) - {"train", "val", "test"})
         if unknown:
             raise DataError(
-                f"data.split.column: values must be train, val or test; found {unknown[0]!r}"
+                f"data.split_column: values must be train, val or test; found {unknown[0]!r}"
             )
         return tuple(np.flatnonzero((names == s).to_numpy()) for s in ("train", "val", "test"))
     rng = np.random.default_rng(seed)
@@ -194,69 +298,73 @@ def load_table(
     stratify: str | None = None,
     split_column: str | None = None,
     seed: int = 0,
+    na_values: Sequence[str] = (),
+    max_categories: int = MAX_CATEGORIES,
+    fitted: DatasetBundle | None = None,
 ) -> DatasetBundle:
-    """Read a table and build a :class:`DatasetBundle` (see the module docstring)."""
+    """Read a table and build a :class:`DatasetBundle` (see the module docstring).
+
+    ``fitted`` (the tasks, preprocessor and target scaling of a trained run) applies that run's
+    preprocessing instead of fitting it: a class it does not know is an error. With ``fitted``,
+    ``split="all"`` puts every row in each split (evaluating a new labelled file).
+    """
     path = Path(path)
-    frame = read_table(path)
+    if fitted is None and split not in SPLIT_METHODS:
+        raise DataError(f"data.split: expected one of {', '.join(SPLIT_METHODS)}, got {split!r}")
+    if not (0 <= val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
+        raise DataError("data.val_size/test_size: need 0 <= val_size, 0 < test_size, sum < 1")
+    if isinstance(max_categories, bool) or not isinstance(max_categories, int):
+        raise DataError(f"data.max_categories: expected an integer, got {max_categories!r}")
+    if max_categories < 1:
+        raise DataError(f"data.max_categories: expected >= 1, got {max_categories}")
     if not tasks:
         raise DataError("data.tasks: at least one task is needed (--task NAME:KIND:COLUMN)")
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise DataError(f"data.tasks: task names must be unique, got {names}")
-    if split not in SPLIT_METHODS:
-        raise DataError(f"data.split: expected one of {', '.join(SPLIT_METHODS)}, got {split!r}")
-    if not (0 <= val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
-        raise DataError("data.val_size/test_size: need 0 <= val_size, 0 < test_size, sum < 1")
-    for column in (id_column, split_column):
-        if column:
-            _require_column(frame, column, "data", path)
-    targets_used = {c for t in tasks for c in t.columns}
-    reserved = targets_used | {c for c in (id_column, split_column) if c}
-    if features is None:
-        features = [c for c in frame.columns if c not in reserved]
-    for column in features:
-        _require_column(frame, column, "data.features", path)
-        if column in targets_used:
-            raise DataError(f"data.features: column {column!r} is also a task's target")
-    for column in categorical:
-        _require_column(frame, column, "data.categorical", path)
-    if not features:
-        raise DataError(f"data.features: no feature columns left in {str(path)!r}")
+    frame = read_table(path, na_values)
+    if fitted is not None:
+        assert fitted.preprocessor is not None
+        features = fitted.preprocessor.numeric + fitted.preprocessor.categorical
+        categorical = fitted.preprocessor.categorical
+    features = _check_roles(frame, path, tasks, features, categorical, id_column, split_column)
+    if split == "column" and not split_column:
+        raise DataError("data.split_column: name the column holding train/val/test")
 
-    built = [_encode_targets(frame, spec, path) for spec in tasks]
+    known = {t.name: t for t in fitted.tasks} if fitted is not None else {}
+    built = [_encode_targets(frame, spec, path, known.get(spec.name)) for spec in tasks]
     task_list = [t for t, _ in built]
     targets = {t.name: y for t, y in built}
 
     strata = None
     if split == "stratified":
-        if stratify is None:
-            raise DataError("data.stratify: name the task to stratify on (split: stratified)")
-        if stratify not in targets:
-            raise DataError(f"data.stratify: unknown task {stratify!r}")
-        strata = targets[stratify]
-        if strata.ndim != 1:
-            raise DataError(f"data.stratify: task {stratify!r} has several target columns")
-    if split == "column" and not split_column:
-        raise DataError("data.split_column: name the column holding train/val/test")
-    train, val, test = split_rows(
-        len(frame),
-        split,
-        val_size,
-        test_size,
-        seed,
-        strata,
-        frame[split_column] if split == "column" else None,
-    )
+        strata = _strata(stratify, task_list, targets)
+    if split == "all":
+        rows = np.arange(len(frame))
+        train, val, test = rows, rows, rows
+    else:
+        train, val, test = split_rows(
+            len(frame),
+            split,
+            val_size,
+            test_size,
+            seed,
+            strata,
+            frame[split_column] if split == "column" else None,
+        )
     for part, rows in (("train", train), ("val", val), ("test", test)):
         if len(rows) == 0:
             raise DataError(
                 f"data.split: the {part} split of {str(path)!r} ({len(frame)} rows) is empty; "
                 "use more rows or larger data.val_size/data.test_size"
             )
+    if fitted is not None:
+        return _apply_fitted(fitted, path, frame, task_list, targets, (train, val, test))
     _check_labels(task_list, targets, train, path)
 
-    numeric = [c for c in features if c not in categorical and _is_numeric(frame[c], c, path)]
-    cats = [c for c in features if c not in numeric]
+    cats = [c for c in features if c in categorical or not _is_numeric(frame, c, path)]
+    numeric = [c for c in features if c not in cats]
+    _check_cardinality(frame.iloc[train], cats, max_categories)
     pre = TabularPreprocessor(numeric, cats).fit(frame.iloc[train])
     return tabular_bundle(
         path.stem,
@@ -270,21 +378,122 @@ def load_table(
     )
 
 
-def _is_numeric(series: pd.Series, column: str, path: Path) -> bool:
-    """Whether a feature is numeric; a mostly numeric column with a stray word is an error."""
-    if pd.api.types.is_numeric_dtype(series):
-        return True
-    present = series.dropna()
-    converted = pd.to_numeric(present, errors="coerce")
-    if len(converted) == 0 or converted.isna().all():
-        return False
-    if converted.isna().any() and converted.notna().mean() >= 0.9:
-        row = int(present.index[converted.isna().to_numpy()][0])
+def _check_roles(
+    frame: pd.DataFrame,
+    path: Path,
+    tasks: Sequence[TableTask],
+    features: Sequence[str] | None,
+    categorical: Sequence[str],
+    id_column: str | None,
+    split_column: str | None,
+) -> list[str]:
+    """The feature columns; a column given two roles (feature and target, id...) is an error."""
+    targets = {c: t.name for t in tasks for c in t.columns}
+    roles = {}
+    for column, role in ((id_column, "id_column"), (split_column, "split_column")):
+        if column:
+            _require_column(frame, column, f"data.{role}", path)
+            if column in targets:
+                raise DataError(
+                    f"data.{role}: column {column!r} is task {targets[column]!r}'s target"
+                )
+            roles[column] = role
+    if features is None:
+        features = [c for c in frame.columns if c not in targets and c not in roles]
+    if len(set(features)) != len(features):
+        twice = next(c for c in features if list(features).count(c) > 1)
+        raise DataError(f"data.features: column {twice!r} is listed twice")
+    for column in features:
+        _require_column(frame, column, "data.features", path)
+        if column in targets:
+            raise DataError(f"data.features: column {column!r} is also a task's target")
+        if column in roles:
+            raise DataError(f"data.features: column {column!r} is the {roles[column]}")
+    for column in categorical:
+        _require_column(frame, column, "data.categorical", path)
+        if column in targets:
+            raise DataError(
+                f"data.categorical: column {column!r} is task {targets[column]!r}'s target, "
+                "not a feature (a task's kind says how its target is encoded)"
+            )
+        if column not in features:
+            raise DataError(f"data.categorical: column {column!r} is not a feature column")
+    if not features:
+        raise DataError(f"data.features: no feature columns left in {str(path)!r}")
+    return list(features)
+
+
+def _strata(stratify: str | None, tasks: list[Task], targets: dict[str, np.ndarray]):
+    if stratify is None:
+        raise DataError("data.stratify: name the task to stratify on (split: stratified)")
+    kinds = {t.name: t.kind for t in tasks}
+    if stratify not in kinds:
+        raise DataError(f"data.stratify: unknown task {stratify!r}; tasks are {', '.join(kinds)}")
+    if kinds[stratify] not in ("binary", "multiclass"):
         raise DataError(
-            f"feature column {column!r}, line {row + 2} of {str(path)!r}: non-numeric value "
-            f"{series.loc[row]!r} in a numeric column (list it in data.categorical if intended)"
+            f"data.stratify: task {stratify!r} is a {kinds[stratify]} task; stratify on a "
+            "binary or multiclass task"
         )
-    return not converted.isna().any()
+    return targets[stratify]
+
+
+def _is_numeric(frame: pd.DataFrame, column: str, path: Path) -> bool:
+    """Whether a feature is numeric; a mostly numeric column with some words is an error."""
+    series = _column(frame, column)
+    share = numeric_share(series)
+    if share == 1.0 or share < MOSTLY_NUMERIC:
+        return share == 1.0
+    present = series.dropna()
+    words = present[pd.to_numeric(present, errors="coerce").isna()]
+    first, token = words.index[0], words.iloc[0]
+    others = ", ".join(f"{v!r}" for v in words.iloc[1:4])
+    more = f"; {len(words)} such cells, also {others}" if len(words) > 1 else ""
+    raise DataError(
+        f"feature column {column!r}, {location(frame, first)}: non-numeric value {token!r} in a "
+        f"mostly numeric column{more}{na_hint(token)}; list the column in data.categorical "
+        "(--categorical) to one-hot encode it"
+    )
+
+
+def _check_cardinality(train: pd.DataFrame, columns: list[str], limit: int) -> None:
+    for column in columns:
+        count = int(labels(_column(train, column)).nunique())
+        if count > limit:
+            raise DataError(
+                f"feature column {column!r}: {count} distinct categories in the training rows, "
+                f"above data.max_categories = {limit}; leave it out of data.features, or raise "
+                "the limit (--set data.max_categories=N) if one-hot encoding it fits in memory"
+            )
+
+
+def _apply_fitted(
+    fitted: DatasetBundle,
+    path: Path,
+    frame: pd.DataFrame,
+    tasks: list[Task],
+    targets: dict[str, np.ndarray],
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> DatasetBundle:
+    """A bundle made with a trained run's preprocessing, target scaling and classes."""
+    assert fitted.preprocessor is not None
+    features = fitted.preprocessor.transform(frame)
+    scaled = dict(targets)
+    for task in tasks:
+        if task.kind == "regression":
+            mean, std = fitted.target_scaling.get(task.name, (0.0, 1.0))
+            scaled[task.name] = (targets[task.name] - mean) / std
+    return DatasetBundle(
+        name=fitted.name,
+        tasks=tasks,
+        train=make_split(features, scaled, tasks, splits[0]),
+        val=make_split(features, scaled, tasks, splits[1]),
+        test=make_split(features, scaled, tasks, splits[2]),
+        input_shape=(features.shape[1],),
+        preprocessor=fitted.preprocessor,
+        target_scaling=dict(fitted.target_scaling),
+        target_columns=dict(fitted.target_columns),
+        description=f"table {path.name}",
+    )
 
 
 def _check_labels(

@@ -4,10 +4,13 @@
   ``<column>__missing`` indicator column (only for columns with missing training values), then
   standardized with the training mean and standard deviation.
 - Categorical columns: one-hot encoded over the categories seen in training; a missing or unseen
-  category encodes as all zeros.
+  category encodes as all zeros. Category labels are canonical (:func:`mtlkit.data.cells.labels`:
+  ``1.0`` and ``1`` are the same category).
 
-The fitted state is a plain dict (:meth:`TabularPreprocessor.to_dict`), stored in a run directory
-and re-applied by ``evaluate`` and ``predict``.
+Cells are read by :mod:`mtlkit.data.cells`: a non-numeric, infinite or float32-overflowing value
+in a numeric column is an error naming the column and the row. The fitted state is a plain dict
+(:meth:`TabularPreprocessor.to_dict`), stored in a run directory and re-applied by ``evaluate``
+and ``predict``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from mtlkit.data.cells import DataError, labels, numbers
 
 
 class TabularPreprocessor:
@@ -35,7 +40,7 @@ class TabularPreprocessor:
             values = _numeric(frame, col)
             finite = values[~np.isnan(values)]
             if finite.size == 0:
-                raise ValueError(f"feature column {col!r}: no values in the training rows")
+                raise DataError(f"feature column {col!r}: no values in the training rows")
             self.medians[col] = float(np.median(finite))
             filled = np.where(np.isnan(values), self.medians[col], values)
             self.means[col] = float(filled.mean())
@@ -44,8 +49,7 @@ class TabularPreprocessor:
             if np.isnan(values).any():
                 self.indicators.append(col)
         for col in self.categorical:
-            seen = frame[col].dropna().astype(str).unique().tolist()
-            self.categories[col] = sorted(seen)
+            self.categories[col] = sorted(_labels(frame, col).dropna().unique().tolist())
         return self
 
     @property
@@ -57,24 +61,42 @@ class TabularPreprocessor:
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         columns = []
-        for col in self.numeric:
-            values = _numeric(frame, col)
+        numeric = {col: _numeric(frame, col) for col in self.numeric}
+        for col, values in numeric.items():
             values = np.where(np.isnan(values), self.medians[col], values)
             columns.append((values - self.means[col]) / self.stds[col])
         for col in self.indicators:
-            columns.append(np.isnan(_numeric(frame, col)).astype(float))
+            columns.append(np.isnan(numeric[col]).astype(float))
+        blocks = [np.stack(columns, axis=1)] if columns else []
         for col in self.categorical:
-            values = frame[col].astype(object).where(frame[col].notna(), None)
-            for category in self.categories[col]:
-                columns.append(
-                    np.array([v is not None and str(v) == category for v in values], float)
-                )
-        if not columns:
+            codes = self._codes(frame, col)
+            one_hot = np.zeros((len(frame), len(self.categories[col])))
+            known = codes >= 0
+            one_hot[np.flatnonzero(known), codes[known]] = 1.0
+            blocks.append(one_hot)
+        if not blocks:
             return np.zeros((len(frame), 0), dtype=np.float32)
-        return np.stack(columns, axis=1).astype(np.float32)
+        return np.concatenate(blocks, axis=1).astype(np.float32)
 
     def fit_transform(self, frame: pd.DataFrame) -> np.ndarray:
         return self.fit(frame).transform(frame)
+
+    def coverage(self, frame: pd.DataFrame) -> dict[str, int]:
+        """Rows whose every feature is missing, and rows with a category unseen in training."""
+        columns = self.numeric + self.categorical
+        all_missing = frame[columns].isna().all(axis=1).to_numpy() if columns else None
+        unseen = np.zeros(len(frame), dtype=bool)
+        for col in self.categorical:
+            unseen |= (self._codes(frame, col) == -1) & frame[col].notna().to_numpy()
+        return {
+            "all_features_missing": int(all_missing.sum()) if all_missing is not None else 0,
+            "unseen_category": int(unseen.sum()),
+        }
+
+    def _codes(self, frame: pd.DataFrame, col: str) -> np.ndarray:
+        """Index of each row's category in ``categories[col]``; -1 when missing or unseen."""
+        values = _labels(frame, col)
+        return pd.Index(self.categories[col], dtype=object).get_indexer(values.to_numpy(object))
 
     def to_dict(self) -> dict:
         return {
@@ -95,14 +117,17 @@ class TabularPreprocessor:
         return pre
 
 
-def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
+def _require(frame: pd.DataFrame, col: str) -> pd.Series:
     if col not in frame.columns:
-        raise ValueError(f"feature column {col!r} is not in the data")
-    values = pd.to_numeric(frame[col], errors="coerce")
-    bad = values.isna() & frame[col].notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(
-            f"feature column {col!r}, row {row}: non-numeric value {frame[col].iloc[row]!r}"
-        )
-    return values.to_numpy(dtype=float)
+        raise DataError(f"feature column {col!r} is not in the data")
+    series = frame[col]
+    series.attrs = frame.attrs
+    return series
+
+
+def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
+    return numbers(_require(frame, col), f"feature column {col!r}")
+
+
+def _labels(frame: pd.DataFrame, col: str) -> pd.Series:
+    return labels(_require(frame, col))
