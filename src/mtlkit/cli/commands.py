@@ -51,7 +51,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
         overrides["data.tasks"] = tasks
-    for flag in ("features", "categorical"):
+    for flag in ("features", "categorical", "na_values"):
         value = getattr(args, flag, None)
         if value is not None:
             overrides[f"data.{flag}"] = [c.strip() for c in value.split(",") if c.strip()]

@@ -22,6 +22,11 @@ def add_run_flags(parser: argparse.ArgumentParser, out_help: str) -> None:
     parser.add_argument("--features", help="comma-separated feature columns of --data")
     parser.add_argument("--categorical", help="comma-separated columns to one-hot encode")
     parser.add_argument(
+        "--na-values",
+        dest="na_values",
+        help="comma-separated cell texts that mean missing, e.g. NA,? (default: only empty cells)",
+    )
+    parser.add_argument(
         "--id-column", dest="id_column", help="an id column of --data (not a feature)"
     )
     parser.add_argument("--split", help="random, stratified or column")

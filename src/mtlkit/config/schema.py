@@ -42,6 +42,10 @@ class DataConfig:
     """With ``path``: feature columns (default: every column that is not a target/id/split)."""
     categorical: list[str] = field(default_factory=list)
     """Feature columns to one-hot encode even if they look numeric."""
+    na_values: list[str] = field(default_factory=list)
+    """Cell texts that mean "missing" besides an empty cell (e.g. ``[NA, "?"]``)."""
+    max_categories: int = 1000
+    """A one-hot encoded feature column may have at most this many distinct training values."""
     id_column: str | None = None
     split: str = "random"
     """``random``, ``stratified`` (on the task ``stratify``) or ``column`` (``split_column``)."""

@@ -113,6 +113,8 @@ def load_bundle(config: Config) -> DatasetBundle:
             stratify=data.stratify,
             split_column=data.split_column,
             seed=config.seed,
+            na_values=data.na_values,
+            max_categories=data.max_categories,
         )
     if config.select_tasks is not None:
         try:
