@@ -151,8 +151,9 @@ class _LinearMultiTask(BaseEstimator):
         with blas_threads(data.design):  # the Gram set-up too: small products run faster alone
             loss = self._make_loss(data)
             penalty = self._penalty(self.n_tasks_, l1_ratio, rho, shared)
-            problem = Composite(loss, penalty, alpha)
-            L = loss.lipschitz() + alpha * penalty.lipschitz()
+            L_data = loss.lipschitz()
+            problem = Composite(loss, penalty, alpha, L_data=L_data)
+            L = L_data + alpha * penalty.lipschitz()
         if init is None:
             W, b = np.zeros((loss.n_tasks, loss.n_features)), loss.initial_intercept()
         else:

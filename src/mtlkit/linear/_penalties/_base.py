@@ -50,6 +50,11 @@ class Penalty:
         """Smallest positive curvature of ``R`` (used by the smooth λ_max convention)."""
         return 1.0
 
+    def metric(self, lam: float, L_data: float):
+        """A preconditioner for FISTA at this λ (an object with ``solve(G) = M⁻¹G`` and
+        ``apply(D) = MD``, ``M`` symmetric positive definite acting on the task axis), or None."""
+        return None
+
     def conjugate(self, V: np.ndarray, lam: float) -> tuple[float, float] | None:
         """Dual scaling ``s`` and ``(λR)*(s V)`` for the duality gap, or None if unavailable.
 
