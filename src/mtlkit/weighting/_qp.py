@@ -26,6 +26,44 @@ def to_numpy(gramian: Tensor) -> np.ndarray:
     return g / trace if trace > 0 else g
 
 
+def rank_rtol(dtype: torch.dtype, size: int) -> float:
+    """Relative eigenvalue threshold below which a ``size`` × ``size`` Gramian computed in
+    ``dtype`` is rank-deficient: ``size · eps(dtype)`` (LAPACK's and NumPy's rank rule, the one
+    the Aligned-MTL authors and torchjd use). It follows the dtype the Gramian was computed in,
+    also when the solver then works in float64."""
+    return size * float(torch.finfo(dtype).eps)
+
+
+def range_basis(g: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    """Orthonormal basis ``Q`` (T × r) of the range of ``G``: the directions of weight space
+    that move ``Jᵀw``, rounding-level ones left out.
+
+    The rank is decided on the cosine matrix ``C = D⁻¹ G D⁻¹`` (``D = √diag G``), whose
+    rounding is ``eps(dtype)`` whatever the gradients' norms, with :func:`rank_rtol`: a float32
+    ``G`` of exactly dependent gradients (task 3 = task 1 + task 2) has an eigenvalue of order
+    ``eps32 · λ_max`` that float64 tolerances would keep, while gradients whose norms differ by
+    1e4 give a genuine eigenvalue 1e-8 · λ_max that a tolerance on ``G`` itself would drop.
+    ``C n = 0`` ⇔ ``G D⁻¹n = 0``, so the null space of ``G`` is ``D⁻¹`` times ``C``'s (plus
+    the zero gradients' axes). ``G⁺ = Q (QᵀGQ)⁻¹ Qᵀ``.
+    """
+    t = g.shape[0]
+    norms = np.sqrt(np.clip(np.diag(g), 0.0, None))
+    live = norms > 0
+    null = [np.eye(t)[:, i] for i in np.flatnonzero(~live)]
+    if live.any():
+        scaled = g[np.ix_(live, live)] / np.outer(norms[live], norms[live])
+        lam, vec = np.linalg.eigh(0.5 * (scaled + scaled.T))
+        small = lam <= rank_rtol(dtype, t) * max(float(lam.max()), 0.0)
+        for n in vec[:, small].T:
+            full = np.zeros(t)
+            full[live] = n / norms[live]
+            null.append(full)
+    if not null:
+        return np.eye(t)
+    u, sv, _ = np.linalg.svd(np.stack(null, axis=1), full_matrices=True)
+    return u[:, int((sv > 1e-12 * sv.max()).sum()) :]
+
+
 def square_root(g: np.ndarray) -> np.ndarray:
     """``A`` (T × T) with ``Aᵀ A = G`` (negative round-off eigenvalues clipped to zero)."""
     lam, vec = np.linalg.eigh(g)

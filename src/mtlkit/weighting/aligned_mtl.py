@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit.weighting._qp import range_basis, to_numpy
 from mtlkit.weighting.base import GramianWeighting
 
 ScaleMode = Literal["min", "median", "rmse"]
@@ -18,28 +20,26 @@ def aligned_mtl_weights(gramian: Tensor, scale_mode: ScaleMode = "min") -> Tenso
 
     ``JᵀB`` has orthogonal rows of equal norm ``√σ`` (the condition number of the aligned
     system is 1); ``σ`` is the smallest (``min``), median (``median``) or mean (``rmse``)
-    non-zero eigenvalue. A zero Gramian gives ``B = I``.
+    non-zero eigenvalue. The non-zero eigenpairs are those of ``G`` on its range ``Q``
+    (:func:`~mtlkit.weighting._qp.range_basis`: the rank follows ``G``'s dtype, so a float32 ``G``
+    of exactly dependent gradients gives the float64 result). A zero Gramian gives ``B = I``.
     """
-    g = gramian.detach().double()
-    g = 0.5 * (g + g.T)
-    lam, vec = torch.linalg.eigh(g)
-    tol = lam.max() * len(g) * torch.finfo(g.dtype).eps
-    keep = lam > tol
-    t = g.shape[0]
-    pref = torch.full((t,), 1.0 / t, dtype=g.dtype)
-    if not keep.any():
-        return pref.to(gramian.dtype)
-    lam, vec = lam[keep], vec[:, keep]
-    if scale_mode == "min":
-        sigma = lam.min()
-    elif scale_mode == "median":
-        sigma = torch.median(lam)
-    elif scale_mode == "rmse":
-        sigma = lam.mean()
-    else:
+    if scale_mode not in ("min", "median", "rmse"):
         raise ValueError(_BAD_SCALE.format(scale_mode))
-    balance = sigma.sqrt() * (vec / lam.sqrt()) @ vec.T
-    return (balance @ pref).to(gramian.dtype)
+    g = to_numpy(gramian)  # unit trace: w is invariant to the scale of G
+    t = g.shape[0]
+    pref = np.full(t, 1.0 / t)
+    q = range_basis(g, gramian.dtype)
+    lam, vec = np.linalg.eigh(q.T @ g @ q)
+    keep = lam > 0
+    if not keep.any():
+        weights = pref
+    else:
+        lam, vec = lam[keep], q @ vec[:, keep]
+        lower_median = np.sort(lam)[(len(lam) - 1) // 2]  # torch.median's, as the authors'
+        sigma = {"min": lam.min(), "median": lower_median, "rmse": lam.mean()}[scale_mode]
+        weights = np.sqrt(sigma) * (vec / np.sqrt(lam)) @ (vec.T @ pref)
+    return torch.as_tensor(weights, dtype=gramian.dtype, device=gramian.device)
 
 
 class AlignedMTL(GramianWeighting):
@@ -54,5 +54,5 @@ class AlignedMTL(GramianWeighting):
         self.num_tasks = num_tasks
         self.scale_mode = scale_mode
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def forward(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         return aligned_mtl_weights(gramian, self.scale_mode)
