@@ -139,7 +139,9 @@ def test_folds_are_stratified_within_each_task():
 
 def test_cv_error_curve_matches_manual_fold_fits_and_refits():
     X, Y = regression_data(n=30)
-    cv = MultiTaskRegressorCV("l21", alphas=[0.3, 0.03, 0.003], cv=3, tol=1e-10, random_state=0)
+    cv = MultiTaskRegressorCV(
+        "l21", alphas=[0.3, 0.03, 0.003], l1_ratio=1.0, shared=None, cv=3, tol=1e-10, random_state=0
+    )
     cv.fit(X, Y)
     data = cv._prepare(X, Y)
     folds = stratified_task_folds(data, 3, stratify=False, random_state=0)

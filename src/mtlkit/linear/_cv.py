@@ -7,7 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._data import SharedDesign
 from ._estimators import (
@@ -20,13 +20,30 @@ from ._estimators import (
 from ._path import path_alphas
 from ._solver import blas_threads, solve_path
 
-_MIXING = {
-    "elasticnet": "l1_ratio",
-    "l21": "l1_ratio",
-    "mean": "rho",
-    "graph": "rho",
-    "clustered": "rho",
+#: The mixing parameter of each penalty and the candidates searched when the user gives none.
+DEFAULT_MIXING_GRID: dict[str, tuple[str, tuple[float, ...]]] = {
+    "elasticnet": ("l1_ratio", (0.1, 0.5, 1.0)),
+    "l21": ("l1_ratio", (0.1, 0.5, 1.0)),
+    "mean": ("rho", (0.0, 0.01, 0.1, 1.0)),
+    "graph": ("rho", (0.01, 0.1, 1.0)),
+    "clustered": ("rho", (0.01, 0.1, 1.0)),
 }
+#: ``shared`` candidates searched by default (``shared="auto"``): penalties that shrink every
+#: task toward zero also try the shared-component form (None: without it); ``l2``, ``mean`` and
+#: ``graph`` are left as they are (``l2`` with a shared component is ``mean``).
+DEFAULT_SHARED_GRID: dict[str, tuple[float | None, ...]] = {
+    name: (None, 0.0) for name in ("l1", "elasticnet", "l21", "trace", "clustered")
+}
+
+
+def _candidates(values, default: tuple) -> list:
+    """``values`` as a list of candidates: ``default`` for "auto", one value for a scalar or None
+    (None kept), the float values of a list (None entries kept)."""
+    if isinstance(values, str):  # "auto"
+        return list(default)
+    if values is None or np.isscalar(values):
+        return [None if values is None else float(values)]
+    return [None if v is None else float(v) for v in values]
 
 
 def stratified_task_folds(data: _Prepared, n_folds: int, *, stratify: bool, random_state):
@@ -78,7 +95,12 @@ class _CrossValidated(_LinearMultiTask):
         "cv": [Interval(Integral, 2, None, closed="left")],
         "eps": [Interval(Real, 0, 1, closed="neither"), None],
         "random_state": ["random_state"],
-        "shared": [Interval(Real, 0, None, closed="left"), "array-like", None],
+        "shared": [
+            Interval(Real, 0, None, closed="left"),
+            "array-like",
+            StrOptions({"auto"}),
+            None,
+        ],
     }
 
     def __init__(
@@ -97,7 +119,7 @@ class _CrossValidated(_LinearMultiTask):
         max_iter: int = 1000,
         precompute: str | bool = "auto",
         task_weighting: str = "mean",
-        shared=None,
+        shared="auto",
         random_state=None,
     ):
         self.penalty = penalty
@@ -117,17 +139,28 @@ class _CrossValidated(_LinearMultiTask):
         self.random_state = random_state
 
     def _mixings(self) -> list[dict]:
-        """Every combination of the candidate mixing values (and ``shared`` values)."""
-        combos = [{}]
-        names = [_MIXING.get(self.penalty), "shared" if self.shared is not None else None]
-        for name in filter(None, names):
-            values = getattr(self, name)
-            if values is None or np.isscalar(values):
-                options = [values]
-            else:
-                options = [float(v) for v in np.ravel(values)]
-            combos = [{**c, name: v} for c in combos for v in options]
-        return combos
+        """Every combination of the candidate mixing values and ``shared`` values.
+
+        ``l1_ratio``/``rho`` None (the default) searches ``DEFAULT_MIXING_GRID[penalty]``;
+        ``shared="auto"`` (the default) searches ``DEFAULT_SHARED_GRID.get(penalty, (None,))``
+        when there are several tasks (with one task a shared component is the task itself).
+        """
+        name, grid = DEFAULT_MIXING_GRID.get(self.penalty, (None, ()))
+        mixing = [None]
+        if name is not None:
+            given = getattr(self, name)
+            mixing = _candidates("auto" if given is None else given, grid)
+        default_shared = DEFAULT_SHARED_GRID.get(self.penalty, (None,)) if self.n_tasks_ > 1 else ()
+        shared = _candidates(self.shared, default_shared or (None,))
+        return [
+            {"l1_ratio": None, "rho": None, **({name: m} if name else {}), "shared": sh}
+            for m in mixing
+            for sh in shared
+        ]
+
+    def _settings(self) -> dict:
+        """The first candidate combination (for :meth:`lambda_max`)."""
+        return self._mixings()[0]
 
     def _validation_error(self, data, W, b, held_out) -> float:
         Z = data.design.forward(W) + data.design.broadcast(b)
@@ -138,7 +171,11 @@ class _CrossValidated(_LinearMultiTask):
         return float(np.mean(per_task[has] / counts[has]))
 
     def fit(self, X, y):
-        """Choose λ (and ``l1_ratio`` or ``rho``) by K-fold CV, then refit on all rows."""
+        """Choose λ and the mixing values by K-fold CV, then refit on all rows.
+
+        Each fold's data term is built once and shared by every candidate combination; each
+        combination's λ path is solved from λ_max down with warm starts.
+        """
         self._validate_params()
         data = self._prepare(X, y)
         folds = stratified_task_folds(
@@ -147,45 +184,46 @@ class _CrossValidated(_LinearMultiTask):
         mixings = self._mixings()
         with blas_threads(data.design):  # the set-ups too (see ``blas_threads``)
             full_loss = self._make_loss(data)
-        grids, errors = [], []
-        for mix in mixings:
-            penalty = self._penalty(self.n_tasks_, **mix)
+            penalties = [self._penalty(self.n_tasks_, **mix) for mix in mixings]
+            grids = np.array(
+                [
+                    path_alphas(
+                        self._solver_loss(full_loss, mix["shared"]), pen, self.alphas, self.eps
+                    )
+                    for mix, pen in zip(mixings, penalties, strict=True)
+                ]
+            )
+        errors = np.empty((len(mixings), grids.shape[1], self.cv))
+        for k in range(self.cv):
+            train = data.ind * (folds != k)
+            held_out = (folds == k).astype(np.float64)
             with blas_threads(data.design):
-                grid = path_alphas(full_loss, penalty, self.alphas, self.eps)
-            fold_errors = np.empty((grid.size, self.cv))
-            for k in range(self.cv):
-                train = data.ind * (folds != k)
-                held_out = (folds == k).astype(np.float64)
-                with blas_threads(data.design):
-                    loss = self._make_loss(data, train)
+                fold_loss = self._make_loss(data, train)
+            for m, (mix, penalty) in enumerate(zip(mixings, penalties, strict=True)):
+                loss = self._solver_loss(fold_loss, mix["shared"])
                 with blas_threads(data.design, loss):
-                    path = solve_path(loss, penalty, grid, tol=self.tol, max_iter=self.max_iter)
+                    path = solve_path(loss, penalty, grids[m], tol=self.tol, max_iter=self.max_iter)
                 for i, res in enumerate(path):
                     b = loss.intercept(res.W, res.b)
-                    W = self._coef_from(res.W)
-                    fold_errors[i, k] = self._validation_error(data, W, b, held_out)
-            grids.append(grid)
-            errors.append(fold_errors)
-        self.alphas_ = np.array(grids)
-        self.cv_errors_ = np.array(errors)
-        mean = self.cv_errors_.mean(axis=2)
-        m, i = np.unravel_index(np.argmin(mean), mean.shape)
-        best_mix = mixings[m]
-        self.alpha_ = float(self.alphas_[m, i])
-        self.l1_ratio_ = best_mix.get("l1_ratio", self.l1_ratio)
-        self.rho_ = best_mix.get("rho", self.rho)
-        self.shared_ = best_mix.get("shared")
-        if len(mixings) == 1:
-            self.alphas_, self.cv_errors_ = self.alphas_[0], self.cv_errors_[0]
+                    W = self._coef_from(res.W, mix["shared"])
+                    errors[m, i, k] = self._validation_error(data, W, b, held_out)
+        m, i = np.unravel_index(np.argmin(errors.mean(axis=2)), errors.shape[:2])
+        best = mixings[m]
+        self.mixings_ = mixings
+        self.alpha_ = float(grids[m, i])
+        self.l1_ratio_, self.rho_, self.shared_ = best["l1_ratio"], best["rho"], best["shared"]
+        self.alphas_, self.cv_errors_ = (
+            (grids[0], errors[0]) if len(mixings) == 1 else (grids, errors)
+        )
         init = None
         if i > 0:
-            penalty = self._penalty(self.n_tasks_, **best_mix)
-            with blas_threads(data.design, full_loss):
+            loss = self._solver_loss(full_loss, best["shared"])
+            with blas_threads(data.design, loss):
                 warm = solve_path(
-                    full_loss, penalty, grids[m][:i], tol=self.tol, max_iter=self.max_iter
+                    loss, penalties[m], grids[m][:i], tol=self.tol, max_iter=self.max_iter
                 )
             init = (warm[-1].W, warm[-1].b)
-        return self._fit_data(data, self.alpha_, init=init, **best_mix)
+        return self._fit_data(data, self.alpha_, init=init, **best)
 
 
 class MultiTaskRegressorCV(_RegressorOutputs, RegressorMixin, _CrossValidated):

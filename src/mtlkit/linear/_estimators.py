@@ -45,7 +45,9 @@ class _LinearMultiTask(BaseEstimator):
 
     _loss: str
 
-    def _penalty(self, n_tasks: int, l1_ratio=None, rho=None, shared=None):
+    def _penalty(self, n_tasks: int, *, l1_ratio=None, rho=None, shared=None):
+        """The solver's penalty: ``self``'s with these mixing values (None: ``self``'s own
+        ``l1_ratio``/``rho``), wrapped for a shared component when ``shared`` is not None."""
         penalty = make_penalty(
             self.penalty,
             n_tasks,
@@ -54,13 +56,11 @@ class _LinearMultiTask(BaseEstimator):
             edges=self.edges,
             n_clusters=self.n_clusters,
         )
-        if self.shared is None:
-            return penalty
-        shared = self.shared if shared is None else shared
-        return SharedComponentPenalty(penalty, float(np.ravel(shared)[0]))
+        return penalty if shared is None else SharedComponentPenalty(penalty, shared)
 
     def _make_loss(self, data: _Prepared, ind=None):
-        loss = make_loss(
+        """The data term on the labelled entries ``ind`` (default: all labelled rows)."""
+        return make_loss(
             self._loss,
             data.design,
             data.Y,
@@ -69,16 +69,21 @@ class _LinearMultiTask(BaseEstimator):
             precompute=self.precompute,
             task_weighting=self.task_weighting,
         )
-        return loss if self.shared is None else SharedComponentLoss(loss)
 
-    def _coef_from(self, Z):
+    @staticmethod
+    def _solver_loss(loss, shared):
+        """``loss`` in the solver's variable (``Z = [V; u]`` when ``shared`` is not None)."""
+        return loss if shared is None else SharedComponentLoss(loss)
+
+    @staticmethod
+    def _coef_from(Z, shared):
         """``W`` (T × d) from the solver's variable (``Z = [V; u]`` with a shared component)."""
-        return Z if self.shared is None else expand(Z)
+        return Z if shared is None else expand(Z)
 
-    def _set_coef(self, Z):
+    def _set_coef(self, Z, shared):
         """``coef_`` (and ``shared_coef_``) from the solver's variable."""
-        self.coef_ = self._coef_from(Z)
-        self.shared_coef_ = None if self.shared is None else Z[-1] / np.sqrt(Z.shape[0] - 1)
+        self.coef_ = self._coef_from(Z, shared)
+        self.shared_coef_ = None if shared is None else Z[-1] / np.sqrt(Z.shape[0] - 1)
 
     def _solver_coef(self):
         """The solver's variable of the fitted model (inverse of :meth:`_set_coef`)."""
@@ -149,8 +154,8 @@ class _LinearMultiTask(BaseEstimator):
         self, data: _Prepared, alpha: float, *, l1_ratio=None, rho=None, shared=None, init=None
     ):
         with blas_threads(data.design):  # the Gram set-up too: small products run faster alone
-            loss = self._make_loss(data)
-            penalty = self._penalty(self.n_tasks_, l1_ratio, rho, shared)
+            loss = self._solver_loss(self._make_loss(data), shared)
+            penalty = self._penalty(self.n_tasks_, l1_ratio=l1_ratio, rho=rho, shared=shared)
             L_data = loss.lipschitz()
             problem = Composite(loss, penalty, alpha, L_data=L_data)
             L = L_data + alpha * penalty.lipschitz()
@@ -161,7 +166,7 @@ class _LinearMultiTask(BaseEstimator):
             b = b if loss.n_intercepts else loss.initial_intercept()
         with blas_threads(data.design, loss):  # the iterations: sized by their own products
             res = fista(problem, W, b, L=L, tol=self.tol, max_iter=self.max_iter)
-            self._set_coef(res.W)
+            self._set_coef(res.W, shared)
             self.intercept_ = loss.intercept(res.W, res.b)
             self.n_iter_ = res.n_iter
             self.dual_gap_ = res.dual_gap
@@ -182,7 +187,9 @@ class _LinearMultiTask(BaseEstimator):
         est = clone(self)
         est._validate_params()
         data = est._prepare(X, y)
-        return lambda_max(est._make_loss(data), est._penalty(est.n_tasks_))
+        settings = est._settings()
+        loss = est._solver_loss(est._make_loss(data), settings["shared"])
+        return lambda_max(loss, est._penalty(est.n_tasks_, **settings))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -339,7 +346,11 @@ class _SingleFit(_LinearMultiTask):
             previous = None
         if previous is not None:
             previous = (self._solver_coef(), previous[1])
-        return self._fit_data(data, self.alpha, init=previous)
+        return self._fit_data(data, self.alpha, init=previous, shared=self.shared)
+
+    def _settings(self) -> dict:
+        """The mixing values and ``shared`` of this fit (see :meth:`_penalty`)."""
+        return {"l1_ratio": self.l1_ratio, "rho": self.rho, "shared": self.shared}
 
 
 class _RegressorOutputs:
