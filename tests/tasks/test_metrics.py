@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mtlkit.tasks import IGNORE_INDEX, METRICS, Task, compute_metrics, higher_is_better
+from mtlkit.tasks import (
+    DEFAULT_METRICS,
+    IGNORE_INDEX,
+    METRICS,
+    Task,
+    compute_metrics,
+    higher_is_better,
+    metrics_for_kind,
+)
 
 
 def test_every_metric_declares_its_direction():
@@ -54,3 +62,123 @@ def test_multilabel_metrics_are_per_label_and_averaged():
 def test_no_labelled_rows_gives_nan():
     got = compute_metrics(Task("a", "binary"), np.full(3, IGNORE_INDEX), np.zeros(3))
     assert all(np.isnan(v) for v in got.values())
+
+
+# --- probability metrics: reference values from scikit-learn -------------------------------
+
+
+def _probabilities(rng, n, classes):
+    logits = rng.normal(size=(n, classes))
+    prob = np.exp(logits)
+    return prob / prob.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_binary_probability_metrics_match_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, size=40)
+    p = rng.uniform(size=40).round(1)  # rounding makes ties, which the AUC counts as ½
+    got = compute_metrics(
+        Task("b", "binary", metrics=["roc_auc", "log_loss", "brier"]), y, (p > 0.5) * 1, p
+    )
+    assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    assert got["log_loss"] == pytest.approx(skm.log_loss(y, p), abs=1e-12)
+    assert got["brier"] == pytest.approx(skm.brier_score_loss(y, p), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_multiclass_probability_metrics_match_sklearn_one_vs_rest_macro(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, size=60)
+    prob = _probabilities(rng, 60, 4)
+    task = Task("m", "multiclass", 4, metrics=["roc_auc", "log_loss", "brier"])
+    got = compute_metrics(task, y, prob.argmax(1), prob)
+    assert got["roc_auc"] == pytest.approx(
+        skm.roc_auc_score(y, prob, multi_class="ovr", average="macro"), abs=1e-12
+    )
+    assert got["log_loss"] == pytest.approx(skm.log_loss(y, prob, labels=range(4)), abs=1e-12)
+    assert got["brier"] == pytest.approx(skm.brier_score_loss(y, prob, labels=range(4)), abs=1e-12)
+
+
+def test_multiclass_roc_auc_averages_the_classes_present():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=30)  # class 2 never occurs
+    prob = _probabilities(rng, 30, 3)
+    got = compute_metrics(Task("m", "multiclass", 3, metrics=["roc_auc"]), y, y, prob)
+    expected = np.mean([skm.roc_auc_score(y == k, prob[:, k]) for k in (0, 1)])
+    assert got["roc_auc"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_multilabel_probability_metrics_are_per_label_on_labelled_entries():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, size=(50, 3))
+    y[::7, 1] = IGNORE_INDEX
+    prob = rng.uniform(size=(50, 3))
+    task = Task("t", "multilabel", 3, metrics=["roc_auc", "brier", "log_loss"])
+    got = compute_metrics(task, y, (prob > 0.5) * 1, prob)
+    for name, fn in [
+        ("roc_auc", skm.roc_auc_score),
+        ("brier", skm.brier_score_loss),
+        ("log_loss", skm.log_loss),
+    ]:
+        per_label = []
+        for j in range(3):
+            keep = y[:, j] != IGNORE_INDEX
+            per_label.append(fn(y[keep, j], prob[keep, j]))
+            assert got[f"{name}/{j}"] == pytest.approx(per_label[-1], abs=1e-12)
+        assert got[name] == pytest.approx(np.mean(per_label), abs=1e-12)
+
+
+def test_probability_metrics_skip_missing_labels_and_declare_direction():
+    y = np.array([1, 0, IGNORE_INDEX, 1, 0])
+    p = np.array([0.9, 0.2, 0.0, 0.4, 0.6])
+    task = Task("b", "binary", metrics=["roc_auc", "log_loss", "brier"])
+    got = compute_metrics(task, y, (p > 0.5) * 1, p)
+    keep = y != IGNORE_INDEX
+    assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y[keep], p[keep]))
+    assert got["brier"] == pytest.approx(np.mean((p[keep] - y[keep]) ** 2))
+    assert higher_is_better("roc_auc")
+    assert not higher_is_better("log_loss") and not higher_is_better("brier")
+
+
+def test_log_loss_of_a_certain_mistake_is_finite():
+    got = compute_metrics(
+        Task("b", "binary", metrics=["log_loss"]),
+        np.array([1, 0]),
+        np.array([0, 1]),
+        np.array([0.0, 1.0], dtype=np.float32),
+    )
+    assert got["log_loss"] == pytest.approx(-np.log(np.finfo(np.float32).eps))
+
+
+def test_roc_auc_of_a_single_class_is_nan():
+    got = compute_metrics(
+        Task("b", "binary", metrics=["roc_auc"]), np.ones(4), np.ones(4), np.linspace(0, 1, 4)
+    )
+    assert np.isnan(got["roc_auc"])
+
+
+def test_probability_metric_without_probabilities_is_an_error_naming_the_task():
+    with pytest.raises(ValueError, match="task 'b': metric 'roc_auc' needs the predicted"):
+        compute_metrics(Task("b", "binary", metrics=["roc_auc"]), np.ones(2), np.ones(2))
+
+
+# --- metrics are validated against the task kind -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "metric"),
+    [("regression", "accuracy"), ("regression", "roc_auc"), ("multiclass", "mse")],
+)
+def test_a_metric_of_another_kind_is_an_error_naming_task_and_metric(kind, metric):
+    outputs = 1 if kind == "regression" else 3
+    with pytest.raises(ValueError) as err:
+        Task("t", kind, outputs, metrics=[metric])
+    message = str(err.value)
+    assert f"task 't': metric {metric!r} does not apply to a {kind} task" in message
+    assert all(name in message for name in metrics_for_kind(kind))
+
+
+def test_every_kind_has_default_metrics_that_apply_to_it():
+    for kind, names in DEFAULT_METRICS.items():
+        assert set(names) <= set(metrics_for_kind(kind)), kind

@@ -1,59 +1,52 @@
-"""Analysis: Δm against single-task baselines, task relatedness and grouping, tables and plots."""
+"""Analysis: Δm against single-task baselines, task relatedness and grouping, tables and plots.
 
-from mtlkit.analysis.affinity import AffinityRecorder, lookahead_affinity
-from mtlkit.analysis.delta import delta_m
-from mtlkit.analysis.gradients import (
-    GradientRecorder,
-    GradientRelations,
-    conflict_matrix,
-    cosine_matrix,
-    gradient_cosine,
-    norm_ratio_matrix,
-)
-from mtlkit.analysis.grouping import (
-    Grouping,
-    best_partition,
-    exact_partition,
-    heuristic_partition,
-    optimality_gap,
-    partition_score,
-)
-from mtlkit.analysis.plots import plot_cosine_over_training, plot_matrix
-from mtlkit.analysis.relatedness import (
-    RelatednessResult,
-    measure_relatedness,
-    pairwise_transfer,
-    train_groupings,
-)
-from mtlkit.analysis.report import comparison_table, format_table, plot_training_curves
-from mtlkit.analysis.verdict import pair_verdicts, transfer_ratio, verdict_table
+The names below load on first use (PEP 562), so that importing one light submodule (e.g.
+``mtlkit.analysis.grouping`` for the command line's choices) does not import torch or matplotlib.
+"""
 
-__all__ = [
-    "AffinityRecorder",
-    "GradientRecorder",
-    "GradientRelations",
-    "Grouping",
-    "RelatednessResult",
-    "best_partition",
-    "comparison_table",
-    "conflict_matrix",
-    "cosine_matrix",
-    "delta_m",
-    "exact_partition",
-    "format_table",
-    "gradient_cosine",
-    "heuristic_partition",
-    "lookahead_affinity",
-    "measure_relatedness",
-    "norm_ratio_matrix",
-    "optimality_gap",
-    "pair_verdicts",
-    "pairwise_transfer",
-    "partition_score",
-    "plot_cosine_over_training",
-    "plot_matrix",
-    "plot_training_curves",
-    "train_groupings",
-    "transfer_ratio",
-    "verdict_table",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "AffinityRecorder": "affinity",
+    "lookahead_affinity": "affinity",
+    "delta_m": "delta",
+    "GradientRecorder": "gradients",
+    "GradientRelations": "gradients",
+    "conflict_matrix": "gradients",
+    "cosine_matrix": "gradients",
+    "gradient_cosine": "gradients",
+    "norm_ratio_matrix": "gradients",
+    "Grouping": "grouping",
+    "best_partition": "grouping",
+    "exact_partition": "grouping",
+    "heuristic_partition": "grouping",
+    "optimality_gap": "grouping",
+    "partition_score": "grouping",
+    "plot_cosine_over_training": "plots",
+    "plot_matrix": "plots",
+    "plot_training_curves": "plots",
+    "RelatednessResult": "relatedness",
+    "measure_relatedness": "relatedness",
+    "pairwise_transfer": "relatedness",
+    "train_groupings": "relatedness",
+    "comparison_table": "report",
+    "format_table": "report",
+    "pair_verdicts": "verdict",
+    "transfer_ratio": "verdict",
+    "verdict_table": "verdict",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mtlkit.analysis' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"mtlkit.analysis.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

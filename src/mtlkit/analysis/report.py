@@ -1,4 +1,4 @@
-"""Tables and plots of training runs."""
+"""Tables of training runs, and writing figures (the plots are in :mod:`mtlkit.analysis.plots`)."""
 
 from __future__ import annotations
 
@@ -40,38 +40,6 @@ def comparison_table(
     if delta:
         rows.append(["Δm % vs stl", *(f"{delta[m]:+.2f}" if m in delta else "-" for m in models)])
     return format_table(["task metric", *models], rows)
-
-
-def plot_training_curves(
-    histories: Mapping[str, Sequence[Mapping[str, Any]]],
-    metrics: Mapping[str, str],
-    path: str | Path,
-    title: str = "",
-) -> Path:
-    """One panel per task: its validation main metric per epoch, one line per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = list(metrics)
-    fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(4 * (len(tasks) + 1), 3.2))
-    for model, records in histories.items():
-        epochs = [r["epoch"] for r in records]
-        train = [sum(r["train_loss"].values()) for r in records]
-        axes[0].plot(epochs, train, marker="o", label=model)
-        for ax, task in zip(axes[1:], tasks):
-            values = [r["val"][task][metrics[task]] for r in records if "val" in r]
-            ax.plot(epochs[: len(values)], values, marker="o", label=model)
-    axes[0].set_title("train loss (sum over tasks)")
-    for ax, task in zip(axes[1:], tasks):
-        ax.set_title(f"val {task}: {metrics[task]}")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    return save_figure(fig, path)
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:

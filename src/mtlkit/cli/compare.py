@@ -14,11 +14,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from mtlkit.analysis import delta_m, format_table
 from mtlkit.config import Config, ConfigError, load_config
 from mtlkit.config.schema import from_dict, merge
-from mtlkit.training.checkpoint import atomic_write_text
-from mtlkit.training.run import load_bundle, train_run
 
 
 def add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +46,10 @@ def _mean_std(values: list[float]) -> str:
 
 def compare(args: argparse.Namespace) -> int:
     import yaml
+
+    from mtlkit.analysis import delta_m, format_table
+    from mtlkit.training.checkpoint import atomic_write_text
+    from mtlkit.training.run import load_bundle, train_run
 
     overrides: dict[str, Any] = {"training.progress": False}
     if args.dataset:

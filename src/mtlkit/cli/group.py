@@ -21,13 +21,6 @@ import yaml
 
 from mtlkit.analysis.grouping import OBJECTIVES, best_partition
 from mtlkit.analysis.plots import plot_cosine_over_training, plot_matrix
-from mtlkit.analysis.relatedness import (
-    measure_relatedness,
-    metrics_of,
-    pairwise_transfer,
-    subset_config,
-    train_groupings,
-)
 from mtlkit.analysis.report import comparison_table, format_table
 from mtlkit.analysis.verdict import (
     DEFAULT_THRESHOLD,
@@ -38,7 +31,6 @@ from mtlkit.analysis.verdict import (
 )
 from mtlkit.cli.flags import add_run_flags, run_directory
 from mtlkit.config import ConfigError, load_config
-from mtlkit.training.checkpoint import atomic_write_text
 
 
 def add_group_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -103,7 +95,15 @@ def _nested(matrix: np.ndarray) -> list:
 
 
 def group(args: argparse.Namespace) -> int:
+    from mtlkit.analysis.relatedness import (
+        measure_relatedness,
+        metrics_of,
+        pairwise_transfer,
+        subset_config,
+        train_groupings,
+    )
     from mtlkit.cli.commands import _overrides
+    from mtlkit.training.checkpoint import atomic_write_text
     from mtlkit.training.run import load_bundle
 
     if args.groups < 1:

@@ -125,6 +125,10 @@ class RegularizationConfig:
 class TaskOverride:
     weight: float | None = None
     metrics: list[str] | None = None
+    class_weight: str | dict[str, float] | list[float] | None = None
+    """Multiclass/binary: ``balanced``, ``{label: weight}`` or one weight per class."""
+    pos_weight: float | list[float] | str | None = None
+    """Binary/multilabel: weight of the positive class, one per label, or ``balanced``."""
 
 
 @dataclass
@@ -317,7 +321,7 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge ``overrides`` into ``base`` (dotted keys like ``optim.lr`` are expanded)."""
     result = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
     for key, value in overrides.items():
-        head, _, rest = key.partition(".")
+        head, _, rest = key.partition(".") if isinstance(key, str) else (key, "", "")
         if rest:
             value, key = {rest: value}, head
         if isinstance(value, dict):

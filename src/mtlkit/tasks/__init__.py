@@ -7,6 +7,7 @@ from mtlkit.tasks.metrics import (
     compute_metrics,
     get_metric,
     higher_is_better,
+    metrics_for_kind,
 )
 from mtlkit.tasks.task import IGNORE_INDEX, TASK_KINDS, Task
 
@@ -20,4 +21,5 @@ __all__ = [
     "compute_metrics",
     "get_metric",
     "higher_is_better",
+    "metrics_for_kind",
 ]

@@ -1,8 +1,10 @@
-"""Evaluation metrics, each with its direction (higher or lower is better).
+"""Evaluation metrics, each with its direction (higher or lower is better) and task kinds.
 
-Metrics are computed with scikit-learn on the labelled rows of a whole split. For ``multilabel``
-tasks every metric is computed per label and averaged over labels; the per-label values are
-returned too, as ``"<metric>/<label>"``.
+Metrics are computed on the labelled rows of a whole split: the label metrics with
+scikit-learn from predicted labels, the probability metrics (``roc_auc``, ``log_loss``,
+``brier``) from the predicted probabilities. For ``multilabel`` tasks every metric is computed
+per label and averaged over labels; the per-label values are returned too, as
+``"<metric>/<label>"``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import sklearn
+from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 if TYPE_CHECKING:
@@ -21,12 +24,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Metric:
-    """A named metric ``fn(y_true, y_pred) -> float`` and whether higher values are better."""
+    """A named metric ``fn(y_true, y) -> float``, its direction and the task kinds it applies to.
+
+    ``y`` is the predicted labels, or with ``needs_probabilities`` the predicted probabilities:
+    of class 1 for a binary task (or each label of a multilabel one), ``(n, classes)`` for a
+    multiclass task.
+    """
 
     name: str
     fn: Callable[[np.ndarray, np.ndarray], float]
     higher_is_better: bool
     kinds: tuple[str, ...]
+    needs_probabilities: bool = False
 
 
 def _macro(fn: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -43,6 +52,69 @@ def _binary(fn: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
     return wrapped
 
 
+def _binary_roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)  # ties get their average rank, i.e. count ½
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc_auc(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+    """Area under the ROC curve.
+
+    Binary: ``AUC = P(s₊ > s₋) + ½ P(s₊ = s₋)`` over pairs of a positive and a negative row,
+    computed as the Mann–Whitney statistic ``(R₊ − n₊(n₊+1)/2) / (n₊ n₋)`` with ``R₊`` the sum of
+    the positives' ranks (Hanley & McNeil, 1982). Multiclass: the macro average of the
+    one-vs-rest AUCs of ``P(class k)``, over the classes that occur and do not make up every
+    row (scikit-learn's ``multi_class="ovr"``, which instead fails when a class is absent).
+    NaN when no class qualifies.
+    """
+    y_true = np.asarray(y_true)
+    y_prob = np.asarray(y_prob)
+    if y_prob.ndim == 1:
+        return _binary_roc_auc(y_true == 1, y_prob)
+    aucs = [_binary_roc_auc(y_true == k, y_prob[:, k]) for k in range(y_prob.shape[1])]
+    aucs = [a for a in aucs if not np.isnan(a)]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def _one_hot_probabilities(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(Y, P)``, both ``(n, classes)``: one-hot labels and probabilities (binary: 2 columns)."""
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    if y_prob.ndim == 1:
+        y_prob = np.stack([1 - y_prob, y_prob], axis=1)
+    return np.eye(y_prob.shape[1])[np.asarray(y_true, dtype=np.int64)], y_prob
+
+
+def log_loss(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+    """Cross-entropy ``−(1/n) Σᵢ log p̂ᵢ(yᵢ)`` of the probability given to the true class.
+
+    Probabilities are clipped to ``[ε, 1 − ε]`` (``ε`` the machine epsilon of their dtype, as
+    scikit-learn's ``log_loss``), so a confident mistake costs ``−log ε`` rather than infinity.
+    """
+    dtype = np.asarray(y_prob).dtype
+    eps = np.finfo(dtype if dtype.kind == "f" else np.float64).eps
+    onehot, prob = _one_hot_probabilities(y_true, y_prob)
+    true_class = np.clip((onehot * prob).sum(axis=1), eps, 1 - eps)
+    return float(-np.log(true_class).mean())
+
+
+def brier(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+    """Brier score (Brier, 1950): mean squared error of the probabilities.
+
+    Binary (and per label): ``(1/n) Σᵢ (p̂ᵢ − yᵢ)²`` in ``[0, 1]``. Multiclass:
+    ``(1/n) Σᵢ Σₖ (p̂ᵢₖ − [yᵢ = k])²`` in ``[0, 2]``. Equals scikit-learn's
+    ``brier_score_loss`` (``scale_by_half="auto"``).
+    """
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    if y_prob.ndim == 1:
+        return float(((y_prob - np.asarray(y_true)) ** 2).mean())
+    onehot, prob = _one_hot_probabilities(y_true, y_prob)
+    return float(((prob - onehot) ** 2).sum(axis=1).mean())
+
+
 _CLASSIFICATION = ("multiclass", "binary", "multilabel")
 
 METRICS: dict[str, Metric] = {
@@ -53,9 +125,13 @@ METRICS: dict[str, Metric] = {
     "mse": Metric("mse", skm.mean_squared_error, False, ("regression",)),
     "mae": Metric("mae", skm.mean_absolute_error, False, ("regression",)),
     "r2": Metric("r2", skm.r2_score, True, ("regression",)),
+    "roc_auc": Metric("roc_auc", roc_auc, True, _CLASSIFICATION, needs_probabilities=True),
+    "log_loss": Metric("log_loss", log_loss, False, _CLASSIFICATION, needs_probabilities=True),
+    "brier": Metric("brier", brier, False, _CLASSIFICATION, needs_probabilities=True),
 }
 """The metric registry. ``f1``/``precision``/``recall`` are macro averages over classes for
-multiclass tasks and the positive-class scores for binary tasks (per label for multilabel)."""
+multiclass tasks and the positive-class scores for binary tasks (per label for multilabel);
+``roc_auc``, ``log_loss`` and ``brier`` score the predicted probabilities."""
 
 _BINARY_OVERRIDES = {
     "f1": _binary(skm.f1_score),
@@ -71,22 +147,36 @@ DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 
-def get_metric(name: str, task: str | None = None) -> Metric:
-    """Look a metric up by name, with an error that names the task and lists valid names."""
-    try:
-        return METRICS[name]
-    except KeyError:
-        where = f"task {task!r}: " if task else ""
+def metrics_for_kind(kind: str) -> list[str]:
+    """The names of the metrics that apply to tasks of ``kind``."""
+    return [name for name, metric in METRICS.items() if kind in metric.kinds]
+
+
+def get_metric(name: str, task: str | None = None, kind: str | None = None) -> Metric:
+    """Look a metric up by name (and check it applies to ``kind``), with an error that names the
+    task and lists the valid names."""
+    where = f"task {task!r}: " if task else ""
+    choices = metrics_for_kind(kind) if kind else sorted(METRICS)
+    metric = METRICS.get(name)
+    if metric is None:
+        raise ValueError(f"{where}unknown metric {name!r}; choose from {', '.join(choices)}")
+    if kind is not None and kind not in metric.kinds:
         raise ValueError(
-            f"{where}unknown metric {name!r}; choose from {', '.join(sorted(METRICS))}"
-        ) from None
+            f"{where}metric {name!r} does not apply to a {kind} task; "
+            f"choose from {', '.join(choices)}"
+        )
+    return metric
 
 
 def higher_is_better(name: str) -> bool:
     return get_metric(name).higher_is_better
 
 
-def _score(metric: Metric, kind: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+def _score(
+    metric: Metric, kind: str, y_true: np.ndarray, y_pred: np.ndarray, y_prob: np.ndarray | None
+) -> float:
+    if metric.needs_probabilities:
+        return metric.fn(y_true, y_prob)
     # Inputs are already validated here; skipping sklearn's checks makes per-epoch evaluation cheap.
     with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
         if kind in ("binary", "multilabel") and metric.name in _BINARY_OVERRIDES:
@@ -94,32 +184,47 @@ def _score(metric: Metric, kind: str, y_true: np.ndarray, y_pred: np.ndarray) ->
         return float(metric.fn(y_true, y_pred))
 
 
-def compute_metrics(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+def compute_metrics(
+    task: Task, y_true: np.ndarray, y_pred: np.ndarray, y_prob: np.ndarray | None = None
+) -> dict[str, float]:
     """Every metric of ``task`` on the labelled rows of ``y_true``/``y_pred``.
 
-    Returns NaN for each metric when no row is labelled.
+    ``y_prob`` (``task.probabilities(output)``) is needed by the probability metrics
+    (``roc_auc``, ``log_loss``, ``brier``). Returns NaN for each metric when no row is labelled.
     """
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
+    metrics = [get_metric(m) for m in task.metrics]
+    if y_prob is None:
+        wanting = [m.name for m in metrics if m.needs_probabilities]
+        if wanting:
+            raise ValueError(
+                f"task {task.name!r}: metric {wanting[0]!r} needs the predicted probabilities"
+            )
+    else:
+        y_prob = np.asarray(y_prob)
     results: dict[str, float] = {}
     if task.kind == "multilabel":
         y_true = y_true.reshape(len(y_true), -1)
         y_pred = y_pred.reshape(len(y_pred), -1)
+        if y_prob is not None:
+            y_prob = y_prob.reshape(len(y_prob), -1)
         names = task.class_names or [str(j) for j in range(y_true.shape[1])]
-        per_label: dict[str, list[float]] = {m: [] for m in task.metrics}
+        per_label: dict[str, list[float]] = {m.name: [] for m in metrics}
         for j, label in enumerate(names):
             keep = y_true[:, j] != task.ignore_index
-            for m in task.metrics:
+            prob = y_prob[keep, j] if y_prob is not None else None
+            for m in metrics:
                 value = (
-                    _score(get_metric(m), "multilabel", y_true[keep, j], y_pred[keep, j])
+                    _score(m, "multilabel", y_true[keep, j], y_pred[keep, j], prob)
                     if keep.any()
                     else float("nan")
                 )
-                per_label[m].append(value)
-                results[f"{m}/{label}"] = value
-        for m in task.metrics:
-            values = [v for v in per_label[m] if not np.isnan(v)]
-            results[m] = float(np.mean(values)) if values else float("nan")
+                per_label[m.name].append(value)
+                results[f"{m.name}/{label}"] = value
+        for m in metrics:
+            values = [v for v in per_label[m.name] if not np.isnan(v)]
+            results[m.name] = float(np.mean(values)) if values else float("nan")
         return {m: results[m] for m in task.metrics} | {
             k: v for k, v in results.items() if "/" in k
         }
@@ -129,10 +234,9 @@ def compute_metrics(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> dict[
         keep = ~np.isnan(y_true).any(axis=1)
     else:
         keep = y_true != task.ignore_index
-    for m in task.metrics:
-        results[m] = (
-            _score(get_metric(m), task.kind, y_true[keep], y_pred[keep])
-            if keep.any()
-            else float("nan")
+    prob = y_prob[keep] if y_prob is not None else None
+    for m in metrics:
+        results[m.name] = (
+            _score(m, task.kind, y_true[keep], y_pred[keep], prob) if keep.any() else float("nan")
         )
     return results

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from mtlkit.tasks.class_weights import (
+    BALANCED,
+    ClassWeight,
+    PosWeight,
+    balanced_class_weight,
+    balanced_pos_weight,
+    class_weight_list,
+    pos_weight_list,
+)
 from mtlkit.tasks.losses import default_loss
 from mtlkit.tasks.metrics import DEFAULT_METRICS, get_metric
 
@@ -43,6 +52,14 @@ class Task:
         Fixed weight αₜ of the task in the joint loss Σₜ αₜ Lₜ.
     ignore_index:
         Class label that marks a missing label. Missing regression targets are NaN.
+    class_weight:
+        Multiclass and binary tasks: per-class loss weights, ``"balanced"``
+        (``n / (K · n_k)``), ``{label: w}`` or one weight per class; see
+        :mod:`mtlkit.tasks.class_weights`. ``"balanced"`` is resolved from the training targets
+        by :meth:`fit_class_weights`.
+    pos_weight:
+        Binary and multilabel tasks: weight of the positive term of the binary cross-entropy,
+        a number, one per label, or ``"balanced"`` (``n₋ / n₊``).
 
     A missing label is masked everywhere: the loss averages over labelled rows only, and a batch
     without any label for the task contributes a zero loss with a zero (not NaN) gradient.
@@ -56,6 +73,8 @@ class Task:
     weight: float = 1.0
     ignore_index: int = IGNORE_INDEX
     class_names: Sequence[str] | None = field(default=None, repr=False)
+    class_weight: ClassWeight | None = None
+    pos_weight: PosWeight | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -76,8 +95,50 @@ class Task:
         if self.metrics is None:
             self.metrics = DEFAULT_METRICS[self.kind]
         for metric in self.metrics:
-            get_metric(metric, task=self.name)
+            get_metric(metric, task=self.name, kind=self.kind)
         self.metrics = tuple(self.metrics)
+        self._check_loss_weights()
+
+    def _check_loss_weights(self) -> None:
+        for option, kinds in (
+            ("class_weight", ("multiclass", "binary")),
+            ("pos_weight", ("binary", "multilabel")),
+        ):
+            if getattr(self, option) is not None and self.kind not in kinds:
+                raise ValueError(
+                    f"task {self.name!r}: {option} applies to {' and '.join(kinds)} tasks, "
+                    f"not to a {self.kind} task"
+                )
+        if self.class_weight is not None and self.pos_weight is not None:
+            raise ValueError(f"task {self.name!r}: give class_weight or pos_weight, not both")
+        if (self.class_weight is not None or self.pos_weight is not None) and self.loss:
+            raise ValueError(
+                f"task {self.name!r}: class_weight and pos_weight weigh the default loss; "
+                "a custom loss takes its own weights"
+            )
+        if self.class_weight is not None:
+            classes = 2 if self.kind == "binary" else self.num_outputs
+            self.class_weight = class_weight_list(
+                self.class_weight, classes, self.class_names, self.name
+            )
+        if self.pos_weight is not None:
+            self.pos_weight = pos_weight_list(self.pos_weight, self.num_outputs, self.name)
+
+    def fit_class_weights(self, target: Tensor) -> Task:
+        """This task with ``"balanced"`` weights computed from the training ``target``.
+
+        Returns the task itself when it has no ``"balanced"`` option.
+        """
+        if self.class_weight == BALANCED:
+            labels = target[self.label_mask(target)]
+            classes = 2 if self.kind == "binary" else self.num_outputs
+            weights = balanced_class_weight(labels, classes, self.class_names, self.name)
+            return replace(self, class_weight=weights)
+        if self.pos_weight == BALANCED:
+            return replace(
+                self, pos_weight=balanced_pos_weight(target, self.ignore_index, self.name)
+            )
+        return self
 
     @property
     def main_metric(self) -> str:
@@ -133,6 +194,8 @@ class Task:
             "weight": self.weight,
             "ignore_index": self.ignore_index,
             "class_names": list(self.class_names) if self.class_names is not None else None,
+            "class_weight": self.class_weight,
+            "pos_weight": self.pos_weight,
         }
 
     @classmethod

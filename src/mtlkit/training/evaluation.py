@@ -105,7 +105,10 @@ def evaluate(
         if task.kind == "regression":
             scaling = target_scaling.get(task.name)
             pred, y = unscale(pred, scaling), unscale(y.reshape(pred.shape), scaling)
-        metrics = compute_metrics(task, y.numpy(), pred.numpy())
+        prob = task.probabilities(out)
+        metrics = compute_metrics(
+            task, y.numpy(), pred.numpy(), None if prob is None else prob.numpy()
+        )
         results[task.name] = {**metrics, "loss": loss}
     return results
 
