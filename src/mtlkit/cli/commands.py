@@ -12,19 +12,14 @@ import torch
 import yaml
 
 from mtlkit.analysis import comparison_table, delta_m, plot_training_curves
-from mtlkit.cli.flags import run_directory
-from mtlkit.config import Config, ConfigError, load_config
-from mtlkit.data.table import label_report
+from mtlkit.config import Config, ConfigError
 from mtlkit.tasks import Task
 from mtlkit.training.checkpoint import atomic_write_text
 from mtlkit.training.evaluation import unscale
 from mtlkit.training.run import (
     RunResult,
-    build_model,
     load_bundle,
     load_run,
-    prepare_transfer,
-    resume_run,
     train_run,
 )
 
@@ -59,7 +54,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
-        overrides[key] = yaml.safe_load(value)
+        overrides[key] = _yaml_value(value, f"--set {item!r}")
     if getattr(args, "no_progress", False):
         overrides["training.progress"] = False
     if getattr(args, "baselines", False):
@@ -67,58 +62,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def _yaml_value(text: str, flag: str) -> Any:
+    """A flag's value read as YAML (``0.01``, ``[32, 32]``, ``{a: 1}``, ``null``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{flag}: the value is not valid YAML ({problem})") from None
+
+
 def _metrics_of(tasks: list[Task]) -> dict[str, list[str]]:
     return {t.name: list(t.metrics) for t in tasks}
-
-
-def train(args: argparse.Namespace) -> int:
-    if args.resume:
-        return _resume(args)
-    config = load_config(args.config, _overrides(args))
-    out = run_directory(config, config.model.arch, args.overwrite)
-    bundle = load_bundle(config)
-    if args.print_model:
-        from mtlkit.models.architectures.common import describe
-
-        model, _ = prepare_transfer(config, build_model(config, bundle), bundle)
-        print(describe(model))
-        return 0
-    print(f"{bundle.name}: {len(bundle.tasks)} tasks")
-    print("\n".join(label_report(bundle)))
-    result = train_run(config, out, overwrite=args.overwrite, bundle=bundle)
-    results = {config.model.arch: result.test}
-    delta = {}
-    if config.baselines and config.model.arch != "stl":
-        baseline = train_run(
-            _with(config, {"model.arch": "stl", "weighting.name": "ew", "weighting.options": {}}),
-            out / "stl",
-            overwrite=True,
-            bundle=bundle,
-        )
-        results = {"stl": baseline.test, config.model.arch: result.test}
-        delta = {config.model.arch: delta_m(result.test, baseline.test, _metrics_of(bundle.tasks))}
-        summary = json.loads((out / "summary.json").read_text())
-        summary["delta_m"] = delta[config.model.arch]
-        summary["baseline_test"] = baseline.test
-        atomic_write_text(json.dumps(summary, indent=2), out / "summary.json")
-    print(f"\n{bundle.name}: test metrics ({out})")
-    print(comparison_table(results, _metrics_of(bundle.tasks), delta))
-    if result.before:
-        old = {t: m for t, m in _metrics_of(bundle.tasks).items() if t in result.before}
-        moved = {"before": result.before, "after": {t: result.test[t] for t in old}}
-        print(f"\nold tasks of {config.model.init_from}: test metrics before and after this run")
-        print(comparison_table(moved, old))
-    return 0
-
-
-def _resume(args: argparse.Namespace) -> int:
-    extra = [f for f in ("config", "dataset", "data", "arch", "out") if getattr(args, f, None)]
-    if extra:
-        raise ConfigError(f"--resume continues a run as configured; drop --{extra[0]}")
-    result = resume_run(args.resume, epochs=args.epochs)
-    print(f"\nresumed {args.resume}: test metrics")
-    print(comparison_table({"model": result.test}, _metrics_of(result.bundle.tasks)))
-    return 0
 
 
 def _with(config: Config, overrides: dict[str, Any]) -> Config:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mtlkit.config import Config, ConfigError
+from mtlkit.config import Config
 
 
 def add_run_flags(parser: argparse.ArgumentParser, out_help: str) -> None:
@@ -61,16 +61,17 @@ def add_run_flags(parser: argparse.ArgumentParser, out_help: str) -> None:
 
 
 def run_directory(config: Config, suffix: str, overwrite: bool) -> Path:
-    """The run directory (``config.out`` or ``runs/<data>-<suffix>``), refusing to overwrite.
+    """The run directory (``config.out`` or ``runs/<data>-<suffix>``), checked for a new run.
 
-    Also makes ``data.path`` absolute, so that the run can be resumed from anywhere.
+    Refuses a file, a folder that is not a run directory, an existing run without
+    ``overwrite`` and an unwritable place. Also makes ``data.path`` absolute, so that the run
+    can be resumed from anywhere.
     """
+    from mtlkit.training.rundir import check_new_run_directory
+
     if config.data.path:
         config.data.path = str(Path(config.data.path).resolve())
     name = Path(config.data.path).stem if config.data.path else config.data.dataset
     out = Path(config.out or f"runs/{name}-{suffix}")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(
-            f"out: run directory {str(out)!r} already exists; pass --overwrite to replace it"
-        )
+    check_new_run_directory(out, overwrite)
     return out

@@ -12,9 +12,11 @@ from mtlkit.cli.compare import add_compare_parser, compare
 from mtlkit.cli.flags import add_run_flags
 from mtlkit.cli.group import add_group_parser
 from mtlkit.cli.group import group as group_command
+from mtlkit.cli.train import train as train_command
 from mtlkit.config import ConfigError
 from mtlkit.distributed import DistributedError
 from mtlkit.training import NonFiniteLossError
+from mtlkit.training.run import RunInterrupted
 
 FLAG_FIELDS = {
     "dataset": "data.dataset",
@@ -91,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     try:
         handler = {
-            "train": commands.train,
+            "train": train_command,
             "evaluate": commands.evaluate,
             "predict": commands.predict,
             "demo": commands.demo,
@@ -111,6 +113,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    except RunInterrupted as err:
+        print(f"mtlkit {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt as err:  # before or after a run (e.g. while reading the data)
+        print(f"mtlkit {args.command}: interrupted", file=sys.stderr)
+        return 128 + int(getattr(err, "signal_number", 2))  # 130 Ctrl-C, 143 SIGTERM
+    except OSError as err:  # a file or folder that cannot be read or written
+        where = f": {err.filename!r}" if err.filename else ""
+        print(f"mtlkit {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ shard of every batch (see :mod:`mtlkit.distributed`), and rank 0 alone writes th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
+import importlib.util
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,12 +34,18 @@ from mtlkit.distributed.env import DistContext, DistributedError, init_from_env
 from mtlkit.models import MultiTaskModel, make_encoder, make_model
 from mtlkit.tasks import Task
 from mtlkit.training.checkpoint import (
+    FileError,
     atomic_save,
     atomic_write_text,
+    load_file,
+    read_json,
+    remove_temp_files,
     rng_states,
     seed_everything,
     set_rng_states,
+    strict_json,
 )
+from mtlkit.training.rundir import RunLock, check_new_run_directory, clear_run_directory
 from mtlkit.training.trainer import Trainer
 from mtlkit.weighting import make_weighting
 
@@ -53,17 +61,30 @@ class RunResult:
     transfer: Transfer | None = None
     before: dict[str, dict[str, float]] | None = None
     """With ``model.init_from``: the old tasks' test metrics before this run trained."""
+    is_main: bool = True
+    """Whether this process wrote the run directory (rank 0 under torchrun)."""
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, if present."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: {name!r} requested but CUDA is not available")
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {name!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {name!r} requested but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device: {name!r} requested but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device: {name!r} requested but MPS (Apple GPU) is not available")
     return device
 
 
@@ -138,6 +159,13 @@ def build_model(config: Config, bundle: DatasetBundle) -> MultiTaskModel:
         )
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    except (TypeError, RuntimeError) as err:  # e.g. a negative layer width reaching torch
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(
+            f"model: cannot build {config.model.arch!r} with encoder {encoder!r} and options "
+            f"encoder_options={dict(options)}, arch_options={dict(config.model.arch_options)}: "
+            f"{first}"
+        ) from None
 
 
 @dataclass
@@ -162,7 +190,7 @@ def prepare_transfer(
         meta_path = source / "tasks.json"
         if not meta_path.is_file() or not (source / "model.pt").is_file():
             raise ConfigError(f"model.init_from: {str(source)!r} is not a finished run")
-        meta = json.loads(meta_path.read_text())
+        meta = read_json(meta_path, "model.init_from")
         old = [t["name"] for t in meta["tasks"]]
         missing = [t for t in old if t not in bundle.task_names]
         if missing:
@@ -171,10 +199,10 @@ def prepare_transfer(
             )
         new = [t for t in bundle.task_names if t not in old]
         model = build_model(config, bundle.select_tasks(old))
-        state = torch.load(source / "model.pt", map_location="cpu", weights_only=True)
+        state = load_file(source / "model.pt", "model.init_from")
         try:
             transfer.load_state(model, state)
-        except ValueError as err:
+        except (ValueError, RuntimeError, AttributeError) as err:
             raise ConfigError(f"model.init_from: {err}") from None
         for name in new:
             transfer.add_task(model, bundle.task(name))
@@ -182,10 +210,10 @@ def prepare_transfer(
         path = Path(config.model.pretrained_encoder)
         if not path.is_file():
             raise ConfigError(f"model.pretrained_encoder: file {str(path)!r} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_file(path, "model.pretrained_encoder")
         try:
             transfer.load_encoder(model, state, prefix=config.model.pretrained_prefix)
-        except ValueError as err:
+        except (ValueError, RuntimeError, AttributeError) as err:
             raise ConfigError(f"model.pretrained_encoder: {err}") from None
     frozen: list[str] = []
     if config.model.freeze == "trunk":
@@ -218,7 +246,9 @@ def build_trainer(
     bundle: DatasetBundle,
     transfer: Transfer | None = None,
     distributed: DistContext | None = None,
+    device: torch.device | None = None,
 ) -> Trainer:
+    """The configured :class:`Trainer` (``device``: default the run's device)."""
     try:
         weighting = make_weighting(
             config.weighting.name, len(bundle.tasks), **config.weighting.options
@@ -242,7 +272,7 @@ def build_trainer(
             reg_scope=config.regularization.scope,
             grad_clip=config.training.grad_clip,
             monitor=config.training.monitor,
-            device=distributed.device if distributed else resolve_device(config.device),
+            device=device or (distributed.device if distributed else resolve_device(config.device)),
             target_scaling=bundle.target_scaling,
             progress=config.training.progress,
             on_nonfinite=config.training.on_nonfinite,
@@ -273,27 +303,19 @@ def bundle_metadata(bundle: DatasetBundle, config: Config | None = None) -> dict
     }
 
 
-def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
-    run_dir = Path(path)
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+def _require_tensorboard(config: Config) -> None:
+    """Fail before anything is written when TensorBoard logging needs a missing package."""
+    if config.training.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError(
-            f"out: run directory {str(run_dir)!r} already exists; pass --overwrite to replace it"
+            "training.tensorboard: needs the tensorboard package (pip install tensorboard)"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("metrics.jsonl", "summary.json", "checkpoint.pt", "model.pt"):
-        (run_dir / name).unlink(missing_ok=True)
-    return run_dir
 
 
 def _tensorboard_writer(config: Config, path: Path | None):
     if not config.training.tensorboard or path is None:
         return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ConfigError(
-            "training.tensorboard: needs the tensorboard package (pip install tensorboard)"
-        ) from None
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(str(path / "tensorboard"))
 
 
@@ -308,19 +330,84 @@ def _log_tensorboard(writer, record: dict[str, Any]) -> None:
     writer.flush()
 
 
-def _resume_state(path: Path, trainer: Trainer, loader, is_main: bool = True) -> None:
-    checkpoint = path / "checkpoint.pt"
-    if not checkpoint.is_file():
-        raise ConfigError(f"--resume: {str(path)!r} has no checkpoint.pt to resume from")
-    state = torch.load(checkpoint, map_location=trainer.device, weights_only=False)
-    trainer.load_state_dict(state)
-    loader.load_state_dict(state["loader"])
+class Terminated(KeyboardInterrupt):
+    """Raised by the command line's SIGTERM handler (Ctrl-C raises ``KeyboardInterrupt``)."""
+
+    signal_number = signal.SIGTERM
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C or SIGTERM stopped a run; its directory holds the last checkpoint, resumable.
+
+    ``exit_code`` is the shell's convention: 128 + the signal number (130 Ctrl-C, 143 SIGTERM).
+    """
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + int(signal_number)
+
+
+def read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """The training state saved in ``run_dir/checkpoint.pt``; ``None`` if no epoch finished."""
+    path = run_dir / "checkpoint.pt"
+    if not path.exists():
+        return None
+    state = load_file(path, "--resume", weights_only=False)
+    if not isinstance(state, dict) or not {"model", "epoch", "loader", "rng"} <= set(state):
+        raise FileError(f"--resume: {str(path)!r} is not an mtlkit training checkpoint")
+    return state
+
+
+def _restore(state: dict[str, Any], trainer: Trainer, loader, run_dir: Path) -> None:
+    try:
+        trainer.load_state_dict(state)
+        loader.load_state_dict(state["loader"])
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise FileError(
+            f"--resume: {str(run_dir / 'checkpoint.pt')!r} does not match the run's "
+            f"config.yaml ({str(err).strip().splitlines()[0]})"
+        ) from None
     set_rng_states(state["rng"])
+
+
+def _keep_log_lines(path: Path, epochs: int) -> None:
+    """Drop ``metrics.jsonl`` records of epochs that ended after the checkpoint was written."""
     log = path / "metrics.jsonl"
-    # drop records of epochs that ended after the checkpoint was written
-    if is_main and log.is_file():
-        lines = log.read_text().splitlines()[: trainer.epoch]
+    if log.is_file():
+        lines = log.read_text().splitlines()[:epochs]
         atomic_write_text("".join(line + "\n" for line in lines), log)
+
+
+def _append_line(path: Path, line: str) -> None:
+    try:
+        with open(path, "a") as handle:
+            handle.write(line + "\n")
+    except OSError as err:
+        raise FileError(f"cannot write {str(path)!r}: {err.strerror}") from None
+
+
+def _on_main(ctx: DistContext | None, action: Callable[[], None]) -> None:
+    """Run ``action`` on rank 0; its :class:`ConfigError` is raised on every rank (no hang)."""
+    if ctx is None:
+        action()
+        return
+    message = None
+    if ctx.is_main:
+        try:
+            action()
+        except ConfigError as err:
+            message = str(err)
+    message = ctx.broadcast_object(message, what="run directory check")
+    if message is not None:
+        raise ConfigError(message)
+
+
+def check_run(config: Config, bundle: DatasetBundle) -> None:
+    """Build what :func:`train_run` would build (model, strategy, optimizer); write nothing."""
+    resolve_device(config.device)
+    _require_tensorboard(config)
+    model, transfer = prepare_transfer(config, build_model(config, bundle), bundle)
+    build_trainer(config, model, bundle, transfer, device=torch.device("cpu"))
 
 
 def train_run(
@@ -333,10 +420,13 @@ def train_run(
 ) -> RunResult:
     """Train one model as configured; write the run directory when ``run_dir`` is given.
 
-    With ``resume=True`` training continues exactly from ``run_dir/checkpoint.pt``. Launched by
+    Everything is checked (data, model, strategy, optimizer, run directory, checkpoint) before
+    anything is written. With ``resume=True`` training continues exactly from
+    ``run_dir/checkpoint.pt``, or starts from scratch when no epoch had finished. Launched by
     ``torchrun`` it joins the process group and trains data-parallel (any number of processes,
     also on resume). ``on_epoch_end(record)`` sees every epoch's record (train losses, ``val``,
     ``score``); an exception it raises stops the run (``mtlkit tune`` prunes trials this way).
+    Ctrl-C (or SIGTERM, see :class:`Terminated`) raises :class:`RunInterrupted`.
     """
     ctx = init_from_env(resolve_device(config.device) if config.device != "auto" else "auto")
     is_main = ctx is None or ctx.is_main
@@ -345,13 +435,10 @@ def train_run(
     seed_everything(config.seed)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    _require_tensorboard(config)
     bundle = bundle or load_bundle(config)
     model, transfer = prepare_transfer(config, build_model(config, bundle), bundle)
     trainer = build_trainer(config, model, bundle, transfer, distributed=ctx)
-    before = None
-    if transfer is not None and transfer.old_tasks and not resume:
-        tested = trainer.evaluate(bundle.test)
-        before = {k: v for k, v in tested.items() if k in transfer.old_tasks}
     loader = make_loader(
         bundle.train,
         config.data.batch_size,
@@ -360,31 +447,81 @@ def train_run(
         rank=ctx.rank if ctx else 0,
         world_size=ctx.world_size if ctx else 1,
     )
+    path = Path(run_dir) if run_dir is not None else None
+    state = None
     if resume:
-        if run_dir is None:
+        if path is None:
             raise ConfigError("--resume needs a run directory")
-        path: Path | None = Path(run_dir)
-        _resume_state(path, trainer, loader, is_main)
-    else:
-        if run_dir is None:
-            path = None
-        elif is_main:
-            path = prepare_run_dir(run_dir, overwrite)
-        else:
-            path = Path(run_dir)
+        state = read_checkpoint(path)
+        if state is not None and state["epoch"] > config.training.epochs:
+            raise ConfigError(
+                f"--epochs {config.training.epochs}: the run has already trained "
+                f"{state['epoch']} epochs; pass at least {state['epoch']}"
+            )
+    elif path is not None:
+        _on_main(ctx, lambda: check_new_run_directory(path, overwrite))
+    before = None
+    if transfer is not None and transfer.old_tasks and not resume:
+        tested = trainer.evaluate(bundle.test)
+        before = {k: v for k, v in tested.items() if k in transfer.old_tasks}
+    lock = RunLock(path) if path is not None and is_main else contextlib.nullcontext()
+    if path is not None and is_main and not resume:
+        path.mkdir(parents=True, exist_ok=True)
+    _on_main(ctx, lock.__enter__)
+    try:
+        if state is not None:
+            _restore(state, trainer, loader, path)
         if path is not None and is_main:
-            config_text = yaml.safe_dump(config.to_dict(), sort_keys=False)
-            atomic_write_text(config_text, path / "config.yaml")
-            metadata = json.dumps(bundle_metadata(bundle, config), indent=2)
-            atomic_write_text(metadata, path / "tasks.json")
-    if ctx is not None:
-        ctx.barrier("start")
+            remove_temp_files(path)
+            if resume:
+                _keep_log_lines(path, trainer.epoch)
+                config_text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+                if (path / "config.yaml").read_text() != config_text:  # a new --epochs
+                    atomic_write_text(config_text, path / "config.yaml")
+            else:
+                clear_run_directory(path)
+                metadata = strict_json(bundle_metadata(bundle, config), indent=2)
+                atomic_write_text(metadata, path / "tasks.json")
+                config_text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+                atomic_write_text(config_text, path / "config.yaml")
+        if ctx is not None:
+            ctx.barrier("start")
+        return _train(config, trainer, loader, bundle, path, ctx, before, transfer, on_epoch_end)
+    except KeyboardInterrupt as err:
+        message = _interrupted_message(trainer, config.training.epochs, path)
+        raise RunInterrupted(message, getattr(err, "signal_number", signal.SIGINT)) from None
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _interrupted_message(trainer: Trainer, epochs: int, path: Path | None) -> str:
+    if trainer.epoch >= epochs or trainer.history.stopped_early:  # in the final evaluation
+        where = f"interrupted after epoch {trainer.epoch}, step {trainer.step}"
+    else:
+        where = f"interrupted at epoch {trainer.epoch + 1}, step {trainer.step}"
+    if path is None:
+        return where
+    return f"{where}; resume with mtlkit train --resume {path}"
+
+
+def _train(
+    config: Config,
+    trainer: Trainer,
+    loader,
+    bundle: DatasetBundle,
+    path: Path | None,
+    ctx: DistContext | None,
+    before: dict[str, dict[str, float]] | None,
+    transfer: Transfer | None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None,
+) -> RunResult:
+    """The training loop of :func:`train_run` once the run directory is ready."""
+    is_main = ctx is None or ctx.is_main
     writer = _tensorboard_writer(config, path) if is_main else None
 
     def log_epoch(trainer: Trainer, record: dict[str, Any]) -> None:
         if path is not None and is_main:
-            with open(path / "metrics.jsonl", "a") as log:
-                log.write(json.dumps(record) + "\n")
+            _append_line(path / "metrics.jsonl", strict_json(record))
             state = trainer.state_dict() | {"loader": loader.state_dict(), "rng": rng_states()}
             atomic_save(state, path / "checkpoint.pt")
             if writer is not None:
@@ -400,20 +537,19 @@ def train_run(
             patience=config.training.patience,
             on_epoch_end=log_epoch,
         )
-    except DistributedError as err:
-        raise DistributedError(_failure_message(err, path)) from err
-    finally:
-        if writer is not None:
-            writer.close()
-    trainer.restore_best()
-    try:
+        trainer.restore_best()
         test = trainer.evaluate(bundle.test)
     except DistributedError as err:
         raise DistributedError(_failure_message(err, path)) from err
+    except FileError as err:  # disk full or no longer writable
+        raise FileError(_failure_message(err, path)) from None
+    finally:
+        if writer is not None:
+            writer.close()
     history = trainer.history.epochs
     seconds = sum(r["seconds"] for r in history) / max(len(history), 1)
     if path is not None and is_main:
-        atomic_save(model.state_dict(), path / "model.pt")
+        atomic_save(trainer.model.state_dict(), path / "model.pt")
         summary = {
             "arch": config.model.arch,
             "weighting": config.weighting.name,
@@ -423,17 +559,19 @@ def train_run(
             "skipped_batches": trainer.skipped_batches,
             "init_from": config.model.init_from,
             "old_tasks_before": before,
-            "num_parameters": model.num_parameters(),
+            "num_parameters": trainer.model.num_parameters(),
             "seconds_per_epoch": seconds,
             "test": test,
         }
-        atomic_write_text(json.dumps(summary, indent=2), path / "summary.json")
+        atomic_write_text(strict_json(summary, indent=2), path / "summary.json")
     if ctx is not None:  # nobody reports success before rank 0 has written the run directory
         ctx.barrier("finish")
-    return RunResult(path, test, history, model, bundle, seconds, transfer, before)
+    return RunResult(
+        path, test, history, trainer.model, bundle, seconds, transfer, before, is_main=is_main
+    )
 
 
-def _failure_message(err: DistributedError, path: Path | None) -> str:
+def _failure_message(err: Exception, path: Path | None) -> str:
     if path is None:
         return str(err)
     checkpoint = path / "checkpoint.pt"
@@ -442,7 +580,10 @@ def _failure_message(err: DistributedError, path: Path | None) -> str:
             f"{err}. The last checkpoint {str(checkpoint)!r} is intact; continue with "
             f"`mtlkit train --resume {path}` (with any number of processes)"
         )
-    return f"{err}. No epoch had finished, so there is no checkpoint in {str(path)!r}"
+    return (
+        f"{err}. No epoch had finished, so there is no checkpoint in {str(path)!r}; "
+        f"`mtlkit train --resume {path}` starts it again from scratch"
+    )
 
 
 def load_run(
@@ -458,7 +599,7 @@ def load_run(
                 f"run directory {str(run_dir)!r} has no {name}; is it a finished run?"
             )
     config = load_config(run_dir / "config.yaml")
-    meta = json.loads((run_dir / "tasks.json").read_text())
+    meta = read_json(run_dir / "tasks.json", "run directory")
     tasks = [Task.from_dict(t) for t in meta["tasks"]]
     shell = DatasetBundle(
         name=meta["dataset"],
@@ -475,7 +616,14 @@ def load_run(
         target_columns=meta.get("target_columns", {}),
     )
     model = build_model(config, shell)
-    model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
+    weights = load_file(run_dir / "model.pt", "run directory")
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise FileError(
+            f"run directory: {str(run_dir / 'model.pt')!r} does not hold the weights of the "
+            f"model in config.yaml ({str(err).strip().splitlines()[0]})"
+        ) from None
     model.eval()
     return config, shell, meta, model
 
@@ -484,20 +632,25 @@ def _default_encoder(meta: dict[str, Any]) -> str:
     return "lenet" if len(meta["input_shape"]) == 3 else "mlp"
 
 
-def resume_run(run_dir: str | Path, epochs: int | None = None) -> RunResult:
-    """Continue a run from its last checkpoint (optionally to a new number of ``epochs``)."""
+def resume_run(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> RunResult:
+    """Continue a run from its last checkpoint.
+
+    ``overrides`` may set what does not change the run's results: ``training.epochs`` (train
+    further; not below the epochs done), ``training.progress`` and ``device``. A run stopped
+    before its first checkpoint starts again from scratch.
+    """
     from mtlkit.config import load_config
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"--resume: {str(run_dir)!r} is not a run directory (no config.yaml)")
-    overrides = {"training.epochs": epochs} if epochs is not None else {}
     config = load_config(run_dir / "config.yaml", overrides)
-    meta = json.loads((run_dir / "tasks.json").read_text())
-    if config.data.path and meta.get("data_sha256") != file_digest(config.data.path):
-        raise ConfigError(f"--resume: data file {config.data.path!r} changed since the run started")
-    if epochs is not None:
-        atomic_write_text(
-            yaml.safe_dump(config.to_dict(), sort_keys=False), run_dir / "config.yaml"
-        )
+    meta = read_json(run_dir / "tasks.json", "--resume")
+    if config.data.path:
+        if not Path(config.data.path).is_file():
+            raise ConfigError(f"--resume: the run's data file {config.data.path!r} is gone")
+        if meta.get("data_sha256") != file_digest(config.data.path):
+            raise ConfigError(
+                f"--resume: data file {config.data.path!r} changed since the run started"
+            )
     return train_run(config, run_dir, resume=True)

@@ -311,6 +311,7 @@ class Trainer:
     def train_epoch(self, loader: BatchLoader) -> dict[str, float]:
         totals = torch.zeros(len(self.tasks))
         counts = torch.zeros(len(self.tasks))
+        skipped_before = self.skipped_batches
         bar = tqdm(
             loader,
             desc=f"epoch {self.epoch + 1}",
@@ -329,6 +330,12 @@ class Trainer:
             if self.progress:
                 running = totals / counts.clamp(min=1)
                 bar.set_postfix({t.name: f"{v:.3f}" for t, v in zip(self.tasks, running)})
+        if not counts.any() and self.skipped_batches > skipped_before:
+            raise NonFiniteLossError(
+                f"every batch of epoch {self.epoch + 1} had a non-finite loss "
+                f"({self.skipped_batches - skipped_before} skipped); lower optim.lr or check "
+                "the data"
+            )
         means = totals / counts.clamp(min=1)
         self.weighting.on_epoch_end(means.to(self.device))
         return {t.name: float(v) for t, v in zip(self.tasks, means)}
