@@ -65,11 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="test metrics of a finished run")
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument(
+        "--split", choices=["train", "val", "test"], help="which split (default: test)"
+    )
+    evaluate.add_argument(
+        "--data",
+        help="a labelled CSV/Parquet file: evaluate every row of it with the run's preprocessing",
+    )
 
-    predict = sub.add_parser("predict", help="predict every task for the rows of a CSV file")
+    predict = sub.add_parser("predict", help="predict every task for the rows of a table")
     predict.add_argument("run_dir")
-    predict.add_argument("--input", required=True, help="CSV file with the feature columns")
+    predict.add_argument(
+        "--input", required=True, help="CSV or Parquet file with the feature columns"
+    )
     predict.add_argument("--output", required=True, help="CSV file to write")
     predict.add_argument("--id-column", help="a column to copy to the output")
     predict.add_argument(

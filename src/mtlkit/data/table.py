@@ -201,7 +201,7 @@ def _encode_targets(
             [numbers(_column(frame, c), f"{where} {c!r}") for c in spec.columns], axis=1
         )
         values = values[:, 0] if len(spec.columns) == 1 else values
-        return Task(spec.name, "regression", num_outputs=len(spec.columns)), values
+        return known or Task(spec.name, "regression", num_outputs=len(spec.columns)), values
     if spec.kind == "multilabel":
         encoded = []
         for column in spec.columns:
@@ -215,7 +215,7 @@ def _encode_targets(
                 )
             encoded.append(np.where(np.isnan(v), IGNORE_INDEX, v).astype(int))
         task = Task(spec.name, "multilabel", len(spec.columns), class_names=list(spec.columns))
-        return task, np.stack(encoded, 1)
+        return known or task, np.stack(encoded, 1)
     column = spec.columns[0]
     values = labels(_column(frame, column))
     present = values.notna().to_numpy()
