@@ -19,6 +19,8 @@ CASES = [
     ("stl", {}),
     ("mmoe", {"num_experts": 3}),
     ("mmoe", {"num_experts": 2, "gate_input": "input"}),
+    ("omoe", {"num_experts": 3}),
+    ("omoe", {"num_experts": 2, "gate_input": "input"}),
     ("cgc", {"shared_experts": 2, "task_experts": 1}),
     ("ple", {"num_levels": 2}),
     ("ple", {"num_levels": 3, "shared_experts": 1, "task_experts": 2, "gate_input": "input"}),

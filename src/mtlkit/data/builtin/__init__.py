@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mtlkit.data.builtin.digits import load_digits
+from mtlkit.data.builtin.mmoe_synthetic import load_mmoe_synthetic
 from mtlkit.data.builtin.multimnist import load_multimnist
 from mtlkit.data.builtin.penguins import load_penguins
 from mtlkit.data.builtin.synthetic import load_synthetic
@@ -18,6 +19,7 @@ DATASETS: dict[str, Callable[..., DatasetBundle]] = {
     "penguins": load_penguins,
     "digits": load_digits,
     "synthetic": load_synthetic,
+    "mmoe_synthetic": load_mmoe_synthetic,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 
 from mtlkit.data.bundle import DatasetBundle
 from mtlkit.data.datasets import MultiTaskDataset, as_tensor_targets
-from mtlkit.tasks import Task
+from mtlkit.tasks import IGNORE_INDEX, Task
 
 
 def split_indices(
@@ -48,16 +49,61 @@ def make_split(
     )
 
 
+def keep_labels(
+    name: str,
+    tasks: list[Task],
+    targets: dict[str, np.ndarray],
+    train_index: np.ndarray,
+    labelled: Mapping[str, int],
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Mask all but ``labelled[task]`` random training labels of each listed task.
+
+    Masked labels become ``IGNORE_INDEX`` (classification) or NaN (regression); the validation
+    and test labels are kept. Simulates a task with few labels next to tasks with many.
+    """
+    kinds = {t.name: t.kind for t in tasks}
+    masked = dict(targets)
+    rng = np.random.default_rng([seed, 1])
+    for task, count in labelled.items():
+        if task not in kinds:
+            raise ValueError(
+                f"{name}: labelled names unknown task {task!r}; tasks are {', '.join(kinds)}"
+            )
+        y = targets[task]
+        kind = kinds[task]
+        missing = IGNORE_INDEX if kind != "regression" else np.nan
+        present = train_index[
+            ~np.isnan(y[train_index]) if kind == "regression" else y[train_index] != missing
+        ]
+        if not isinstance(count, int) or not 1 <= count <= len(present):
+            raise ValueError(
+                f"{name}: labelled[{task!r}] must be an integer in [1, {len(present)}] "
+                f"(the task's labelled training rows), got {count!r}"
+            )
+        drop = rng.permutation(present)[count:]
+        y = y.astype(float) if kind == "regression" else y.copy()
+        y[drop] = missing
+        masked[task] = y
+    return masked
+
+
 def tabular_bundle(
     name: str,
     tasks: list[Task],
     features: np.ndarray,
     targets: dict[str, np.ndarray],
     splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    labelled: Mapping[str, int] | None = None,
+    seed: int = 0,
     **fields: Any,
 ) -> DatasetBundle:
-    """A bundle of a feature matrix, with regression targets standardized on the train split."""
+    """A bundle of a feature matrix, with regression targets standardized on the train split;
+    ``labelled`` keeps only that many training labels of the tasks it names (see
+    :func:`keep_labels`)."""
     train, val, test = splits
+    if labelled:
+        targets = keep_labels(name, tasks, targets, train, labelled, seed)
     targets, scaling = standardize_targets(tasks, targets, train)
     return DatasetBundle(
         name=name,

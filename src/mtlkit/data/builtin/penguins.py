@@ -3,9 +3,12 @@
 Features: bill length, bill depth, flipper length (numeric) and island (categorical). Tasks:
 ``species`` (3 classes), ``sex`` (binary; its 9 missing labels are masked) and ``body_mass``
 (regression, grams). The two rows without any measurement are dropped. Split 60/20/20, fixed.
+``labelled={"body_mass": 20}`` keeps only 20 random training labels of that task.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from mtlkit.data.builtin._split import split_indices, tabular_bundle
 from mtlkit.data.bundle import DatasetBundle
@@ -16,7 +19,7 @@ NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
 CATEGORICAL = ["island"]
 
 
-def load_penguins(seed: int = 0) -> DatasetBundle:
+def load_penguins(seed: int = 0, labelled: Mapping[str, int] | None = None) -> DatasetBundle:
     import palmerpenguins
 
     frame = palmerpenguins.load_penguins()
@@ -40,6 +43,8 @@ def load_penguins(seed: int = 0) -> DatasetBundle:
         pre.transform(frame),
         targets,
         (train, val, test),
+        labelled=labelled,
+        seed=seed,
         preprocessor=pre,
         target_columns={"species": "species", "sex": "sex", "body_mass": "body_mass_g"},
         description="Palmer penguins; tasks: species, sex (some missing), body mass",

@@ -19,6 +19,7 @@ from mtlkit.models.architectures.hps import HardParameterSharing, build_hps
 from mtlkit.models.architectures.mmoe import MMoE, build_mmoe
 from mtlkit.models.architectures.mtan import MTAN, build_mtan
 from mtlkit.models.architectures.multi_input import MultiInputFusion, build_multi_input
+from mtlkit.models.architectures.omoe import OMoE, build_omoe
 from mtlkit.models.architectures.ple import ProgressiveLayeredExtraction, build_ple
 from mtlkit.models.architectures.stl import SingleTaskModels, build_stl
 from mtlkit.models.base import EncoderFactory, MultiTaskModel
@@ -28,6 +29,7 @@ ARCHITECTURES: dict[str, Callable[..., MultiTaskModel]] = {
     "hps": build_hps,
     "stl": build_stl,
     "mmoe": build_mmoe,
+    "omoe": build_omoe,
     "cgc": build_cgc,
     "ple": build_ple,
     "dselect_k": build_dselect_k,
@@ -59,6 +61,7 @@ __all__ = [
     "CGC",
     "MMoE",
     "MTAN",
+    "OMoE",
     "CrossStitch",
     "DSelectK",
     "HardParameterSharing",
