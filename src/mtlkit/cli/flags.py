@@ -17,7 +17,8 @@ def add_run_flags(parser: argparse.ArgumentParser, out_help: str) -> None:
         action="append",
         dest="tasks",
         metavar="NAME:KIND:COLUMN",
-        help="a task of --data: kind multiclass, binary, multilabel or regression (repeatable)",
+        help="a task of --data: kind multiclass, binary, multilabel or regression; options "
+        "after the column, e.g. :class_weight=balanced or :pos_weight=3 (repeatable)",
     )
     parser.add_argument("--features", help="comma-separated feature columns of --data")
     parser.add_argument("--categorical", help="comma-separated columns to one-hot encode")

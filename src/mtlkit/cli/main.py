@@ -1,22 +1,43 @@
-"""The ``mtlkit`` command line: ``train``, ``evaluate``, ``predict`` and ``demo``."""
+"""The ``mtlkit`` command line: train, evaluate, predict, demo, compare, group.
+
+Adding a command — keep ``mtlkit --help`` instant
+-------------------------------------------------
+Building the parser must not import torch, pandas, matplotlib or scikit-learn (that costs
+seconds). So a command module (``mtlkit/cli/<name>.py``) imports only light modules at its top
+(argparse, ``mtlkit.config``, ``mtlkit.cli.flags``, ...), defines ``add_<name>_parser(subparsers)``
+and a handler ``<name>(args) -> int`` that imports the heavy modules *inside* its body; the
+command is registered by adding its parser in :func:`build_parser` and one ``"module:function"``
+line to :data:`COMMANDS`, whose handlers are imported only when their command runs. Every
+command gets ``--threads`` (see :mod:`mtlkit.cli.threads`).
+``tests/cli/test_help_and_version.py`` fails if any registered command's ``--help`` imports torch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from mtlkit.cli import commands
-from mtlkit.cli.compare import add_compare_parser, compare
+from mtlkit import __version__
+from mtlkit.cli.compare import add_compare_parser
 from mtlkit.cli.flags import add_run_flags
 from mtlkit.cli.group import add_group_parser
-from mtlkit.cli.group import group as group_command
-from mtlkit.cli.train import train as train_command
+from mtlkit.cli.threads import add_threads_flag, configure_threads
+from mtlkit.cli.tune import add_tune_parser
 from mtlkit.config import ConfigError
-from mtlkit.distributed import DistributedError
-from mtlkit.training import NonFiniteLossError
-from mtlkit.training.run import RunInterrupted
+
+COMMANDS: dict[str, str] = {
+    "train": "mtlkit.cli.train:train",
+    "evaluate": "mtlkit.cli.commands:evaluate",
+    "predict": "mtlkit.cli.commands:predict",
+    "demo": "mtlkit.cli.commands:demo",
+    "compare": "mtlkit.cli.compare:compare",
+    "group": "mtlkit.cli.group:group",
+    "tune": "mtlkit.cli.tune:tune",
+}
+"""Each command's handler as ``"module:function"``, imported only when that command runs."""
 
 FLAG_FIELDS = {
     "dataset": "data.dataset",
@@ -38,6 +59,7 @@ FLAG_FIELDS = {
     "stratify": "data.stratify",
     "split_column": "data.split_column",
     "init_from": "model.init_from",
+    "threads": "threads",
 }
 
 
@@ -45,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtlkit", description="Multi-task learning: train, evaluate, predict."
     )
+    parser.add_argument("--version", action="version", version=f"mtlkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a multi-task model")
@@ -86,12 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compare_parser(sub)
     add_group_parser(sub)
+    add_tune_parser(sub)
 
     demo = sub.add_parser("demo", help="the main job: STL vs HPS on multimnist and penguins")
     demo.add_argument("--out", default="runs")
     demo.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
     demo.add_argument("--quick", action="store_true", help="a tiny, fast version (for tests)")
+    for command in sub.choices.values():  # every command, also those registered later
+        add_threads_flag(command)
     return parser
+
+
+def _handler(command: str) -> Callable[[argparse.Namespace], int | None]:
+    module, _, function = COMMANDS[command].partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,16 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "train" and int(os.environ.get("RANK", "0")) > 0:
         # under torchrun only rank 0 prints reports; errors still go to every rank's stderr
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    # Everything below may import torch; building and parsing the arguments above must not.
+    from mtlkit.distributed import DistributedError
+    from mtlkit.training import NonFiniteLossError
+    from mtlkit.training.run import RunInterrupted
+
     try:
-        handler = {
-            "train": train_command,
-            "evaluate": commands.evaluate,
-            "predict": commands.predict,
-            "demo": commands.demo,
-            "compare": compare,
-            "group": group_command,
-        }[args.command]
-        return handler(args) or 0
+        configure_threads(getattr(args, "threads", None))
+        return _handler(args.command)(args) or 0
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"mtlkit {args.command}: error: {err}", file=sys.stderr)
         return 2

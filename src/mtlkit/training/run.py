@@ -28,7 +28,13 @@ import torch
 import yaml
 
 from mtlkit.config import Config, ConfigError
-from mtlkit.data import DatasetBundle, TabularPreprocessor, load_dataset, make_loader
+from mtlkit.data import (
+    DatasetBundle,
+    MultiInputDataset,
+    TabularPreprocessor,
+    load_dataset,
+    make_loader,
+)
 from mtlkit.data.table import TableTask, load_table
 from mtlkit.distributed.env import DistContext, DistributedError, init_from_env
 from mtlkit.models import MultiTaskModel, make_encoder, make_model
@@ -106,6 +112,9 @@ def apply_task_overrides(tasks: list[Task], config: Config) -> list[Task]:
             changes["weight"] = override.weight
         if override.metrics is not None:
             changes["metrics"] = override.metrics
+        for option in ("class_weight", "pos_weight"):
+            if getattr(override, option) is not None:
+                changes[option] = getattr(override, option)
         try:
             result.append(replace(task, **changes))
         except ValueError as err:
@@ -143,7 +152,18 @@ def load_bundle(config: Config) -> DatasetBundle:
         except KeyError as err:
             raise ConfigError(f"select_tasks: {err.args[0]}") from None
     bundle.tasks = apply_task_overrides(bundle.tasks, config)
+    try:  # "balanced" class weights come from the training split
+        bundle.tasks = [t.fit_class_weights(_train_targets(bundle, t.name)) for t in bundle.tasks]
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     return bundle
+
+
+def _train_targets(bundle: DatasetBundle, task: str) -> torch.Tensor:
+    train = bundle.train
+    if isinstance(train, MultiInputDataset):
+        return train.task_dataset(task).targets[task]
+    return train.targets[task]
 
 
 def build_model(config: Config, bundle: DatasetBundle) -> MultiTaskModel:
