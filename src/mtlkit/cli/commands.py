@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from mtlkit.analysis import comparison_table, delta_m, plot_training_curves
-from mtlkit.config import Config, ConfigError
+from mtlkit.config import Config, ConfigError, yaml_problem
 from mtlkit.data import DatasetBundle
 from mtlkit.tasks import Task
 from mtlkit.training.checkpoint import atomic_write_text
@@ -77,8 +77,7 @@ def _yaml_value(text: str, flag: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{flag}: the value is not valid YAML ({problem})") from None
+        raise ConfigError(f"{flag}: the value is not valid YAML ({yaml_problem(err)})") from None
 
 
 def _metrics_of(tasks: list[Task]) -> dict[str, list[str]]:

@@ -18,10 +18,19 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid YAML: {yaml_problem(err)}"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r}: expected a mapping at the top level")
     return data
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (``line L, column C``)."""
+    problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -30,4 +39,12 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return from_dict(Config, merge(data, overrides or {}))
 
 
-__all__ = ["Config", "ConfigError", "from_dict", "load_config", "merge", "read_config_file"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "from_dict",
+    "load_config",
+    "merge",
+    "read_config_file",
+    "yaml_problem",
+]

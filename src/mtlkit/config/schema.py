@@ -317,8 +317,12 @@ def _check_table_task(path: str, task: Any) -> None:
         )
 
 
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``overrides`` into ``base`` (dotted keys like ``optim.lr`` are expanded)."""
+def merge(base: dict[str, Any], overrides: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """Deep-merge ``overrides`` into ``base`` (dotted keys like ``optim.lr`` are expanded).
+
+    A mapping is never merged into a value of ``base`` that is neither a mapping nor null
+    (``training: 3`` in a file, then ``--epochs 2``): that is an error naming the field.
+    """
     result = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
     for key, value in overrides.items():
         head, _, rest = key.partition(".") if isinstance(key, str) else (key, "", "")
@@ -326,7 +330,10 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
             value, key = {rest: value}, head
         if isinstance(value, dict):
             existing = result.get(key)
-            result[key] = merge(existing if isinstance(existing, dict) else {}, value)
+            name = f"{where}{key}"
+            if existing is not None and not isinstance(existing, dict):
+                raise ConfigError(f"{name}: expected a mapping, got {existing!r}")
+            result[key] = merge(existing or {}, value, f"{name}.")
         else:
             result[key] = value
     return result

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import importlib.util
 import signal
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -173,19 +174,23 @@ def build_model(config: Config, bundle: DatasetBundle) -> MultiTaskModel:
     def encoder_factory() -> torch.nn.Module:
         return make_encoder(encoder, bundle.input_shape, **options)
 
+    where = (
+        f"model: cannot build {config.model.arch!r} with encoder {encoder!r} "
+        f"(encoder_options={dict(options)}, arch_options={dict(config.model.arch_options)})"
+    )
     try:
-        return make_model(
-            config.model.arch, encoder_factory, bundle.tasks, **config.model.arch_options
-        )
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    except (TypeError, RuntimeError) as err:  # e.g. a negative layer width reaching torch
+        with warnings.catch_warnings():  # a zero width is reported below, in one line
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            model = make_model(
+                config.model.arch, encoder_factory, bundle.tasks, **config.model.arch_options
+            )
+    except (ValueError, TypeError, RuntimeError) as err:  # torch's own errors name no field
         first = str(err).strip().splitlines()[0]
-        raise ConfigError(
-            f"model: cannot build {config.model.arch!r} with encoder {encoder!r} and options "
-            f"encoder_options={dict(options)}, arch_options={dict(config.model.arch_options)}: "
-            f"{first}"
-        ) from None
+        raise ConfigError(first if first.startswith("model.") else f"{where}: {first}") from None
+    empty = next((n for n, p in model.named_parameters() if p.numel() == 0), None)
+    if empty is not None:
+        raise ConfigError(f"{where}: layer widths must be >= 1 (parameter {empty!r} is empty)")
+    return model
 
 
 @dataclass
