@@ -5,7 +5,8 @@ For each case, single-task models (``stl``: one MLP/LeNet per task) and hard par
 epochs; seed ``s`` sets the data split (and which labels are kept) *and* the initialisation.
 Reported per case: each task's main test metric and Δm (%, the mean relative gain of HPS over
 STL; positive = multi-task is better), mean ± std over seeds, and how many seeds HPS won.
-Writes ``benchmarks/results/where_mtl_helps.md`` and ``.json``.
+Writes ``benchmarks/results/where_mtl_helps.md`` and ``.json``. The cases ``digits-50`` and
+``multimnist-1k`` are ``mtlkit demo``'s (``DEMO_CASES``).
 
     .venv/bin/python benchmarks/helps/where_mtl_helps.py               # every case, 3 seeds
     .venv/bin/python benchmarks/helps/where_mtl_helps.py --cases digits-50
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlkit.analysis import delta_m
+from mtlkit.cli.commands import DEMO_CASES
 from mtlkit.config import Config
 from mtlkit.config.schema import from_dict, merge
 from mtlkit.training.run import load_bundle, train_run
@@ -47,7 +49,7 @@ MULTIMNIST = {
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "digits-50": (
         "digits; digit class from 50 labels, parity and ≥5 from all 1,079",
-        merge(DIGITS, {"data.options": {"labelled": {"digit": 50}}}),
+        DEMO_CASES["digits-50"],
     ),
     "digits-all": ("digits; every task from all 1,079 labels", DIGITS),
     "penguins-20": (
@@ -57,7 +59,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "penguins-all": ("penguins; every task from all labels", PENGUINS),
     "multimnist-1k": (
         "MultiMNIST, 1,000 training images",
-        merge(MULTIMNIST, {"data.options": {"n_train": 1000}}),
+        DEMO_CASES["multimnist-1k"],
     ),
     "multimnist-10k": (
         "MultiMNIST, 10,000 training images",

@@ -135,6 +135,6 @@ def test_demo_quick_prints_tables_and_writes_plots(tmp_path):
         check=True,
     )
     assert proc.stdout.count("Δm % vs stl") == 2
-    for dataset in ("multimnist", "penguins"):
+    for dataset in ("digits-50", "multimnist-1k"):
         assert (tmp_path / "demo" / dataset / "curves.png").stat().st_size > 1000
         assert (tmp_path / "demo" / dataset / "hps" / "summary.json").is_file()

@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_group_parser(sub)
     add_tune_parser(sub)
 
-    demo = sub.add_parser("demo", help="the main job: STL vs HPS on multimnist and penguins")
+    demo = sub.add_parser(
+        "demo", help="STL vs HPS where sharing helps (digits, 50 labels) and hurts (MultiMNIST)"
+    )
     demo.add_argument("--out", default="runs")
     demo.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
     demo.add_argument("--quick", action="store_true", help="a tiny, fast version (for tests)")
