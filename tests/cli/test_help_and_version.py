@@ -113,3 +113,18 @@ def test_threads_must_be_a_positive_integer(command, value, capsys):
         build_parser().parse_args([*argv, "--threads", value])
     assert exit_info.value.code == 2
     assert "--threads: expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_importing_mtlkit_is_light_and_its_subpackages_load_on_use():
+    code = (
+        "import json, sys, mtlkit; light = sorted(sys.modules); "
+        "tasks = mtlkit.tasks.Task; analysis = mtlkit.analysis.delta_m; "
+        "print(json.dumps({'light': light, 'names': dir(mtlkit)}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert not set(report["light"]) & set(HEAVY)
+    assert {"__version__", "tasks", "analysis", "mtl_backward"} <= set(report["names"])
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = mtlkit.nope
