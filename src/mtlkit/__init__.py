@@ -1,20 +1,15 @@
 """mtlkit: multi-task learning toolkit.
 
 Importing ``mtlkit`` is cheap: the subpackages (and the names re-exported here) load on first
-use (PEP 562 module ``__getattr__``), so ``mtlkit --help`` never imports torch. To export a new
-name, add it to ``_EXPORTS`` (name -> module); do not import heavy modules at the top of this file.
+use (PEP 562 module ``__getattr__``), so ``mtlkit --help`` never imports torch; so does
+``__version__`` (read from the installed package's metadata). To export a new name, add it to
+``_EXPORTS`` (name -> module); do not import heavy modules at the top of this file.
 """
 
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 from typing import Any
-
-try:
-    __version__: str = metadata.version("mtlkit")
-except metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
 
 _SUBPACKAGES = (
     "analysis",
@@ -34,7 +29,19 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_SUBPACKAGES, *_EXPORTS]
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("mtlkit")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()["__version__"] = version = _version()
+        return version
     if name in _SUBPACKAGES:
         return importlib.import_module(f"mtlkit.{name}")
     if name in _EXPORTS:

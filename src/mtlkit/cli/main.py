@@ -19,8 +19,8 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from mtlkit import __version__
 from mtlkit.cli.compare import add_compare_parser
 from mtlkit.cli.flags import add_run_flags
 from mtlkit.cli.group import add_group_parser
@@ -63,11 +63,24 @@ FLAG_FIELDS = {
 }
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: print ``mtlkit <version>`` and exit, reading the version only then."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        import mtlkit
+
+        print(f"mtlkit {mtlkit.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtlkit", description="Multi-task learning: train, evaluate, predict."
     )
-    parser.add_argument("--version", action="version", version=f"mtlkit {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a multi-task model")
