@@ -1,4 +1,4 @@
-"""The ``mtlkit`` command line: train, evaluate, predict, demo, compare, group.
+"""The ``mtlkit`` command line: train, evaluate, predict, demo, compare, group, tune.
 
 Adding a command — keep ``mtlkit --help`` instant
 -------------------------------------------------
