@@ -9,7 +9,7 @@ import pytest
 import torch
 from models_testutil import CASES, TASKS, build, data
 
-from mtlkit.weighting import WEIGHTINGS, StepContext, make_weighting
+from mtlkit.weighting import WEIGHTINGS, make_weighting, mtl_backward
 from mtlkit.weighting.approx import RepresentationGradients
 
 ARCHS = {arch: options for arch, options in CASES}  # one variant per architecture
@@ -30,14 +30,14 @@ def _forward(model, x):
 def _step(model, strategy, optimizer, x, y, step):
     optimizer.zero_grad()
     out, representation = _forward(model, x)
-    vector = torch.stack([t.compute_loss(out[t.name], y[t.name]) for t in TASKS])
-    ctx = StepContext(
-        list(model.shared_parameters()),
-        list(model.task_specific_parameters()),
-        step=step,
-        representation=representation,
+    mtl_backward(
+        [t.compute_loss(out[t.name], y[t.name]) for t in TASKS],
+        strategy,
+        features=representation,
+        shared_params=list(model.shared_parameters()),
+        task_params=list(model.task_specific_parameters()),
+        last_shared_params=model.last_shared_parameters(),
     )
-    strategy.backward(vector, ctx)
     optimizer.step()
 
 

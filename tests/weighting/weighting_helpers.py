@@ -1,7 +1,7 @@
 """Shared fixtures of the weighting tests: the list of every strategy and a tiny trainer.
 
-A new strategy joins every common test by adding one line to ``STRATEGIES``; gradient
-aggregators are listed by the registry (``AGGREGATIONS``).
+Every list comes from the registry: a new strategy joins every common test by its registry
+line (plus, if it needs options or a seed, one entry in ``OPTIONS``).
 """
 
 from __future__ import annotations
@@ -11,34 +11,22 @@ import torch
 from mtlkit.models import make_model
 from mtlkit.models.encoders import MLP
 from mtlkit.tasks import Task
-from mtlkit.weighting import GradientEngine, StepContext, Weighting
-from mtlkit.weighting.registry import AGGREGATIONS
+from mtlkit.weighting import GradientEngine, Weighting, mtl_backward
+from mtlkit.weighting.registry import AGGREGATIONS, WEIGHTINGS
 
-# (registry name, options) — every registered strategy, with options making it deterministic
-STRATEGIES: list[tuple[str, dict]] = [
-    ("ew", {}),
-    ("fixed", {"weights": [1.0, 0.5, 2.0]}),
-    ("uw", {}),
-    ("dwa", {}),
-    ("gradnorm", {"alpha": 1.5, "lr": 0.01}),
-    ("rlw", {"seed": 1}),
-    ("gls", {}),
-    ("famo", {}),
-    ("db_mtl", {}),
-    ("mean", {}),
-    ("sum", {}),
-    ("mgda", {}),
-    ("mgda_ub", {}),
-    ("pcgrad", {"seed": 1}),
-    ("gradvac", {"seed": 1}),
-    ("graddrop", {"seed": 1}),
-    ("cagrad", {"c": 0.5}),
-    ("imtl_g", {}),
-    ("nash_mtl", {}),
-    ("aligned_mtl", {}),
-    ("upgrad", {}),
-    ("dualproj", {}),
-]
+# options a strategy needs (or that make it deterministic); every other one runs with defaults
+OPTIONS: dict[str, dict] = {
+    "fixed": {"weights": [1.0, 0.5, 2.0]},
+    "gradnorm": {"alpha": 1.5, "lr": 0.01},
+    "rlw": {"seed": 1},
+    "pcgrad": {"seed": 1},
+    "gradvac": {"seed": 1},
+    "graddrop": {"seed": 1},
+    "cagrad": {"c": 0.5},
+}
+
+# (registry name, options) — every registered strategy
+STRATEGIES: list[tuple[str, dict]] = [(name, OPTIONS.get(name, {})) for name in WEIGHTINGS]
 
 # gradient aggregators accepted by mtlkit.weighting.aggregate
 AGGREGATORS = list(AGGREGATIONS)
@@ -80,7 +68,8 @@ def train(
     representation: bool = True,
     engine: GradientEngine | None = None,
 ):
-    """A local loop following the trainer's call contract; returns the summed loss per step."""
+    """A custom loop calling :func:`mtl_backward` as the trainer does (FAMO's ``after_step``
+    included); returns the summed loss per step."""
     model, tasks, x, y = make_problem(arch, seed, num_tasks=NUM_TASKS)
     engine = engine or GradientEngine()
     groups = [{"params": list(model.parameters())}]
@@ -98,19 +87,26 @@ def train(
             out = model(x)
         losses = torch.stack([t.weight * t.compute_loss(out[t.name], y[t.name]) for t in tasks])
         optimizer.zero_grad()
-        ctx = StepContext(
+        weights = mtl_backward(
+            list(losses.unbind()),
+            strategy,
+            features=rep,
             shared_params=list(model.shared_parameters()),
             task_params=list(model.task_specific_parameters()),
+            last_shared_params=list(model.last_shared_parameters()),
             engine=engine,
-            step=step,
-            epoch=step // 10,
-            representation=rep,
         )
-        weights = strategy.backward(losses, ctx)
         assert weights.shape == (NUM_TASKS,)
         if clip is not None:  # as the trainer may do
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
+        if strategy.wants_losses_after_step:
+            with torch.no_grad():
+                out = model(x)
+                after = torch.stack(
+                    [t.weight * t.compute_loss(out[t.name], y[t.name]) for t in tasks]
+                )
+            strategy.after_step(losses.detach(), after)
         history.append(float(losses.detach().sum()))
         if step % 10 == 9:
             strategy.on_epoch_end(losses.detach())

@@ -82,6 +82,7 @@ class DistributedStep:
         reduced = self.ctx.all_reduce_sum(torch.cat([counts, sums]), "loss all-reduce")
         total, summed = reduced.chunk(2)
         positive = total > 0
+        self.present = positive  # tasks with a label somewhere in the global batch
         safe = torch.where(positive, total, torch.ones_like(total))
         global_value = torch.where(positive, summed / safe, torch.zeros_like(summed))
         scale = torch.where(positive, self.ctx.world_size * counts / safe, torch.zeros_like(safe))

@@ -25,7 +25,7 @@ from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task, higher_is_better
 from mtlkit.training.evaluation import evaluate, mean_loss, move
 from mtlkit.training.regularization import penalty
-from mtlkit.weighting import GradientEngine, StepContext, Weighting, make_weighting
+from mtlkit.weighting import GradientEngine, Weighting, make_weighting, mtl_backward
 
 TRAINING_MODES = ("joint", "alternating")
 
@@ -162,6 +162,7 @@ class Trainer:
         # The parameter split is fixed for the trainer's life (freeze before building it).
         self.shared_params = [p for p in self.model.shared_parameters() if p.requires_grad]
         self.task_params = [p for p in self.model.task_specific_parameters() if p.requires_grad]
+        self.last_shared_params = self._last_shared_params()
         self.mode = mode
         self.regularization, self.reg_strength, self.l1_ratio = (
             regularization,
@@ -222,6 +223,17 @@ class Trainer:
         )
         self.weighting.load_state_dict(strategy_state)
 
+    def _last_shared_params(self) -> list[nn.Parameter] | None:
+        """The layer where a strategy measuring gradient norms (GradNorm) wants them."""
+        layers = {
+            m.grad_norms_of for m in self.weighting.modules() if getattr(m, "needs_grad_norms", 0)
+        }
+        layer = next(iter(layers), "all")
+        if layer == "all":
+            return None
+        params = self.model.last_shared_parameters(None if layer == "last" else layer)
+        return [p for p in params if p.requires_grad]
+
     def _check_monitor(self, monitor: str) -> float:
         if monitor == "loss":
             return -1.0
@@ -238,13 +250,20 @@ class Trainer:
     def task_losses(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> Tensor:
         """The vector (α₁L₁, …, α_TL_T); a task absent from the batch contributes 0."""
         zero = torch.zeros((), device=self.device)
-        losses = [
+        losses = self._loss_parts(outputs, targets)
+        return self.engine.stack([zero if loss is None else loss for loss in losses])
+
+    def _loss_parts(
+        self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor]
+    ) -> list[Tensor | None]:
+        """αₜLₜ per task, ``None`` for a task with no labelled row in the batch."""
+        counts = label_counts(self.tasks, targets)
+        return [
             task.weight * task.compute_loss(outputs[task.name], targets[task.name])
-            if task.name in outputs and task.name in targets
-            else zero
-            for task in self.tasks
+            if task.name in outputs and bool(counts[i] > 0)
+            else None
+            for i, task in enumerate(self.tasks)
         ]
-        return self.engine.stack(losses)
 
     def _forward(self, inputs) -> tuple[dict[str, Tensor], Tensor | None]:
         if isinstance(inputs, Tensor) and hasattr(self.model, "forward_with_representation"):
@@ -269,6 +288,25 @@ class Trainer:
         if value is not None:
             value.backward()
 
+    def _global_losses(self, parts: Sequence[Tensor | None], targets) -> Tensor:
+        """The loss vector (0 for absent tasks); global values when distributed."""
+        zero = torch.zeros((), device=self.device)
+        losses = torch.stack([zero if loss is None else loss for loss in parts])
+        if self.dist is not None:
+            losses = self.dist.global_losses(losses, label_counts(self.tasks, targets))
+        return losses
+
+    def _after_step(self, inputs, targets, parts: Sequence[Tensor | None], losses: Tensor) -> None:
+        """The strategy's ``after_step`` hook: the same batch's losses at the new parameters."""
+        with torch.no_grad():
+            outputs, _ = self._forward(inputs)
+            after = self._global_losses(self._loss_parts(outputs, targets), targets)
+        absent = torch.tensor([p is None for p in parts], device=losses.device)
+        nan = torch.full_like(losses, float("nan"))
+        self.weighting.after_step(
+            torch.where(absent, nan, losses.detach()), torch.where(absent, nan, after)
+        )
+
     def train_step(self, inputs, targets: Mapping[str, Tensor]) -> Tensor | None:
         """One update; returns the detached task losses (``None`` for a skipped batch)."""
         self.model.train()
@@ -276,25 +314,28 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.engine.new_step()
         outputs, representation = self._forward(inputs)
-        losses = self.task_losses(outputs, targets)
+        parts = self._loss_parts(outputs, targets)
+        losses = self._global_losses(parts, targets)
         if self.dist is not None:  # global values, local gradients (see mtlkit.distributed)
-            losses = self.dist.global_losses(losses, label_counts(self.tasks, targets))
+            present = self.dist.present.tolist()
+            parts = [loss if ok else None for loss, ok in zip(losses.unbind(), present)]
         if not self._is_finite(losses):
             return None
         self.engine.reduced_params.clear()
         if self.mode == "alternating":
-            t = self.step % len(self.tasks)
-            losses[t].backward()
+            part = parts[self.step % len(self.tasks)]
+            if part is not None:
+                part.backward()
         else:
-            ctx = StepContext(
+            mtl_backward(
+                parts,
+                self.weighting,
+                features=representation,
                 shared_params=self.shared_params,
                 task_params=self.task_params,
+                last_shared_params=self.last_shared_params,
                 engine=self.engine,
-                step=self.step,
-                epoch=self.epoch,
-                representation=representation,
             )
-            self.weighting.backward(losses, ctx)
         if self.dist is not None:
             self.dist.reduce_gradients(self.model.parameters(), skip=self.engine.reduced_params)
             self.engine.reduced_params.clear()
@@ -302,6 +343,8 @@ class Trainer:
         if self.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
+        if self.weighting.wants_losses_after_step:
+            self._after_step(inputs, targets, parts, losses)
         self.step += 1
         for callback in self.step_callbacks:
             callback(self, inputs, targets, losses.detach())

@@ -1,10 +1,12 @@
 """Balancing the tasks: loss weighting and gradient aggregation strategies.
 
-Build one by name with :func:`make_weighting` (see :data:`WEIGHTINGS`); check what a gradient
-strategy does to a Jacobian with :func:`aggregate`.
+Build one by name with :func:`make_weighting` (see :data:`WEIGHTINGS`); apply it from any
+training loop with :func:`mtl_backward`; check what a gradient strategy does to a Jacobian with
+:func:`aggregate`.
 """
 
 from mtlkit.weighting.approx import EveryK, RepresentationGradients
+from mtlkit.weighting.backward import mtl_backward
 from mtlkit.weighting.base import (
     GramianWeighting,
     JacobianAggregator,
@@ -29,4 +31,5 @@ __all__ = [
     "Weighting",
     "aggregate",
     "make_weighting",
+    "mtl_backward",
 ]

@@ -1,43 +1,67 @@
-"""The two documented approximations, usable with any gradient strategy.
+"""The two documented approximations, usable with any gradient strategy; both run through
+:func:`mtlkit.mtl_backward` (they register their handler there).
 
 - :class:`RepresentationGradients` (``mode="representation"``): the strategy sees the per-task
-  gradients with respect to the shared representation ``r`` (the HPS encoder output, N × D)
-  instead of the shared parameters, as in MGDA-UB (Sener & Koltun, 2018). Only T cheap
-  reverse passes through the heads are needed for ``J_r``. Weight-type strategies then apply
-  ``∇ Σ wₜLₜ``; direction-type ones apply ``r.backward(d)`` plus each task's own gradient on its
-  task-specific parameters.
-- :class:`EveryK` (``every=k``): the inner strategy computes its weights every ``k``-th step;
-  the steps in between reuse them, costing one ordinary backward of ``Σ wₜLₜ`` (EW's cost).
-  Direction-type strategies are reused through their least-squares weights
-  (:func:`~mtlkit.weighting.base.least_squares_weights`).
+  gradients with respect to the shared representation ``r`` (``features``) instead of the
+  shared parameters, as in MGDA-UB (Sener & Koltun, 2018). Only T cheap reverse passes through
+  the heads are needed for ``J_r``. Weight strategies then apply ``∇ Σ wₜLₜ``; direction
+  strategies back-propagate ``d`` from ``r``; heads are treated as in exact mode.
+- :class:`EveryK` (``every=k``): the inner strategy runs every ``k``-th step; the steps in
+  between reuse its weights, costing one ordinary backward (EW's cost). The heads get what
+  they get on compute steps: ``wₜ∇Lₜ`` for a weight strategy, their own ``∇Lₜ`` for a
+  direction strategy (whose shared parameters get ``∇ Σ wₜLₜ`` with its least-squares
+  weights, :func:`~mtlkit.weighting.base.least_squares_weights`). A declared
+  ``shared_max_norm`` clips the shared update on every step, reuse steps included.
 
 Both are built by :func:`~mtlkit.weighting.registry.make_weighting` from the ``mode`` and
-``every`` options, so the trainer never names them.
+``every`` options.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import (
-    GramianWeighting,
-    JacobianAggregator,
-    StepContext,
-    Weighting,
-)
+from mtlkit.weighting.backward import Step, run_strategy
+from mtlkit.weighting.base import GramianWeighting, JacobianAggregator, Weighting
 
 
-class RepresentationGradients(Weighting):
-    """Run ``inner`` on gradients w.r.t. ``ctx.representation`` instead of the shared params.
-
-    Raises if the model has shared parameters but the trainer gave no representation (no
-    silent fall back to exact gradients). With no shared parameters (STL) it is ``inner``.
-    """
+class _Wrapper(Weighting):
+    """Delegates the declarations and hooks to ``inner``."""
 
     uses_gradients = True
+    inner: Weighting
+
+    @property
+    def shared_max_norm(self) -> float:  # type: ignore[override]
+        return self.inner.shared_max_norm
+
+    @property
+    def wants_losses_after_step(self) -> bool:  # type: ignore[override]
+        return self.inner.wants_losses_after_step
+
+    def transform_losses(self, losses: Tensor) -> Tensor:
+        return self.inner.transform_losses(losses)
+
+    def after_step(self, losses_before: Tensor, losses_after: Tensor) -> None:
+        self.inner.after_step(losses_before, losses_after)
+
+    def on_epoch_end(self, epoch_losses: Tensor) -> None:
+        self.inner.on_epoch_end(epoch_losses)
+
+    def forward(self, *args: Any) -> Tensor:
+        return self.inner(*args)
+
+
+class RepresentationGradients(_Wrapper):
+    """Run ``inner`` on gradients w.r.t. ``features`` instead of the shared parameters.
+
+    Raises if the model has shared parameters but no ``features`` were given (no silent fall
+    back to exact gradients). With no shared parameters (STL) it is ``inner``.
+    """
 
     def __init__(self, inner: Weighting) -> None:
         super().__init__()
@@ -47,31 +71,29 @@ class RepresentationGradients(Weighting):
             )
         self.inner = inner
 
-    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        if len(ctx.shared_params) == 0:
-            return self.inner.backward(losses, ctx)
-        if ctx.representation is None:
-            raise ValueError(
-                "mode='representation' needs the shared representation (StepContext."
-                "representation); this model/batch does not provide one"
-            )
-        inner_ctx = replace(ctx, shared_params=[ctx.representation], representation=None)
-        return self.inner.backward(losses, inner_ctx)
-
-    def on_epoch_end(self, epoch_losses: Tensor) -> None:
-        self.inner.on_epoch_end(epoch_losses)
-
     def supports_sharded_representation(self) -> bool:
         return self.inner.gramian_only
 
 
-class EveryK(Weighting):
-    """Recompute ``inner``'s weights every ``every`` steps; reuse them in between.
+@run_strategy.register
+def _(strategy: RepresentationGradients, step: Step) -> Tensor:
+    if step.shared:
+        if not step.features:
+            raise ValueError(
+                "mode='representation' needs the shared representation (mtl_backward's "
+                "features=); this model/batch does not provide one"
+            )
+        step = replace(step, wrt=list(step.features))
+    return run_strategy(strategy.inner, step)
+
+
+class EveryK(_Wrapper):
+    """Run ``inner`` every ``every`` steps; reuse its weights in between.
 
     The step counter and the cached weights are buffers (saved in checkpoints).
     """
 
-    uses_gradients = True
+    per_task_state = {"cached": (0,)}
 
     def __init__(self, inner: Weighting, every: int, num_tasks: int) -> None:
         super().__init__()
@@ -84,18 +106,19 @@ class EveryK(Weighting):
             raise ValueError(f"every must be >= 1, got {every}")
         self.inner = inner
         self.every = int(every)
+        self.directional = isinstance(inner_core, JacobianAggregator)
         self.register_buffer("steps", torch.tensor(0))
         self.register_buffer("cached", torch.ones(num_tasks, dtype=torch.float64))
 
-    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        if int(self.steps) % self.every == 0 or len(ctx.shared_params) == 0:
-            weights = self.inner.backward(losses, ctx)
-            self.cached.copy_(weights.detach().double())
-        else:
-            weights = self.cached.to(losses)
-            (weights * losses).sum().backward()
-        self.steps += 1
-        return weights.detach()
 
-    def on_epoch_end(self, epoch_losses: Tensor) -> None:
-        self.inner.on_epoch_end(epoch_losses)
+@run_strategy.register
+def _(strategy: EveryK, step: Step) -> Tensor:
+    if int(strategy.steps) % strategy.every == 0 or not step.shared:
+        weights = run_strategy(strategy.inner, step)
+        strategy.cached.copy_(weights.detach().double())
+    else:
+        weights = strategy.cached.to(step.losses)
+        heads = torch.ones_like(weights) if strategy.directional else weights
+        step.apply_weights(weights, heads=heads)
+    strategy.steps += 1
+    return weights.detach()

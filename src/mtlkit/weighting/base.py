@@ -1,25 +1,39 @@
-"""The seam between the trainer and every balancing strategy.
+"""The three kinds of strategy: maths only, no backward pass.
 
-The trainer computes the vector of (task-weighted) losses ``L = (α₁L₁, …, α_TL_T)`` and hands it to
-a :class:`Weighting` together with a :class:`StepContext`. The strategy decides how the losses
-become gradients on the model's parameters and writes them into ``.grad``. The trainer never looks
-at which strategy it holds.
+A strategy is a small ``nn.Module`` whose ``forward`` is the method's formula; all the plumbing
+(per-task gradients, what the heads receive, absent tasks, clipping, writing ``.grad``) lives in
+one place, :func:`mtlkit.mtl_backward`. The kinds:
 
-Three families share this interface:
+- :class:`LossWeighting`: ``forward(losses) -> w`` (the loss values, and its own state).
+- :class:`GramianWeighting`: ``forward(G, losses) -> w`` with ``G = J Jᵀ`` the Gramian of the
+  per-task gradients ``J`` (T × P) of the shared parameters.
+- :class:`JacobianAggregator`: ``forward(J) -> d``, the update direction (P,) of the shared
+  parameters.
 
-- :class:`LossWeighting`: a function of the losses gives weights ``w``; the update is ∇(Σ wₜLₜ).
-- :class:`GramianWeighting`: a function of the Gramian ``G = J Jᵀ`` of the per-task gradients of
-  the shared parameters gives weights ``w``; the update is again ∇(Σ wₜLₜ), so ``J`` never needs
-  to be applied a second time.
-- :class:`JacobianAggregator`: a function of the Jacobian ``J`` (T × P) of the shared parameters
-  gives the update direction directly. Task-specific parameters always receive only the
-  gradient of their own task.
+State lives in registered buffers and parameters (saved by ``state_dict``); a strategy learns
+from what happened only through the explicit hooks :meth:`Weighting.after_step` (the losses
+after the optimizer step) and :meth:`Weighting.on_epoch_end` (the mean epoch losses).
+
+A strategy that needs more than its kind's input *declares* it, and the plumbing honours the
+declaration (it never looks at a strategy's name):
+
+- ``needs_grad_norms`` (loss weighting): ``forward(losses, grad_norms)`` also gets ``‖∇Lₜ‖``
+  on the last shared layer (GradNorm);
+- ``transform_losses`` (any kind): the strategy works on ``φ(Lₜ)`` instead of ``Lₜ`` (DB-MTL:
+  ``log(Lₜ + ε)``), heads included;
+- ``shared_max_norm``: the shared parameters' update is clipped to this norm (Nash-MTL);
+- ``wants_losses_after_step``: call :meth:`Weighting.after_step` with the losses of the same
+  batch at the new parameters (FAMO);
+- ``per_task_state``: which buffers/parameters are indexed by task (so that a task absent from
+  a batch is left out of that step with its state kept unchanged).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -27,9 +41,111 @@ from torch import Tensor, nn
 from mtlkit.weighting.engine import GradientEngine
 
 
+class Weighting(nn.Module):
+    """Base class of all strategies (see the module docstring for the declared attributes)."""
+
+    uses_gradients: ClassVar[bool] = False
+    """Whether it looks at per-task gradients (and so can run on representation gradients)."""
+    sums_losses: ClassVar[bool] = False
+    """Whether the update is just ∇ Σₜ Lₜ (the only kind alternating updates can honour)."""
+    gramian_only: ClassVar[bool] = False
+    """Whether it sees the per-task gradients only through ``G`` (then representation gradients
+    stay exact when the batch rows are split across processes: ``G`` is a sum over rows)."""
+    needs_grad_norms: ClassVar[bool] = False
+    wants_losses_after_step: ClassVar[bool] = False
+    per_task_state: ClassVar[Mapping[str, tuple[int, ...]]] = {}
+    """``{name: task dimensions}`` of the buffers/parameters indexed by task."""
+    shared_max_norm: float = 0.0
+    """If > 0, the shared parameters' update is clipped to this norm (0: no clipping)."""
+
+    def transform_losses(self, losses: Tensor) -> Tensor:
+        """``φ(L)``: the losses the strategy works on (default: the losses themselves)."""
+        return losses
+
+    def supports_sharded_representation(self) -> bool:
+        """Whether it is exact when the representation holds only this process's rows."""
+        return True
+
+    def after_step(self, losses_before: Tensor, losses_after: Tensor) -> None:
+        """Learn from the step just taken: the losses of one batch before and after it (NaN for a
+        task absent from the batch). Called by the trainer when ``wants_losses_after_step``."""
+
+    def on_epoch_end(self, epoch_losses: Tensor) -> None:
+        """Called with the mean training loss of each task after every epoch."""
+
+    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
+        """Thin alias of :func:`mtlkit.mtl_backward` for the former call contract."""
+        from mtlkit.weighting.backward import mtl_backward
+
+        return mtl_backward(
+            list(losses.unbind()) if isinstance(losses, Tensor) else list(losses),
+            self,
+            features=ctx.representation,
+            shared_params=ctx.shared_params,
+            task_params=ctx.task_params,
+            engine=ctx.engine,
+        )
+
+
+class LossWeighting(Weighting):
+    """``w = f(L)``; the update is ``∇ Σₜ wₜLₜ`` (shared and task-specific parameters alike).
+
+    ``w`` may depend on the strategy's own parameters (UW): the plumbing back-propagates
+    ``Σₜ wₜLₜ + penalty()`` so that they receive their gradient too.
+    """
+
+    def forward(self, losses: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def penalty(self) -> Tensor | None:
+        """A term added to the objective for the strategy's own parameters (default: none)."""
+        return None
+
+    def weights(self, losses: Tensor) -> Tensor:
+        """Alias of ``forward`` (detached)."""
+        return self(losses).detach()
+
+
+class GramianWeighting(Weighting):
+    """``w = f(G)`` with ``G = J Jᵀ``; the shared parameters receive ``Jᵀw`` and the
+    task-specific ones ``wₜ∇Lₜ``."""
+
+    uses_gradients = True
+    gramian_only = True
+
+    def forward(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+        """Alias of ``forward``."""
+        return self(gramian)
+
+
+class JacobianAggregator(Weighting):
+    """``d = A(J)``: the shared parameters receive ``d``; the task-specific ones their own
+    task's gradient ``∇Lₜ`` (of ``φ(Lₜ)`` under ``transform_losses``), never least-squares
+    weights. The weights :func:`mtlkit.mtl_backward` returns for logs are the least-squares
+    weights ``w = G⁺ J d`` (``Jᵀw`` is the projection of ``d`` on the span of the rows)."""
+
+    uses_gradients = True
+
+    def forward(self, jacobian: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def aggregate(self, jacobian: Tensor) -> Tensor:
+        """Alias of ``forward``."""
+        return self(jacobian)
+
+
+def least_squares_weights(jacobian: Tensor, direction: Tensor) -> Tensor:
+    """``w`` minimising ``‖Jᵀw − d‖``: ``w = (J Jᵀ)⁺ J d``."""
+    jacobian = jacobian.detach().double()
+    return torch.linalg.pinv(jacobian @ jacobian.T) @ (jacobian @ direction.detach().double())
+
+
 @dataclass
 class StepContext:
-    """What a strategy may use in one update step besides the losses."""
+    """The former call contract of ``Weighting.backward`` (kept for :meth:`Weighting.backward`)."""
 
     shared_params: Sequence[nn.Parameter]
     task_params: Sequence[nn.Parameter]
@@ -37,115 +153,52 @@ class StepContext:
     step: int = 0
     epoch: int = 0
     representation: Tensor | None = None
-    """The shared representation (encoder output, still in the graph) when the model exposes
-    one; lets strategies work on gradients w.r.t. the representation instead of the shared
-    parameters (MGDA-UB style)."""
 
 
-class Weighting(nn.Module):
-    """Base class of all strategies. Subclasses implement :meth:`backward`.
-
-    Strategies are ``nn.Module`` s so that learnable weights (e.g. uncertainty weighting's
-    log-variances) join the optimizer, and so that their state is saved by ``state_dict``.
-    Non-tensor state goes through ``get_extra_state``/``set_extra_state``.
-    """
-
-    uses_gradients: bool = False
-    """Whether the strategy looks at per-task gradients (and so can run on representation
-    gradients, see :mod:`mtlkit.weighting.approx`)."""
-    sums_losses: bool = False
-    """Whether the update is just ∇ Σₜ Lₜ of the (task-weighted) losses: the only kind that
-    alternating updates (one task per step, no combining) can honour."""
-    gramian_only: bool = False
-    """Whether it sees the per-task gradients only through their Gramian ``G = J Jᵀ``. Then
-    representation gradients stay exact when the batch rows are split across processes
-    (``G`` is a sum over rows); see :meth:`supports_sharded_representation`."""
-
-    def supports_sharded_representation(self) -> bool:
-        """Whether it is exact when ``ctx.representation`` holds only this process's rows."""
-        return True
-
-    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        """Write the update's gradients into ``.grad``; return the task weights used (for logs)."""
-        raise NotImplementedError
-
-    def on_epoch_end(self, epoch_losses: Tensor) -> None:
-        """Called with the mean training loss of each task after every epoch."""
+def _task_index(dims: tuple[int, ...], index: Tensor, ndim: int) -> tuple:
+    """An indexing tuple selecting ``index`` along each of ``dims`` (outer product)."""
+    key: list = [slice(None)] * ndim
+    for k, d in enumerate(dims):
+        shape = [1] * len(dims)
+        shape[k] = -1
+        key[d] = index.view(shape)
+    return tuple(key)
 
 
-class LossWeighting(Weighting):
-    """A strategy that only needs the loss values: ``update = ∇ Σₜ wₜ(L) Lₜ``."""
-
-    def weights(self, losses: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def combine(self, losses: Tensor, weights: Tensor | None = None) -> Tensor:
-        """The scalar objective whose gradient is the update (``weights``: this step's, if
-        already computed, so that a random or stateful weighting is drawn once per step)."""
-        if weights is None:
-            weights = self.weights(losses)
-        return (weights * losses).sum()
-
-    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        weights = self.weights(losses.detach()).detach()
-        self.combine(losses, weights).backward()
-        return weights
-
-
-class GramianWeighting(Weighting):
-    """A strategy that only needs ``G = J Jᵀ``: ``w = f(G)``, ``update = ∇ Σₜ wₜLₜ``.
-
-    The engine computes ``J`` once; the shared parameters then receive ``Jᵀw`` directly (no
-    second reverse pass through the shared layers) and the task-specific parameters ``wₜ∇Lₜ``.
-    """
-
-    uses_gradients = True
-    gramian_only = True
-
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        if len(ctx.shared_params) == 0:
-            losses.sum().backward()
-            return torch.ones_like(losses).detach()
-        jacobian = ctx.engine.jacobian(losses, ctx.shared_params)
-        gramian = jacobian @ jacobian.T
-        weights = self.weights_from_gramian(gramian).detach().to(losses.dtype)
-        ctx.engine.backward_weighted(
-            losses, weights, ctx.shared_params, ctx.task_params, jacobian=jacobian
-        )
-        return weights
-
-
-class JacobianAggregator(Weighting):
-    """A strategy that maps the Jacobian ``J`` (T × P) to the update direction (P,).
-
-    Task-specific parameters receive their own task's gradient ``∇Lₜ``. The weights returned
-    (for logs, and for reuse by :class:`~mtlkit.weighting.approx.EveryK`) are the least-squares
-    weights ``w = G⁺ J d``, i.e. ``Jᵀw`` is the projection of the direction ``d`` onto the span
-    of the task gradients (exactly ``d`` when ``d`` lies in that span).
-    """
-
-    uses_gradients = True
-
-    def aggregate(self, jacobian: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        task_params = [p for p in ctx.task_params if p.requires_grad]
-        if len(ctx.shared_params) == 0:
-            losses.sum().backward()
-            return torch.ones_like(losses).detach()
-        if task_params:
-            torch.autograd.backward(losses.sum(), inputs=task_params, retain_graph=True)
-        jacobian = ctx.engine.jacobian(losses, ctx.shared_params)
-        direction = self.aggregate(jacobian)
-        ctx.engine.accumulate(direction, ctx.shared_params)
-        return least_squares_weights(jacobian, direction).to(losses.dtype)
-
-
-def least_squares_weights(jacobian: Tensor, direction: Tensor) -> Tensor:
-    """``w`` minimising ``‖Jᵀw − d‖``: ``w = (J Jᵀ)⁺ J d``."""
-    jacobian = jacobian.detach().double()
-    return torch.linalg.pinv(jacobian @ jacobian.T) @ (jacobian @ direction.detach().double())
+@contextmanager
+def tasks_only(strategy: nn.Module, present: Sequence[int], num_tasks: int) -> Iterator[None]:
+    """Within the block, every ``per_task_state`` buffer/parameter of ``strategy`` (and of the
+    strategies it wraps) holds the present tasks' entries only; on exit the buffers' new values
+    are written back into those entries and the absent tasks' entries are left unchanged. A
+    parameter (UW's log-variances) is seen through an index of the full parameter, so its
+    gradient reaches the present tasks' entries only."""
+    if len(present) == num_tasks:
+        yield
+        return
+    saved = []
+    for module in strategy.modules():
+        for name, dims in getattr(module, "per_task_state", {}).items():
+            container = module._parameters if name in module._parameters else module._buffers
+            full = container[name]
+            if full is None:
+                continue
+            index = torch.as_tensor(list(present), device=full.device)
+            key = _task_index(dims, index, full.dim())
+            container[name] = full[key] if isinstance(full, nn.Parameter) else full[key].clone()
+            saved.append((container, name, full, dims, key))
+    try:
+        yield
+    finally:
+        for container, name, full, dims, key in saved:
+            part = container[name]
+            container[name] = full
+            if isinstance(full, nn.Parameter):
+                continue
+            expected = list(part.shape)
+            for d in dims:
+                expected[d] = full.shape[d]
+            if list(full.shape) != expected:  # the strategy restarted this state (new size)
+                full = torch.zeros(expected, dtype=part.dtype, device=part.device)
+                container[name] = full
+            with torch.no_grad():
+                full[key] = part.to(full.dtype)

@@ -43,5 +43,5 @@ class CAGrad(GramianWeighting):
         self.c = c
         self.norm_eps = norm_eps
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def forward(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         return cagrad_weights(gramian, self.c, self.norm_eps)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import StepContext, Weighting
+from mtlkit.weighting.base import JacobianAggregator
 
 
 def db_mtl_direction(ema: Tensor) -> tuple[Tensor, Tensor]:
@@ -18,18 +18,18 @@ def db_mtl_direction(ema: Tensor) -> tuple[Tensor, Tensor]:
     return alpha @ ema, alpha
 
 
-class DBMTL(Weighting):
+class DBMTL(JacobianAggregator):
     """Lin et al., "Dual-Balancing for Multi-Task Learning", 2023 (arXiv:2308.12029).
 
-    Loss scales: each task uses ``log(Lₜ + eps)``. Gradient magnitudes: an exponential average
-    ``ĝₜ ← gₜ + (β / k^σ)(ĝₜ − gₜ)`` of the shared-parameter gradients ``gₜ = ∇log(Lₜ+eps)``
-    (k the step, starting from ``ĝ = 0``, as in the authors' LibMTL code), then
-    :func:`db_mtl_direction`. Task-specific parameters get ``∇log(Lₜ+eps)``. The average is saved
-    in the extra state; it is restarted if the shared gradient's size changes (e.g. a smaller
-    last batch under ``mode="representation"``).
+    Loss scales: the strategy works on ``φ(Lₜ) = log(Lₜ + eps)`` (``transform_losses``), so its
+    Jacobian rows are ``gₜ = ∇log(Lₜ+eps)`` and each head gets ``∇Lₜ / (Lₜ + eps)``, as in the
+    authors' LibMTL code. Gradient magnitudes: an exponential average
+    ``ĝₜ ← gₜ + (β / k^σ)(ĝₜ − gₜ)`` (k the step, starting from ``ĝ = 0``), then
+    :func:`db_mtl_direction`. The average is the buffer ``ema`` (restarted if the shared
+    gradient's size changes, e.g. a smaller last batch under ``mode="representation"``).
     """
 
-    uses_gradients = True
+    per_task_state = {"ema": (0,)}
 
     def __init__(
         self, num_tasks: int, beta: float = 0.9, beta_sigma: float = 0.5, eps: float = 1e-8
@@ -39,30 +39,23 @@ class DBMTL(Weighting):
         self.beta = beta
         self.beta_sigma = beta_sigma
         self.eps = eps
-        self.steps = 0
-        self.ema: Tensor | None = None
+        self.register_buffer("steps", torch.tensor(0))
+        self.register_buffer("ema", torch.zeros(num_tasks, 0))
 
-    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        log_losses = torch.log(losses + self.eps)
-        if len(ctx.shared_params) == 0:
-            log_losses.sum().backward()
-            return torch.ones_like(losses).detach()
-        task_params = [p for p in ctx.task_params if p.requires_grad]
-        if task_params:
-            torch.autograd.backward(log_losses.sum(), inputs=task_params, retain_graph=True)
-        jacobian = ctx.engine.jacobian(log_losses, ctx.shared_params)
+    def transform_losses(self, losses: Tensor) -> Tensor:
+        return torch.log(losses + self.eps)
+
+    def forward(self, jacobian: Tensor) -> Tensor:
         self.steps += 1
-        if self.ema is None or self.ema.shape != jacobian.shape:
+        if self.ema.shape != jacobian.shape:
             self.ema = torch.zeros_like(jacobian)
-        rate = self.beta / self.steps**self.beta_sigma
-        self.ema = jacobian + rate * (self.ema - jacobian)
-        direction, alpha = db_mtl_direction(self.ema)
-        ctx.engine.accumulate(direction, ctx.shared_params)
-        return alpha.detach().to(losses.dtype)
+        rate = self.beta / int(self.steps) ** self.beta_sigma
+        self.ema = jacobian + rate * (self.ema.to(jacobian) - jacobian)
+        direction, _ = db_mtl_direction(self.ema)
+        return direction
 
-    def get_extra_state(self) -> Any:
-        return {"steps": self.steps, "ema": None if self.ema is None else self.ema.clone()}
-
-    def set_extra_state(self, state: Any) -> None:
-        self.steps = int(state["steps"])
-        self.ema = None if state["ema"] is None else state["ema"].clone()
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        ema = state_dict.get(prefix + "ema")
+        if ema is not None:  # its column count is the shared gradient's size, known at run time
+            self.ema = torch.empty_like(ema, device=self.ema.device)
+        super()._load_from_state_dict(state_dict, prefix, *args)

@@ -17,9 +17,13 @@ def dwa_weights(previous: Tensor, before_previous: Tensor, temperature: float = 
 class DWA(LossWeighting):
     """Liu, Johns & Davison, "End-to-End Multi-Task Learning with Attention", CVPR 2019.
 
-    Weights are 1 during the first two epochs; afterwards they are recomputed from the epoch
-    losses given to :meth:`on_epoch_end` (buffers ``history`` and ``epochs_seen``).
+    Weights are 1 during the first two epochs; afterwards they are recomputed from the mean
+    epoch losses given to :meth:`on_epoch_end` (buffers ``history`` and ``epochs_seen``). In a
+    custom loop, call ``strategy.on_epoch_end(mean_losses)`` after every epoch (the trainer
+    does).
     """
+
+    per_task_state = {"history": (1,)}
 
     def __init__(self, num_tasks: int, temperature: float = 2.0) -> None:
         super().__init__()
@@ -30,7 +34,7 @@ class DWA(LossWeighting):
         self.register_buffer("history", torch.ones(2, num_tasks, dtype=torch.float64))
         self.register_buffer("epochs_seen", torch.tensor(0))
 
-    def weights(self, losses: Tensor) -> Tensor:
+    def forward(self, losses: Tensor) -> Tensor:
         if int(self.epochs_seen) < 2:
             return torch.ones_like(losses)
         return dwa_weights(self.history[1], self.history[0], self.temperature).to(losses)

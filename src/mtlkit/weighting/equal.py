@@ -20,5 +20,5 @@ class EqualWeighting(LossWeighting):
         super().__init__()
         self.num_tasks = num_tasks
 
-    def weights(self, losses: Tensor) -> Tensor:
+    def forward(self, losses: Tensor) -> Tensor:
         return torch.ones_like(losses)

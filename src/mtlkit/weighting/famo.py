@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LossWeighting, StepContext
+from mtlkit.weighting.base import LossWeighting, tasks_only
 
 
 def famo_weights(logits: Tensor, losses: Tensor, min_losses: Tensor, eps: float = 1e-8) -> Tensor:
@@ -31,12 +31,15 @@ class FAMO(LossWeighting):
     """Liu et al., "FAMO: Fast Adaptive Multitask Optimization", NeurIPS 2023.
 
     The logits ``ξ`` are updated by the strategy itself with Adam (``lr``, L2 ``weight_decay``
-    γ, as in the authors' code). The authors update ``ξ`` right after the optimiser step with
-    the loss of the same batch at the new parameters (an extra forward pass); here the update
-    uses the next step's losses instead (no extra pass and no trainer hook): at step k the logit
-    gradient is computed from the losses of steps k−1 and k. State (logits, Adam moments, the
-    previous losses) lives in buffers, so checkpoints restore it.
+    γ, as in the authors' code) in :meth:`after_step`, from the losses of one batch before and
+    after the optimizer step (the authors' extra forward pass; the trainer does it because FAMO
+    declares ``wants_losses_after_step``; in a custom loop call
+    ``strategy.after_step(losses_before, losses_after)``). Without it the logits stay at 0.
+    State (logits, Adam moments) lives in buffers, so checkpoints restore it.
     """
+
+    wants_losses_after_step = True
+    per_task_state = {"logits": (0,), "min_losses": (0,), "exp_avg": (0,), "exp_avg_sq": (0,)}
 
     def __init__(
         self,
@@ -55,17 +58,26 @@ class FAMO(LossWeighting):
         self.eps = eps
         self.register_buffer("logits", torch.zeros(num_tasks, dtype=torch.float64))
         self.register_buffer("min_losses", torch.full((num_tasks,), float(min_losses)).double())
-        self.register_buffer("previous", torch.full((num_tasks,), float("nan")).double())
         self.register_buffer("exp_avg", torch.zeros(num_tasks, dtype=torch.float64))
         self.register_buffer("exp_avg_sq", torch.zeros(num_tasks, dtype=torch.float64))
         self.register_buffer("adam_steps", torch.tensor(0))
 
-    def weights(self, losses: Tensor) -> Tensor:
+    def forward(self, losses: Tensor) -> Tensor:
         current = losses.detach().double()
         return famo_weights(self.logits, current, self.min_losses).to(losses)
 
-    def _update_logits(self, current: Tensor) -> None:
-        grad = famo_logit_gradient(self.logits, self.previous, current, self.min_losses)
+    def after_step(self, losses_before: Tensor, losses_after: Tensor) -> None:
+        """One Adam step on the logits of the tasks with both losses finite (NaN: absent)."""
+        before = losses_before.detach().double().to(self.logits.device)
+        after = losses_after.detach().double().to(self.logits.device)
+        present = (torch.isfinite(before) & torch.isfinite(after)).nonzero().flatten().tolist()
+        if not present:
+            return
+        with tasks_only(self, present, self.num_tasks):
+            self._update_logits(before[present], after[present])
+
+    def _update_logits(self, previous: Tensor, current: Tensor) -> None:
+        grad = famo_logit_gradient(self.logits, previous, current, self.min_losses)
         grad = grad + self.weight_decay * self.logits
         beta1, beta2 = self.betas
         self.adam_steps += 1
@@ -75,12 +87,3 @@ class FAMO(LossWeighting):
         m_hat = self.exp_avg / (1 - beta1**k)
         v_hat = self.exp_avg_sq / (1 - beta2**k)
         self.logits.sub_(self.lr * m_hat / (v_hat.sqrt() + 1e-8))
-
-    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        current = losses.detach().double()
-        if not torch.isnan(self.previous).any():
-            self._update_logits(current)
-        weights = self.weights(losses)
-        (weights * losses).sum().backward()
-        self.previous.copy_(current)
-        return weights.detach()

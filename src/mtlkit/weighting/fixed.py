@@ -13,6 +13,8 @@ from mtlkit.weighting.base import LossWeighting
 class FixedWeighting(LossWeighting):
     """Constant per-task multipliers ``weights`` (one per task, non-negative)."""
 
+    per_task_state = {"fixed": (0,)}
+
     def __init__(self, num_tasks: int, weights: Sequence[float]) -> None:
         super().__init__()
         if len(weights) != num_tasks:
@@ -21,5 +23,5 @@ class FixedWeighting(LossWeighting):
             raise ValueError("weighting.weights: every weight must be >= 0")
         self.register_buffer("fixed", torch.tensor([float(w) for w in weights]))
 
-    def weights(self, losses: Tensor) -> Tensor:
+    def forward(self, losses: Tensor) -> Tensor:
         return self.fixed.to(losses)

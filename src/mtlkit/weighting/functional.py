@@ -11,16 +11,25 @@ from mtlkit.weighting.base import GramianWeighting, JacobianAggregator, Weightin
 from mtlkit.weighting.registry import make_weighting
 
 
+def _clipped(direction: Tensor, max_norm: float) -> Tensor:
+    """``d`` rescaled to norm ``max_norm`` if longer (``max_norm`` 0: unchanged), as
+    :func:`~mtlkit.weighting.mtl_backward` clips the shared update."""
+    norm = float(direction.double().norm())
+    return direction * (max_norm / norm) if 0 < max_norm < norm else direction
+
+
 def apply_to_jacobian(strategy: Weighting, jacobian: Tensor) -> Tensor:
     """The P-vector that ``strategy`` turns the T × P Jacobian into, with the same code as in
-    training (``weights_from_gramian`` then ``Jᵀw``, or ``aggregate``). Advances its state."""
+    training (a Gramian weighting's ``forward`` then ``Jᵀw``, or an aggregator's ``forward``).
+    Advances its state."""
     if isinstance(strategy, RepresentationGradients):
         strategy = strategy.inner
-    if isinstance(strategy, GramianWeighting):
-        weights = strategy.weights_from_gramian(jacobian @ jacobian.T)
-        return weights.to(jacobian.dtype) @ jacobian
-    if isinstance(strategy, JacobianAggregator):
-        return strategy.aggregate(jacobian)
+    transforms_losses = type(strategy).transform_losses is not Weighting.transform_losses
+    if isinstance(strategy, GramianWeighting) and not transforms_losses:
+        weights = strategy(jacobian @ jacobian.T)
+        return _clipped(weights.to(jacobian.dtype) @ jacobian, strategy.shared_max_norm)
+    if isinstance(strategy, JacobianAggregator) and not transforms_losses:
+        return _clipped(strategy(jacobian), strategy.shared_max_norm)
     raise ValueError(
         f"aggregate: {type(strategy).__name__} is not a gradient aggregation strategy "
         "(it needs the losses, not only the Jacobian)"

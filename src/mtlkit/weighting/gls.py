@@ -22,9 +22,7 @@ class GeometricLoss(LossWeighting):
         super().__init__()
         self.num_tasks = num_tasks
 
-    def weights(self, losses: Tensor) -> Tensor:
+    def forward(self, losses: Tensor) -> Tensor:
+        """``wₜ = (Πₛ Lₛ)^{1/T} / (T Lₜ)``: ``Σ wₜ∇Lₜ`` is the geometric mean's gradient."""
         losses = losses.detach().clamp(min=1e-12)
         return geometric_loss(losses) / (losses.shape[0] * losses)
-
-    def combine(self, losses: Tensor, weights: Tensor | None = None) -> Tensor:
-        return geometric_loss(losses)

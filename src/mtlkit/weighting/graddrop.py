@@ -39,6 +39,6 @@ class GradDrop(SeededMixin, JacobianAggregator):
         self.leak = leak
         self._init_generator(seed)
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
+    def forward(self, jacobian: Tensor) -> Tensor:
         uniform = torch.rand(jacobian.shape[1], generator=self.generator, dtype=jacobian.dtype)
         return graddrop_direction(jacobian, uniform.to(jacobian.device), self.leak)

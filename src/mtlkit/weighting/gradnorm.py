@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import StepContext, Weighting
+from mtlkit.weighting.base import LossWeighting
 
 
 def gradnorm_weight_gradient(
@@ -25,57 +23,50 @@ def gradnorm_weight_gradient(
     return torch.sign(g - target) * grad_norms
 
 
-class GradNorm(Weighting):
+class GradNorm(LossWeighting):
     """Chen et al., "GradNorm: Gradient Normalization for Adaptive Loss Balancing in Deep
     Multitask Networks", ICML 2018.
 
     The update is ``∇ Σ wₜLₜ`` with the current weights; then the weights take one gradient
     step of size ``lr`` on the GradNorm objective, are clamped positive and renormalised to
-    ``Σ wₜ = T``. ``‖∇Lₜ‖`` is measured on the last shared weight tensor (``layer="last"``,
-    the paper's choice; the last shared parameter with ≥ 2 dimensions) or on all shared
-    parameters (``layer="all"``). Weights and ``Lₜ(0)`` are buffers.
+    keep their sum (``Σ wₜ = T`` when every task is present). ``‖∇Lₜ‖`` is measured on the last
+    shared layer (``layer="last"``, the paper's choice: the layer feeding the heads, given to
+    :func:`mtlkit.mtl_backward` as ``last_shared_params``, see
+    ``MultiTaskModel.last_shared_parameters``), on all shared parameters (``layer="all"``) or
+    on a module the user names (``layer="encoder.fc2"``; the trainer resolves the name).
+    Weights and ``Lₜ(0)`` are buffers.
     """
 
     uses_gradients = True
     gramian_only = True  # only the gradient norms, the diagonal of G
+    needs_grad_norms = True
+    per_task_state = {"task_weights": (0,), "initial_losses": (0,)}
 
     def __init__(
         self, num_tasks: int, alpha: float = 1.5, lr: float = 0.025, layer: str = "last"
     ) -> None:
         super().__init__()
-        if layer not in ("last", "all"):
-            raise ValueError(f"gradnorm.layer: expected 'last' or 'all', got {layer!r}")
+        if not isinstance(layer, str) or not layer:
+            raise ValueError(
+                f"gradnorm.layer: expected 'last', 'all' or a module name, got {layer!r}"
+            )
         self.num_tasks = num_tasks
         self.alpha = alpha
         self.lr = lr
-        self.layer = layer
+        self.grad_norms_of = layer
         self.register_buffer("task_weights", torch.ones(num_tasks, dtype=torch.float64))
         self.register_buffer("initial_losses", torch.full((num_tasks,), float("nan")).double())
 
-    def _norm_params(self, shared: Sequence[Tensor]) -> list[Tensor]:
-        if self.layer == "all":
-            return list(shared)
-        matrices = [p for p in shared if p.dim() >= 2]
-        return [matrices[-1] if matrices else shared[-1]]
-
-    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        weights = self.task_weights.to(losses)
-        if len(ctx.shared_params) == 0:
-            (weights * losses).sum().backward()
-            return weights.detach()
-        params = self._norm_params(ctx.shared_params)
-        jacobian = ctx.engine.jacobian(losses, params)
-        grad_norms = jacobian.double().norm(dim=1)
-        reuse = jacobian if self.layer == "all" else None
-        ctx.engine.backward_weighted(
-            losses, weights, ctx.shared_params, ctx.task_params, jacobian=reuse
-        )
-        current = losses.detach().double()
+    def forward(self, losses: Tensor, grad_norms: Tensor) -> Tensor:
+        """This step's weights; then one GradNorm step on them (from ``‖∇Lₜ‖``, ``Lₜ``)."""
+        weights = self.task_weights.to(losses).clone()
+        current = losses.detach().double().to(self.task_weights.device)
         if torch.isnan(self.initial_losses).any():
             self.initial_losses.copy_(current)
         grad = gradnorm_weight_gradient(
-            self.task_weights, grad_norms, current, self.initial_losses, self.alpha
+            self.task_weights, grad_norms.to(current), current, self.initial_losses, self.alpha
         )
+        total = self.task_weights.sum()
         new = (self.task_weights - self.lr * grad).clamp(min=1e-6)
-        self.task_weights.copy_(new * (self.num_tasks / new.sum()))
-        return weights.detach()
+        self.task_weights.copy_(new * (total / new.sum()))
+        return weights

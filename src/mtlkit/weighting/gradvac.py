@@ -62,6 +62,8 @@ class GradVac(SeededMixin, GramianWeighting):
     0, so the first step is PCGrad). Visiting orders come from the seeded generator.
     """
 
+    per_task_state = {"targets": (0, 1)}
+
     def __init__(self, num_tasks: int, beta: float = 0.5, eps: float = 1e-8, seed: int = 0):
         super().__init__()
         if not 0.0 <= beta <= 1.0:
@@ -72,7 +74,7 @@ class GradVac(SeededMixin, GramianWeighting):
         self._init_generator(seed)
         self.register_buffer("targets", torch.zeros(num_tasks, num_tasks, dtype=torch.float64))
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def forward(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         t = gramian.shape[0]
         orders = []
         for i in range(t):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import GramianWeighting, StepContext
+from mtlkit.weighting.base import GramianWeighting
 
 
 class _Constant(GramianWeighting):
@@ -16,16 +16,9 @@ class _Constant(GramianWeighting):
     def _value(self, num_tasks: int) -> float:
         raise NotImplementedError
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def forward(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         t = gramian.shape[0]
         return torch.full((t,), self._value(t), dtype=gramian.dtype, device=gramian.device)
-
-    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        # The weights do not depend on G, so no Jacobian is computed.
-        t = losses.shape[0]
-        weights = torch.full_like(losses, self._value(t)).detach()
-        (weights * losses).sum().backward()
-        return weights
 
 
 class Mean(_Constant):

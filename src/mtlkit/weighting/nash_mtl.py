@@ -46,26 +46,27 @@ class NashMTL(GramianWeighting):
 
     The previous solution warm-starts the next solve (buffer ``previous``, saved in
     checkpoints). The authors' ``update_weights_every`` is the generic ``every=k`` option.
+    ``max_norm`` (declared as ``shared_max_norm``) clips the shared parameters' update on every
+    step, as the authors' ``clip_grad_norm_(shared_parameters, max_norm)``; the heads are not
+    clipped and the weights reported are the unclipped solution.
     """
+
+    per_task_state = {"previous": (0,)}
 
     def __init__(self, num_tasks: int, ridge: float = 1e-6, max_norm: float = 1.0) -> None:
         super().__init__()
         self.num_tasks = num_tasks
         self.ridge = ridge
         self.max_norm = max_norm
+        self.shared_max_norm = max_norm
         self.register_buffer("previous", torch.ones(num_tasks, dtype=torch.float64))
         self.register_buffer("solved", torch.tensor(False))
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def forward(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         init = self.previous if bool(self.solved) else None
         w = nash_mtl_weights(gramian, init, self.ridge, 0.0)
         if torch.all(w > 0):
             # store the solution of the (unclipped) equation as the next warm start
             self.previous.copy_(w.detach().double().cpu())
             self.solved.fill_(True)
-        if self.max_norm > 0:
-            wd = w.double()
-            d_norm = float((wd @ gramian.detach().double() @ wd).clamp(min=0).sqrt())
-            if d_norm > self.max_norm:
-                w = w * (self.max_norm / d_norm)
         return w

@@ -49,7 +49,7 @@ class PCGrad(SeededMixin, GramianWeighting):
         self.num_tasks = num_tasks
         self._init_generator(seed)
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def forward(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         t = gramian.shape[0]
         orders = [torch.randperm(t, generator=self.generator).tolist() for _ in range(t)]
         return pcgrad_weights(gramian, orders)

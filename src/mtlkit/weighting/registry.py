@@ -72,9 +72,14 @@ WEIGHTINGS: dict[str, type[Weighting]] = {
 AGGREGATIONS: tuple[str, ...] = tuple(
     name
     for name, factory in WEIGHTINGS.items()
-    if issubclass(factory, GramianWeighting | JacobianAggregator | RepresentationGradients)
+    if issubclass(factory, RepresentationGradients)
+    or (
+        issubclass(factory, GramianWeighting | JacobianAggregator)
+        and factory.transform_losses is Weighting.transform_losses
+    )
 )
-"""The gradient aggregation strategies: those :func:`mtlkit.weighting.aggregate` accepts."""
+"""The gradient aggregation strategies: those :func:`mtlkit.weighting.aggregate` accepts (a
+function of the Jacobian of the losses themselves, so DB-MTL's log-losses are not one)."""
 
 MODES = ("exact", "representation")
 

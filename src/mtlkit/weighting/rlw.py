@@ -19,7 +19,7 @@ class RandomLossWeighting(SeededMixin, LossWeighting):
         self.num_tasks = num_tasks
         self._init_generator(seed)
 
-    def weights(self, losses: Tensor) -> Tensor:
+    def forward(self, losses: Tensor) -> Tensor:
         """A fresh draw (each call advances the generator)."""
         z = torch.randn(losses.shape[0], generator=self.generator, dtype=torch.float64)
         return torch.softmax(z, dim=0).to(losses)

@@ -33,5 +33,5 @@ class UPGrad(GramianWeighting):
         super().__init__()
         self.num_tasks = num_tasks
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def forward(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         return upgrad_weights(gramian)

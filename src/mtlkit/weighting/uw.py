@@ -18,17 +18,23 @@ class UncertaintyWeighting(LossWeighting):
     """Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to Weigh Losses for Scene
     Geometry and Semantics", CVPR 2018 (regression form, as in LibMTL).
 
-    ``log_vars`` is an ``nn.Parameter`` (initial value ``init``): the trainer puts
-    ``strategy.parameters()`` in the optimizer. Weights reported: ``½ exp(−sₜ)``.
+    ``w = ½ exp(−s)`` and :func:`mtlkit.mtl_backward` adds the :meth:`penalty` ``½ Σₜ sₜ``, so
+    ``log_vars`` (an ``nn.Parameter``, initial value ``init``) receives the gradient of
+    :func:`uncertainty_objective`: hand ``strategy.parameters()`` to the optimizer (the trainer
+    does), e.g. ``torch.optim.Adam([*model.parameters(), *strategy.parameters()])``.
     """
+
+    per_task_state = {"log_vars": (0,)}
 
     def __init__(self, num_tasks: int, init: float = 0.0) -> None:
         super().__init__()
         self.num_tasks = num_tasks
         self.log_vars = nn.Parameter(torch.full((num_tasks,), float(init)))
 
-    def weights(self, losses: Tensor) -> Tensor:
-        return (0.5 * torch.exp(-self.log_vars)).detach().to(losses)
+    def forward(self, losses: Tensor) -> Tensor:
+        """``wₜ = ½ exp(−sₜ)``, differentiable in ``s``."""
+        return (0.5 * torch.exp(-self.log_vars)).to(losses.dtype)
 
-    def combine(self, losses: Tensor, weights: Tensor | None = None) -> Tensor:
-        return uncertainty_objective(losses, self.log_vars.to(losses.dtype))
+    def penalty(self) -> Tensor:
+        """``½ Σₜ sₜ``."""
+        return 0.5 * self.log_vars.sum()

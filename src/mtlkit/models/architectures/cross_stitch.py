@@ -130,6 +130,9 @@ class CrossStitch(OwnedModel):
                 h = u
         return {t: self.heads[t](h[t]) for t in names}
 
+    def last_shared_modules(self) -> list[nn.Module]:
+        return list(self.columns.values())
+
     def _ownership(self) -> Iterable[tuple[nn.Module | nn.Parameter, Iterable[str]]]:
         names = self.task_names
         out = {t: {t} for t in names}  # owners of column t's state after stage i

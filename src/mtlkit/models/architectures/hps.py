@@ -31,6 +31,9 @@ class HardParameterSharing(MultiTaskModel):
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         return self.encoder.parameters()
 
+    def last_shared_modules(self) -> list[nn.Module]:
+        return [self.encoder]
+
     def encode(self, x: Tensor) -> Tensor:
         return self.encoder(x)
 

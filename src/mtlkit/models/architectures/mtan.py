@@ -145,6 +145,9 @@ class MTAN(OwnedModel):
         self._run(x, record)
         return record
 
+    def last_shared_modules(self) -> list[nn.Module]:
+        return [self.encoder]
+
     def _ownership(self) -> Iterable[tuple[nn.Module, Iterable[str]]]:
         yield self.encoder, self.task_names
         for t in self.task_names:

@@ -239,6 +239,13 @@ class MultiInputFusion(OwnedModel):
     def _forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.forward(x)
 
+    def last_shared_modules(self) -> list[nn.Module]:
+        """The shared layers on top of the branches if any, else the shared encoder."""
+        shared = {id(p) for p in self.shared_parameters()}
+        if any(id(p) in shared for p in self.shared.parameters()):
+            return [self.shared]
+        return [self.encoder] if self.encoder is not None else list(self.branches.values())
+
     def _ownership(self) -> Iterable[tuple[nn.Module | nn.Parameter, Iterable[str]]]:
         readers = {b: {b} for b in self.task_names}
         for t in self.task_names:

@@ -204,6 +204,10 @@ class ProgressiveLayeredExtraction(OwnedModel):
         self._forward(x, record)
         return record
 
+    def last_shared_modules(self) -> list[nn.Module]:
+        """The shared experts of the last level (the task gates mix them for the heads)."""
+        return list(self.shared_experts[-1])
+
     def _ownership(self) -> Iterable[tuple[nn.Module, Iterable[str]]]:
         names = self.task_names
         last = self.num_levels - 1

@@ -33,6 +33,9 @@ class SingleTaskModels(MultiTaskModel):
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         return iter(())
 
+    def last_shared_modules(self) -> list[nn.Module]:
+        return []
+
     def forward(self, x: Inputs) -> dict:
         items = x.items() if isinstance(x, Mapping) else ((name, x) for name in self.encoders)
         return {name: self.heads[name](self.encoders[name](xt)) for name, xt in items}
