@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -13,9 +14,9 @@ import torch
 import yaml
 
 from mtlkit.cli.main import main
-from mtlkit.config import Config
+from mtlkit.config import Config, from_dict, read_config_file
 from mtlkit.data import load_dataset
-from mtlkit.tuning import kfold_bundles, parse_space, suggest
+from mtlkit.tuning import kfold_bundles, parse_space, read_tune_config, suggest
 
 TINY = {
     "data": {"dataset": "penguins"},
@@ -124,8 +125,15 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path):
     command = [sys.executable, "-m", "mtlkit", "tune", "--config", config, "--out", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (out / "trials.csv").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)  # trials.csv appears when trial 0 has finished
+
+    def in_second_trial():  # trial 0 done, trial 1 has reported an epoch
+        if not (out / "trials.csv").exists():  # written when trial 0 has finished
+            return False
+        trials = load(out).trials
+        return len(trials) == 2 and trials[1].intermediate_values
+
+    while not in_second_trial() and time.monotonic() < deadline:
+        time.sleep(0.2)
     process.kill()
     process.wait()
     before = load(out).trials
@@ -257,3 +265,14 @@ def test_space_types_conditions_and_list_choices():
         space,
     )
     assert with_l2["regularization.strength"] == 1e-3
+
+
+def test_the_documented_example_config_is_valid():
+    data = read_config_file(Path(__file__).parents[2] / "examples" / "tune_penguins.yaml")
+    settings = read_tune_config(data.pop("tune"))
+    space = parse_space(settings.space, from_dict(Config, data).to_dict())
+    conditional = {p.key: dict(p.when) for p in space if p.when}
+    assert conditional == {
+        "model.arch_options.num_experts": {"model.arch": ("mmoe",)},
+        "regularization.strength": {"regularization.kind": ("l2",)},
+    }

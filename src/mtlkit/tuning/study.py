@@ -93,11 +93,17 @@ def metric_direction(metric: str, bundle: DatasetBundle) -> str:
     return "maximize" if higher_is_better(name) else "minimize"
 
 
-def make_pruner(spec: str | dict[str, Any]) -> Any:
-    """An Optuna pruner from ``median``, ``halving``, ``none`` or ``{name: ..., **options}``."""
+def make_pruner(spec: str | dict[str, Any], epochs: int = 1) -> Any:
+    """An Optuna pruner from ``median``, ``halving``, ``none`` or ``{name: ..., **options}``.
+
+    The median pruner never stops a trial in its first quarter of ``epochs`` unless told
+    otherwise (``n_warmup_steps``): a low learning rate starts slowly, not badly.
+    """
     optuna = import_optuna()
     options = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = options.pop("name", "median")
+    if name == "median":
+        options.setdefault("n_warmup_steps", epochs // 4)
     classes = {
         "median": optuna.pruners.MedianPruner,
         "halving": optuna.pruners.SuccessiveHalvingPruner,
@@ -231,6 +237,7 @@ def open_study(
     settings: TuneConfig,
     scoring: dict[str, Any],
     overwrite: bool = False,
+    epochs: int = 1,
 ) -> Any:
     """Create or load the study; a loaded one must have been scored the same way (``scoring``)."""
     optuna = import_optuna()
@@ -266,7 +273,7 @@ def open_study(
         study_name=study_name,
         direction=direction,
         sampler=sampler,
-        pruner=make_pruner(settings.pruner),
+        pruner=make_pruner(settings.pruner, epochs),
         load_if_exists=True,
     )
     if not exists:

@@ -63,7 +63,8 @@ def tune(
     objective = Objective(base, space, metric, direction, settings.cv_folds)
     objective.check()
     scoring = scoring_fields(base, metric, settings.cv_folds)
-    study = open_study(storage, study_name, direction, settings, scoring, overwrite)
+    epochs = base.training.epochs
+    study = open_study(storage, study_name, direction, settings, scoring, overwrite, epochs)
     check_space_fits(study, space)
     done = finished(study)
     remaining = settings.trials - done
