@@ -467,3 +467,54 @@ def test_interruption_leaves_a_resumable_run(tmp_path, monkeypatch, finished_run
     assert code == 0, err
     _assert_same_model(out, finished_run)
     assert [r["epoch"] for r in _strict(out / "metrics.jsonl")] == [1, 2]
+
+
+def test_only_the_main_rank_adds_the_baselines_to_summary(tmp_path, monkeypatch):
+    """Under torchrun every rank trains the baselines; rank 0 alone rewrites summary.json."""
+    import dataclasses
+
+    from mtlkit.cli import train as train_module
+
+    real = train_module.train_run
+
+    def as_rank_1(config, out, **kwargs):
+        result = real(config, out, **kwargs)
+        return dataclasses.replace(result, is_main=config.model.arch == "stl")
+
+    monkeypatch.setattr(train_module, "train_run", as_rank_1)
+    out = tmp_path / "run"
+    code, printed, err = _cli("train", *QUICK, "--out", str(out), "--baselines")
+    assert code == 0, err
+    assert "Δm" in printed and (out / "stl" / "summary.json").is_file()
+    assert "delta_m" not in _strict(out / "summary.json")  # written by "rank 0" only
+    monkeypatch.undo()
+    out2 = tmp_path / "run2"
+    code, _, err = _cli("train", *QUICK, "--out", str(out2), "--baselines")
+    assert code == 0, err
+    summary = _strict(out2 / "summary.json")
+    assert set(summary["baseline_test"]) == set(summary["test"]) and "delta_m" in summary
+
+
+def test_resume_finishes_interrupted_baselines(tmp_path, monkeypatch):
+    """Interrupted while the single-task baselines train, ``--resume`` completes them and Δm."""
+    from mtlkit.cli import train as train_module
+
+    real = train_module.train_run
+
+    def interrupt_baseline(config, out, **kwargs):
+        if config.model.arch == "stl":
+            monkeypatch.setattr(Trainer, "train_step", _raise_keyboard_interrupt)
+        return real(config, out, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_run", interrupt_baseline)
+    out = tmp_path / "run"
+    code, _, err = _cli("train", *QUICK, "--out", str(out), "--baselines")
+    assert code == 130 and err.strip().endswith(f"; resume with mtlkit train --resume {out}")
+    monkeypatch.undo()
+    code, printed, err = _cli("train", "--resume", str(out))
+    assert code == 0, err
+    assert "delta_m" in _strict(out / "summary.json") and "Δm" in printed
+
+
+def _raise_keyboard_interrupt(*args, **kwargs):
+    raise KeyboardInterrupt

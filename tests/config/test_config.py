@@ -90,3 +90,10 @@ def test_task_weight_must_be_finite():
 )
 def test_zero_or_null_stays_valid_where_it_means_off(field, value):
     load_config(overrides={field: value})
+
+
+def test_a_flag_cannot_silently_replace_a_wrong_section(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("training: 3\n")
+    with pytest.raises(ConfigError, match="training: expected a mapping, got 3"):
+        load_config(path, {"training.epochs": 2})

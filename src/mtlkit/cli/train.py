@@ -24,6 +24,7 @@ from mtlkit.data import DatasetBundle
 from mtlkit.data.table import label_report
 from mtlkit.training.checkpoint import atomic_write_text, read_json, strict_json
 from mtlkit.training.run import (
+    RunInterrupted,
     RunResult,
     Terminated,
     build_model,
@@ -97,9 +98,14 @@ def _baseline_test(
     stl = out / "stl"
     if (stl / "summary.json").is_file():
         return read_json(stl / "summary.json", "baselines")["test"]
-    if (stl / "config.yaml").is_file():
-        return resume_run(stl).test
-    return train_run(baseline, stl, overwrite=True, bundle=bundle).test
+    try:
+        if (stl / "config.yaml").is_file():
+            return resume_run(stl).test
+        return train_run(baseline, stl, overwrite=True, bundle=bundle).test
+    except RunInterrupted as err:  # resuming the main run finishes the baselines and Δm
+        where = str(err).partition(";")[0]
+        message = f"baselines ({stl}): {where}; resume with mtlkit train --resume {out}"
+        raise RunInterrupted(message, err.exit_code - 128) from None
 
 
 def _report(
