@@ -46,6 +46,11 @@ def _candidates(values, default: tuple) -> list:
     return [None if v is None else float(v) for v in values]
 
 
+#: Early stop of a candidate's λ path: once its fold-averaged held-out error has stayed above
+#: ``(1 + STOP_RISE)`` × its minimum so far for ``STOP_PATIENCE`` consecutive λ values.
+STOP_RISE, STOP_PATIENCE = 0.01, 2
+
+
 def stratified_task_folds(data: _Prepared, n_folds: int, *, stratify: bool, random_state):
     """Fold id of every labelled entry (−1 for missing), assigned within each task.
 
@@ -101,6 +106,7 @@ class _CrossValidated(_LinearMultiTask):
             StrOptions({"auto"}),
             None,
         ],
+        "early_stopping": ["boolean"],
     }
 
     def __init__(
@@ -120,6 +126,7 @@ class _CrossValidated(_LinearMultiTask):
         precompute: str | bool = "auto",
         task_weighting: str = "mean",
         shared="auto",
+        early_stopping: bool = True,
         random_state=None,
     ):
         self.penalty = penalty
@@ -136,6 +143,7 @@ class _CrossValidated(_LinearMultiTask):
         self.precompute = precompute
         self.task_weighting = task_weighting
         self.shared = shared
+        self.early_stopping = early_stopping
         self.random_state = random_state
 
     def _mixings(self) -> list[dict]:
@@ -173,8 +181,12 @@ class _CrossValidated(_LinearMultiTask):
     def fit(self, X, y):
         """Choose λ and the mixing values by K-fold CV, then refit on all rows.
 
-        Each fold's data term is built once and shared by every candidate combination; each
-        combination's λ path is solved from λ_max down with warm starts.
+        Each fold's data term is built once and shared by every candidate combination. For each
+        combination the λ path is walked from λ_max down, all folds in step, each fold
+        warm-starting from its previous λ; with ``early_stopping`` the walk ends once the
+        fold-averaged held-out error has stayed above ``(1 + STOP_RISE)`` times its minimum so
+        far for ``STOP_PATIENCE`` consecutive λ values (the smallest λ, the costliest to solve
+        and past the optimum, are then skipped; their ``cv_errors_`` are NaN).
         """
         self._validate_params()
         data = self._prepare(X, y)
@@ -184,6 +196,7 @@ class _CrossValidated(_LinearMultiTask):
         mixings = self._mixings()
         with blas_threads(data.design):  # the set-ups too (see ``blas_threads``)
             full_loss = self._make_loss(data)
+            fold_losses = [self._make_loss(data, data.ind * (folds != k)) for k in range(self.cv)]
             penalties = [self._penalty(self.n_tasks_, **mix) for mix in mixings]
             grids = np.array(
                 [
@@ -193,21 +206,42 @@ class _CrossValidated(_LinearMultiTask):
                     for mix, pen in zip(mixings, penalties, strict=True)
                 ]
             )
-        errors = np.empty((len(mixings), grids.shape[1], self.cv))
-        for k in range(self.cv):
-            train = data.ind * (folds != k)
-            held_out = (folds == k).astype(np.float64)
-            with blas_threads(data.design):
-                fold_loss = self._make_loss(data, train)
-            for m, (mix, penalty) in enumerate(zip(mixings, penalties, strict=True)):
-                loss = self._solver_loss(fold_loss, mix["shared"])
-                with blas_threads(data.design, loss):
-                    path = solve_path(loss, penalty, grids[m], tol=self.tol, max_iter=self.max_iter)
-                for i, res in enumerate(path):
-                    b = loss.intercept(res.W, res.b)
+        held_out = [(folds == k).astype(np.float64) for k in range(self.cv)]
+        errors = np.full((len(mixings), grids.shape[1], self.cv), np.nan)
+        starts = []
+        for m, (mix, penalty) in enumerate(zip(mixings, penalties, strict=True)):
+            # Every fold starts from the all-rows solution at λ_max, close to its own: the first
+            # λ is the costliest point from zero (``mean`` with ρ = 0 must reach the pooled model
+            # there) and is then paid once, not K times.
+            start = self._solve(full_loss, mix, penalty, grids[m][:1], None, data)[0]
+            starts.append(start)
+            losses = [self._solver_loss(fold, mix["shared"]) for fold in fold_losses]
+            L_data = [loss.lipschitz() for loss in losses]
+            states = [(start.W, start.b)] * self.cv
+            rising = 0
+            for i, lam in enumerate(grids[m]):
+                for k, loss in enumerate(losses):
+                    with blas_threads(data.design, loss):
+                        res = solve_path(
+                            loss,
+                            penalty,
+                            [lam],
+                            tol=self.tol,
+                            max_iter=self.max_iter,
+                            W0=states[k][0],
+                            b0=states[k][1],
+                            L_data=L_data[k],
+                        )[0]
+                    states[k] = (res.W, res.b)
                     W = self._coef_from(res.W, mix["shared"])
-                    errors[m, i, k] = self._validation_error(data, W, b, held_out)
-        m, i = np.unravel_index(np.argmin(errors.mean(axis=2)), errors.shape[:2])
+                    b = loss.intercept(res.W, res.b)
+                    errors[m, i, k] = self._validation_error(data, W, b, held_out[k])
+                curve = errors[m, : i + 1].mean(axis=1)
+                rising = rising + 1 if curve[i] > (1 + STOP_RISE) * curve.min() else 0
+                if self.early_stopping and rising >= STOP_PATIENCE:
+                    break
+        mean = errors.mean(axis=2)
+        m, i = np.unravel_index(np.nanargmin(mean), mean.shape)
         best = mixings[m]
         self.mixings_ = mixings
         self.alpha_ = float(grids[m, i])
@@ -215,15 +249,21 @@ class _CrossValidated(_LinearMultiTask):
         self.alphas_, self.cv_errors_ = (
             (grids[0], errors[0]) if len(mixings) == 1 else (grids, errors)
         )
-        init = None
+        init = None  # at λ_max: a fit of its own (n_iter_ ≥ 1)
         if i > 0:
-            loss = self._solver_loss(full_loss, best["shared"])
-            with blas_threads(data.design, loss):
-                warm = solve_path(
-                    loss, penalties[m], grids[m][:i], tol=self.tol, max_iter=self.max_iter
-                )
-            init = (warm[-1].W, warm[-1].b)
+            warm = self._solve(full_loss, best, penalties[m], grids[m][1:i], starts[m], data)
+            last = warm[-1] if warm else starts[m]
+            init = (last.W, last.b)
         return self._fit_data(data, self.alpha_, init=init, **best)
+
+    def _solve(self, base_loss, mix, penalty, alphas, start, data):
+        """The path over ``alphas`` on ``base_loss`` for candidate ``mix`` (from ``start``)."""
+        loss = self._solver_loss(base_loss, mix["shared"])
+        W0, b0 = (None, None) if start is None else (start.W, start.b)
+        with blas_threads(data.design, loss):
+            return solve_path(
+                loss, penalty, alphas, tol=self.tol, max_iter=self.max_iter, W0=W0, b0=b0
+            )
 
 
 class MultiTaskRegressorCV(_RegressorOutputs, RegressorMixin, _CrossValidated):

@@ -189,11 +189,13 @@ def solve_path(
     max_iter: int,
     W0: np.ndarray | None = None,
     b0: np.ndarray | None = None,
+    L_data: float | None = None,
 ) -> list[SolverResult]:
-    """Solve for every λ in ``alphas`` (in the given order), warm-starting each from the last."""
+    """Solve for every λ in ``alphas`` (in the given order), warm-starting each from the last
+    (``L_data``: the loss's Lipschitz constant, when already known)."""
     W = np.zeros((loss.n_tasks, loss.n_features)) if W0 is None else np.asarray(W0, dtype=float)
     b = loss.initial_intercept() if b0 is None or loss.n_intercepts == 0 else np.asarray(b0)
-    L_data = loss.lipschitz()
+    L_data = loss.lipschitz() if L_data is None else L_data
     results = []
     for lam in alphas:
         problem = Composite(loss, penalty, lam, L_data=L_data)
