@@ -27,7 +27,14 @@ TASKS = ["--task", "grade:multiclass:grade", "--task", "passed:binary:passed"]
 TASKS += ["--task", "score:regression:score"]
 QUICK = ["--epochs", "1", "--batch-size", "16", "--no-progress"]
 PANDAS_NA_TOKENS = ["NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "#N/A", "<NA>"]
-NON_FINITE = ["inf", "-inf", "Infinity", "1e400", "1e39", "-3.5e38"]
+NON_FINITE = {  # cell text: how the error shows the value
+    "inf": "non-finite value inf",
+    "-inf": "non-finite value -inf",
+    "Infinity": "non-finite value inf",
+    "1e400": "non-finite value inf",
+    "1e39": "value overflowing float32 1e+39",
+    "-3.5e38": "value overflowing float32 -3.5e+38",
+}
 
 
 def _frame(n: int = 40, seed: int = 0) -> pd.DataFrame:
@@ -188,18 +195,18 @@ BAD_TABLES = [
             f"{token} in feature",
             _csv(lambda token=token: _set(_frame(), "b", 9, token)),
             [],
-            ["feature column 'b'", "line 11", token],
+            ["feature column 'b'", "line 11", shown],
         )
-        for token in NON_FINITE
+        for token, shown in NON_FINITE.items()
     ],
     *[
         (
             f"{token} in target",
             _csv(lambda token=token: _set(_frame(), "score", 2, token)),
             [],
-            ["task 'score'", "line 4", token],
+            ["task 'score'", "line 4", shown],
         )
-        for token in NON_FINITE
+        for token, shown in NON_FINITE.items()
     ],
     # a mostly numeric column with words
     (
@@ -496,7 +503,7 @@ def _new_rows(n: int = 8) -> pd.DataFrame:
 
 
 BAD_PREDICT_INPUTS = [
-    ("inf", lambda f: _set(f, "a", 2, "inf"), ["feature column 'a'", "line 4", "'inf'"]),
+    ("inf", lambda f: _set(f, "a", 2, "inf"), ["feature column 'a'", "line 4", "value inf"]),
     ("overflow", lambda f: _set(f, "b", 5, "1e39"), ["feature column 'b'", "line 7", "float32"]),
     (
         "NA token",

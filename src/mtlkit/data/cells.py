@@ -77,18 +77,21 @@ def numbers(series: pd.Series, what: str) -> np.ndarray:
     if too_large.any():
         i = int(np.flatnonzero(too_large)[0])
         kind = "non-finite value" if np.isinf(values[i]) else "value overflowing float32"
-        raise DataError(f"{what}, {location(series, series.index[i])}: {kind} {series.iloc[i]!r}")
+        raise DataError(f"{what}, {location(series, series.index[i])}: {kind} {float(values[i])!r}")
     return values
 
 
 def numeric_share(series: pd.Series) -> float:
     """The fraction of present cells that parse as numbers (1.0 for a numeric dtype)."""
-    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
-        return 1.0
-    present = series.dropna()
-    if pd.api.types.is_bool_dtype(series.dtype) or len(present) == 0:
+    if pd.api.types.is_bool_dtype(series.dtype):
         return 0.0
-    return float(pd.to_numeric(present, errors="coerce").notna().mean())
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return 1.0
+    counts = series.value_counts(dropna=True)
+    if counts.sum() == 0:
+        return 0.0
+    numeric = pd.to_numeric(counts.index.to_series(), errors="coerce").notna().to_numpy()
+    return float(counts.to_numpy()[numeric].sum() / counts.sum())
 
 
 def labels(series: pd.Series) -> pd.Series:
@@ -98,16 +101,22 @@ def labels(series: pd.Series) -> pd.Series:
     if not present.any():
         return out
     values = series[present]
-    if pd.api.types.is_bool_dtype(values.dtype):
-        out[present] = values.astype(str).to_numpy(dtype=object)
-        return out
-    text = values.astype(str).str.strip()
-    number = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    finite = np.isfinite(number)
-    canonical = text.to_numpy(dtype=object)
-    canonical[finite] = [_number_label(v) for v in number[finite]]
-    out[present] = canonical
+    distinct = pd.Index(pd.unique(values), dtype=object)
+    out[present] = _canonical(distinct)[distinct.get_indexer(values.to_numpy(dtype=object))]
     return out
+
+
+def _canonical(values: pd.Index) -> np.ndarray:
+    """The canonical label of each distinct value (see the module docstring)."""
+    if all(isinstance(v, (bool, np.bool_)) for v in values):
+        return np.array([str(bool(v)) for v in values], dtype=object)
+    text = np.array([str(v).strip() for v in values], dtype=object)
+    number = pd.to_numeric(values.to_series(), errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan
+    )
+    finite = np.isfinite(number)
+    text[finite] = [_number_label(v) for v in number[finite]]
+    return text
 
 
 def _number_label(value: float) -> str:

@@ -76,7 +76,7 @@ def read_table(path: str | Path, na_values: Sequence[str] = ()) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise DataError(f"data file {str(path)!r} is empty")
     parquet = path.suffix.lower() in PARQUET_SUFFIXES
-    frame = _read_parquet(path) if parquet else _read_csv(path)
+    frame = _read_parquet(path) if parquet else _read_csv(path, na_values)
     if frame.empty:
         raise DataError(f"data file {str(path)!r} has no data rows")
     frame = _mark_missing(frame, na_values)
@@ -101,9 +101,9 @@ def _check_header(names: Sequence[object], path: Path) -> list[str]:
     return stripped
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, na_values: Sequence[str]) -> pd.DataFrame:
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
             header = next(reader, [])
             names = _check_header(header, path)
@@ -114,7 +114,11 @@ def _read_csv(path: Path) -> pd.DataFrame:
                         f"the header has {len(names)}"
                     )
         frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8"
+            path,
+            keep_default_na=False,
+            na_values=["", *na_values],
+            encoding="utf-8-sig",
+            low_memory=False,
         )
     except UnicodeDecodeError:
         raise DataError(f"data file {str(path)!r} cannot be read: it is not UTF-8 text") from None
@@ -163,7 +167,7 @@ def _parquet_index_columns(schema) -> set[str]:
 
 
 def _mark_missing(frame: pd.DataFrame, na_values: Sequence[str]) -> pd.DataFrame:
-    """Blank text cells and the user's NA tokens become NA."""
+    """Blank text cells and the user's NA tokens become NA (a column of numbers then numeric)."""
     tokens = {""} | {str(t).strip() for t in na_values}
     for column in frame.columns:
         series = frame[column]
@@ -172,7 +176,9 @@ def _mark_missing(frame: pd.DataFrame, na_values: Sequence[str]) -> pd.DataFrame
         text = series.astype(str).str.strip()
         missing = series.notna() & text.isin(tokens)
         if missing.any():
-            frame[column] = series.where(~missing)
+            series = series.where(~missing)
+            number = pd.to_numeric(series, errors="coerce")
+            frame[column] = number if number.notna().sum() == series.notna().sum() else series
     return frame
 
 
