@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.optimize import fsolve, minimize
 
 from mtlkit.weighting import make_weighting
 
@@ -166,3 +167,98 @@ def test_aligned_mtl(kind, dtype, scale_mode):
         assert w.dtype == dtype
         expected = aligned_mtl_reference(exact(j, kind), scale_mode)
         assert_direction(w.double() @ j.double(), expected, j, rtol_for(dtype, kind))
+
+
+# ---------------------------------------------------------------------------------------------
+# CAGrad — Cranial-XIX/CAGrad nyuv2/utils.py, cagrad(grads, alpha=0.5, rescale=1):
+#   c = α √(mean G + 1e-8);  w = argmin_{w ∈ Δ} wᵀG1/T + c √(wᵀGw + 1e-8);  g_w = Jᵀw;
+#   d = (g₀ + c/(‖g_w‖ + 1e-8) g_w) / (1 + α²)   (rescale=1; 0: no division; 2: 1 + α).
+#   The authors solve the subproblem with SciPy's SLSQP from w = 1/T at its default tolerance;
+#   the reference uses SLSQP too, at a tight tolerance and from every vertex as well.
+# ---------------------------------------------------------------------------------------------
+
+
+def cagrad_reference(j: np.ndarray, alpha: float, rescale: int) -> np.ndarray:
+    g = j @ j.T
+    t = len(g)
+    b = np.full(t, 1.0 / t)
+    c = alpha * np.sqrt(g.mean() + 1e-8)
+
+    def objective(x):
+        return x @ g @ b + c * np.sqrt(x @ g @ x + 1e-8)
+
+    def gradient(x):
+        return g @ b + c * (g @ x) / np.sqrt(x @ g @ x + 1e-8)
+
+    best = None
+    for start in [b, *np.eye(t)]:  # a convex problem: the starts only guard the solver
+        res = minimize(
+            objective,
+            0.98 * start + 0.02 * b,
+            jac=gradient,
+            method="SLSQP",
+            bounds=[(0.0, 1.0)] * t,
+            constraints=[{"type": "eq", "fun": lambda x: x.sum() - 1.0}],
+            options={"ftol": 1e-15, "maxiter": 1000},
+        )
+        if best is None or res.fun < best.fun:
+            best = res
+    gw = best.x @ j
+    d = j.mean(axis=0) + c / (np.linalg.norm(gw) + 1e-8) * gw
+    return d / {0: 1.0, 1: 1.0 + alpha**2, 2: 1.0 + alpha}[rescale]
+
+
+@pytest.mark.parametrize(("kind", "dtype"), CASES, ids=CASE_IDS)
+def test_cagrad(kind, dtype):
+    """Also defect 5: with norms differing by 1e4 the update was 0, and 1/(1+c²) missing."""
+    strategy = make_weighting("cagrad", T)  # the authors' defaults: c = 0.5, rescale = 1
+    for j in steps(kind, dtype, n=2):
+        w = weights_of(strategy, gramian_of(j))
+        expected = cagrad_reference(exact(j, kind), 0.5, 1)
+        assert_direction(w.double() @ j.double(), expected, j, 1e-4 + rtol_for(dtype, kind))
+
+
+@pytest.mark.parametrize(("c", "rescale"), [(0.4, 0), (0.9, 2)])
+def test_cagrad_options(c, rescale):
+    strategy = make_weighting("cagrad", T, c=c, rescale=rescale)
+    (j,) = steps("opposed", torch.float64, n=1)
+    w = weights_of(strategy, gramian_of(j))
+    assert_direction(w @ j, cagrad_reference(j.numpy(), c, rescale), j, 1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Nash-MTL — AvivNavon/nash-mtl methods/weight_methods.py, NashMTL: a sequence of convex
+#   programs in α ≥ 0 with constraints log(αₜ · ‖G‖_F) + log((G/‖G‖_F) α)ₜ ≥ 0, i.e.
+#   αₜ (Gα)ₜ ≥ 1, all active at the solution: G α = 1/α on the unnormalised G, so
+#   ‖Jᵀα‖² = αᵀGα = T. The reference solves αₜ(Gα)ₜ = 1 for log α with a root finder.
+#   (The update is then clipped to max_norm on the shared parameters: not the weights'.)
+# ---------------------------------------------------------------------------------------------
+
+
+def nash_reference(g: np.ndarray) -> np.ndarray:
+    """``αₜ(Gα)ₜ = 1``: minimise ``½αᵀGα − Σ log αₜ`` (whose stationary points these are) with
+    L-BFGS-B, then polish the root in ``log α`` with MINPACK's hybrid method."""
+    g = g / np.diag(g).max()  # the reference also works at unit scale: α = α̂ / √scale
+
+    def objective(a):
+        return 0.5 * a @ g @ a - np.log(a).sum(), g @ a - 1.0 / a
+
+    start = 1.0 / np.sqrt(np.diag(g))
+    rough = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[(1e-12, None)] * len(g))
+    alpha = np.exp(fsolve(lambda u: np.exp(u) * (g @ np.exp(u)) - 1.0, np.log(rough.x)))
+    assert np.abs(alpha * (g @ alpha) - 1.0).max() < 1e-9
+    return alpha
+
+
+@pytest.mark.parametrize(("kind", "dtype"), CASES, ids=CASE_IDS)
+def test_nash_mtl(kind, dtype):
+    """Also defect 2: the weights solved G/‖G‖_F α = 1/α (‖Jᵀα‖ = √T · ‖G‖_F^{1/2})."""
+    strategy = make_weighting("nash_mtl", T)
+    for j in steps(kind, dtype):
+        w = weights_of(strategy, gramian_of(j)).double()
+        jx = exact(j, kind)
+        gx = jx @ jx.T
+        expected = nash_reference(gx) / np.sqrt(np.diag(gx).max())
+        np.testing.assert_allclose(w.numpy(), expected, rtol=rtol_for(dtype, kind) * 10)
+        d_norm = float((w @ j.double()).norm())
+        assert d_norm == pytest.approx(np.sqrt(T), rel=10 * rtol_for(dtype, kind))

@@ -9,39 +9,49 @@ from torch import Tensor
 from mtlkit.weighting._qp import cagrad_subproblem, to_numpy
 from mtlkit.weighting.base import GramianWeighting
 
+RESCALES = {0: lambda c: 1.0, 1: lambda c: 1.0 + c**2, 2: lambda c: 1.0 + c}
+"""The authors' ``rescale`` option: the update is divided by 1, ``1 + c²`` (default) or
+``1 + c``."""
 
-def cagrad_weights(gramian: Tensor, c: float = 0.5, norm_eps: float = 1e-4) -> Tensor:
-    """``d = g₀ + (√φ / ‖g_w‖) g_w`` as weights: ``1/T + (√φ / ‖g_w‖) w``.
+
+def cagrad_weights(gramian: Tensor, c: float = 0.5, rescale: int = 1) -> Tensor:
+    """``d = (g₀ + (√φ / ‖g_w‖) g_w) / s`` as weights: ``(1/T + (√φ / ‖g_w‖) w) / s``.
 
     ``g₀ = (1/T) Σ gₜ``, ``√φ = c ‖g₀‖``, ``g_w = Jᵀw`` with
-    ``w = argmin_{w ∈ Δ} g_wᵀ g₀ + √φ ‖g_w‖``. Then ``d`` solves
-    ``max_d min_t gₜᵀd`` s.t. ``‖d − g₀‖ ≤ c‖g₀‖``. If ``‖g_w‖ < norm_eps·√tr(G)`` (a Pareto-
-    stationary point) the weights are 0, as in torchjd. No final rescaling by ``1/(1+c²)``
-    (the authors' code has it as an option).
+    ``w = argmin_{w ∈ Δ} g_wᵀ g₀ + √φ ‖g_w‖``. Then ``d·s`` solves
+    ``max_d min_t gₜᵀd`` s.t. ``‖d − g₀‖ ≤ c‖g₀‖`` (Liu et al. 2021, Algorithm 1). ``s`` is the
+    authors' final rescaling (:data:`RESCALES`, ``rescale=1``: ``1 + c²``). As in the authors'
+    code there is no cut-off: ``√φ / (‖g_w‖ + 1e-8)``, ``G`` scaled to unit trace, so a task
+    whose gradient is 1e4 times smaller than another's still moves the update.
     """
     g = to_numpy(gramian)  # unit trace: the weights are invariant to the scale of G
     t = g.shape[0]
+    scale = RESCALES[rescale](c)
     if c == 0.0:
-        return torch.full((t,), 1.0 / t, dtype=gramian.dtype, device=gramian.device)
-    w = cagrad_subproblem(g, c)
-    sqrt_phi = c * np.sqrt(max(float(g.mean()), 0.0))
-    gw_norm = np.sqrt(max(float(w @ g @ w), 0.0))
-    weights = np.zeros(t) if gw_norm < norm_eps else np.full(t, 1.0 / t) + sqrt_phi / gw_norm * w
-    return torch.as_tensor(weights, dtype=gramian.dtype, device=gramian.device)
+        weights = np.full(t, 1.0 / t)
+    else:
+        w = cagrad_subproblem(g, c)
+        sqrt_phi = c * np.sqrt(max(float(g.mean()), 0.0))
+        gw_norm = np.sqrt(max(float(w @ g @ w), 0.0))
+        weights = np.full(t, 1.0 / t) + sqrt_phi / (gw_norm + 1e-8) * w
+    return torch.as_tensor(weights / scale, dtype=gramian.dtype, device=gramian.device)
 
 
 class CAGrad(GramianWeighting):
     """Conflict-averse gradient descent (Liu et al., NeurIPS 2021, Algorithm 1), ``c`` the
-    radius scale (default 0.5). The convex T-dimensional subproblem is solved with SciPy SLSQP.
+    radius scale and ``rescale`` the final division (defaults 0.5 and 1, the authors': step
+    divided by ``1 + c²``). The convex T-dimensional subproblem is solved with SciPy SLSQP.
     """
 
-    def __init__(self, num_tasks: int, c: float = 0.5, norm_eps: float = 1e-4) -> None:
+    def __init__(self, num_tasks: int, c: float = 0.5, rescale: int = 1) -> None:
         super().__init__()
         if c < 0:
             raise ValueError(f"cagrad.c must be >= 0, got {c}")
+        if rescale not in RESCALES:
+            raise ValueError(f"cagrad.rescale must be 0, 1 (÷(1+c²)) or 2 (÷(1+c)), got {rescale}")
         self.num_tasks = num_tasks
         self.c = c
-        self.norm_eps = norm_eps
+        self.rescale = rescale
 
     def forward(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
-        return cagrad_weights(gramian, self.c, self.norm_eps)
+        return cagrad_weights(gramian, self.c, self.rescale)

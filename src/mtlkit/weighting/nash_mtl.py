@@ -11,34 +11,42 @@ from mtlkit.weighting.base import GramianWeighting
 
 
 def nash_mtl_weights(
-    gramian: Tensor, init: Tensor | None = None, ridge: float = 1e-6, max_norm: float = 0.0
+    gramian: Tensor, init: Tensor | None = None, ridge: float = 1e-9, max_norm: float = 0.0
 ) -> Tensor:
-    """The ``w > 0`` solving ``G̃ w = 1/w`` with ``G̃ = G/‖G‖_F + ridge·I``.
+    """The ``α > 0`` solving ``G α = 1/α`` on the unnormalised Gramian, as the authors' code.
 
-    ``Jᵀw`` is the Nash bargaining solution of Navon et al.: every task's utility
-    ``gₜᵀd = 1/wₜ`` and ``d`` is the maximiser of ``Σₜ log(gₜᵀd)`` in the ball. Like the
-    authors' code, ``G`` is first normalised by its Frobenius norm (so the weights are
-    ``‖G‖_F^{1/2}`` times those of the unnormalised equation); the tiny ``ridge`` keeps the
-    problem well posed when ``G`` is singular. Solved exactly (Newton) instead of by the
-    authors' sequence of convex programs. If ``max_norm > 0`` and ``‖Jᵀw‖ > max_norm`` the
-    weights are rescaled to ``‖Jᵀw‖ = max_norm``.
+    ``d = Jᵀα`` is the Nash bargaining solution of Navon et al. (ICML 2022): every task's
+    utility is ``gₜᵀd = 1/αₜ``, hence ``‖d‖² = αᵀGα = T`` (``‖d‖ = √T``) whatever the scale of
+    the gradients. The authors' code (AvivNavon/nash-mtl) divides ``G`` by ``‖G‖_F`` for its
+    convex programs but multiplies it back in the constraint ``αₜ (Gα)ₜ ≥ 1``, so this is the
+    equation it solves. Solved exactly (Newton on ``½αᵀGα − Σ log αₜ``, :func:`nash_bargaining`)
+    instead of by their sequence of convex programs; ``ridge`` adds ``ridge · Gₜₜ`` to the
+    diagonal (scale-free), which only matters when some positive combination of the gradients
+    vanishes (then there is no solution and the weights grow like ``ridge^{-1/2}``). A task with
+    a zero gradient gets ``αₜ = 0``. ``init``: a previous solution, to warm-start. If
+    ``max_norm > 0`` the weights are scaled down so that ``‖Jᵀα‖ ≤ max_norm``.
     """
     g = gramian.detach().to("cpu", torch.float64).numpy()
     g = 0.5 * (g + g.T)
-    norm = float(np.linalg.norm(g))
+    diag = np.diag(g).copy()
     t = g.shape[0]
-    if norm == 0.0:
-        return torch.zeros(t, dtype=gramian.dtype, device=gramian.device)
-    gn = g / norm + ridge * np.eye(t)
-    start = None if init is None else init.detach().cpu().double().numpy()
-    if start is not None and not (np.all(np.isfinite(start)) and np.all(start > 0)):
+    scale = float(diag.max()) if t else 0.0
+    alpha = np.zeros(t)
+    live = diag > 0.0
+    if scale > 0.0:
+        sub = g[np.ix_(live, live)] / scale  # for conditioning: α = ŵ / √scale
+        sub = sub + ridge * np.diag(np.diag(sub))
         start = None
-    w = nash_bargaining(gn, start)
+        if init is not None:
+            start = init.detach().cpu().double().numpy()[live] * np.sqrt(scale)
+            if not (np.all(np.isfinite(start)) and np.all(start > 0)):
+                start = None
+        alpha[live] = nash_bargaining(sub, start) / np.sqrt(scale)
     if max_norm > 0:
-        d_norm = float(np.sqrt(max(w @ g @ w, 0.0)))
+        d_norm = float(np.sqrt(max(alpha @ g @ alpha, 0.0)))
         if d_norm > max_norm:
-            w = w * max_norm / d_norm
-    return torch.as_tensor(w, dtype=gramian.dtype, device=gramian.device)
+            alpha = alpha * max_norm / d_norm
+    return torch.as_tensor(alpha, dtype=gramian.dtype, device=gramian.device)
 
 
 class NashMTL(GramianWeighting):
@@ -53,7 +61,7 @@ class NashMTL(GramianWeighting):
 
     per_task_state = {"previous": (0,)}
 
-    def __init__(self, num_tasks: int, ridge: float = 1e-6, max_norm: float = 1.0) -> None:
+    def __init__(self, num_tasks: int, ridge: float = 1e-9, max_norm: float = 1.0) -> None:
         super().__init__()
         self.num_tasks = num_tasks
         self.ridge = ridge
