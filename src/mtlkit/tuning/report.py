@@ -68,19 +68,21 @@ def trials_csv(study: Any) -> str:
 
 def describe_trial(trial: Any, metric: str) -> str:
     """One line: ``trial 3  complete  loss 0.4123  optim.lr=0.0031 weighting.name=uw  (4.2 s)``."""
-    overrides = " ".join(
-        f"{k}={_cell(v)}" for k, v in trial.user_attrs.get("overrides", {}).items()
-    )
     state = _state(trial)
-    value = trial_value(trial)
-    score = f"{metric} {value:.4f}" if value is not None and math.isfinite(value) else ""
     if state == "pruned":
         state = f"pruned after {len(trial.intermediate_values)} epoch(s)"
     if "error" in trial.user_attrs:
         state = f"failed ({trial.user_attrs['error']})"
+    parts = [f"trial {trial.number}", state]
+    value = trial_value(trial)
+    if value is not None and math.isfinite(value):
+        parts.append(f"{metric} {value:.4f}")
+    overrides = trial.user_attrs.get("overrides", {})
+    parts.append(" ".join(f"{k}={_cell(v)}" for k, v in overrides.items()))
     seconds = _seconds(trial)
-    timing = f"  ({seconds:.1f} s)" if seconds is not None else ""
-    return f"trial {trial.number}  {state}  {score}  {overrides}{timing}".replace("    ", "  ")
+    if seconds is not None:
+        parts.append(f"({seconds:.1f} s)")
+    return "  ".join(p for p in parts if p)
 
 
 def best_config_yaml(study: Any, objective: Objective, command: str) -> str:
