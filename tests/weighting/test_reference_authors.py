@@ -262,3 +262,62 @@ def test_nash_mtl(kind, dtype):
         np.testing.assert_allclose(w.numpy(), expected, rtol=rtol_for(dtype, kind) * 10)
         d_norm = float((w @ j.double()).norm())
         assert d_norm == pytest.approx(np.sqrt(T), rel=10 * rtol_for(dtype, kind))
+
+
+# ---------------------------------------------------------------------------------------------
+# GradDrop — LibMTL/weighting/GradDrop.py (representation gradients, the paper's placement):
+#   S = Σ_batch sign(A) ⊙ ∇_A Lₜ (T × D);  P = ½(1 + ΣS / (Σ|S| + 1e-7));  U ~ U(0,1) per
+#   feature;  M = [P > U][S > 0] + [P < U][S < 0], repeated over the batch;
+#   new grad at A = Σₜ ∇_A Lₜ ⊙ (ℓ + (1−ℓ) M).
+# ---------------------------------------------------------------------------------------------
+
+
+def graddrop_reference(per_grads: torch.Tensor, rep: torch.Tensor, u: torch.Tensor, leak: float):
+    grads = (per_grads * rep.sign()).sum(1)
+    purity = 0.5 * (1 + grads.sum(0) / (grads.abs().sum(0) + 1e-7))
+    mask = (purity > u) * (grads > 0) + (purity < u) * (grads < 0)
+    mask = mask.unsqueeze(1).repeat_interleave(per_grads.shape[1], dim=1)
+    return (per_grads * (leak + (1 - leak) * mask)).sum(0)
+
+
+def _uniforms(strategy, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """The numbers ``strategy`` will draw next (from a copy of its generator)."""
+    gen = torch.Generator()
+    gen.set_state(strategy.generator.get_state())
+    return torch.rand(n, generator=gen, dtype=dtype)
+
+
+@pytest.mark.parametrize("leak", [0.0, 0.3])
+@pytest.mark.parametrize(("kind", "dtype"), CASES, ids=CASE_IDS)
+def test_graddrop_representation(kind, dtype, leak):
+    batch, width = 5, 8
+    strategy = make_weighting("graddrop", T, leak=leak, seed=3)
+    gen = torch.Generator().manual_seed(7)
+    for j in steps(kind, dtype):
+        per_grads = j.reshape(T, batch, width)
+        rep = torch.randn(batch, width, generator=gen, dtype=dtype)
+        u = _uniforms(strategy, width, dtype)
+        got = strategy(j, features=[rep])
+        expected = graddrop_reference(per_grads, rep, u, leak).reshape(-1)
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6 * float(j.abs().max()))
+
+
+def test_graddrop_representation_mode_shares_one_mask_across_the_batch():
+    """Defect 7: through mtl_backward, the mask was drawn per (sample, feature)."""
+    from mtlkit.weighting import mtl_backward
+
+    torch.manual_seed(0)
+    encoder = torch.nn.Linear(6, 8)
+    heads = [torch.nn.Linear(8, 1) for _ in range(T)]
+    x = torch.randn(16, 6)
+    rep = torch.tanh(encoder(x))
+    losses = [((h(rep) - k) ** 2).mean() for k, h in enumerate(heads)]
+    per_grads = torch.stack(
+        [torch.autograd.grad(loss, rep, retain_graph=True)[0] for loss in losses]
+    )
+    strategy = make_weighting("graddrop", T, mode="representation", seed=5)
+    u = _uniforms(strategy.inner, 8, torch.float32)
+    mtl_backward(losses, strategy, features=rep)
+    expected_rep_grad = graddrop_reference(per_grads, rep.detach(), u, 0.0)
+    (expected,) = torch.autograd.grad(rep, encoder.weight, expected_rep_grad)
+    torch.testing.assert_close(encoder.weight.grad, expected, rtol=1e-5, atol=1e-6)
