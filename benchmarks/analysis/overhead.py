@@ -21,8 +21,8 @@ import torch
 from mtlkit.analysis import AffinityRecorder, GradientRecorder
 from mtlkit.config import Config, from_dict
 from mtlkit.data import make_loader
+from mtlkit.runs import build_model, build_trainer, load_bundle
 from mtlkit.training.checkpoint import seed_everything
-from mtlkit.training.run import build_model, build_trainer, load_bundle
 
 CONFIGS = {
     "synthetic": {

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "analysis
 
 from test_planted import conflict_of, planted_config, recovers  # noqa: E402
 
-from mtlkit.analysis import best_partition, measure_relatedness, train_groupings  # noqa: E402
-from mtlkit.training.run import load_bundle  # noqa: E402
+from mtlkit.analysis import best_partition  # noqa: E402
+from mtlkit.runs import load_bundle, measure_relatedness, train_groupings  # noqa: E402
 
 
 def main() -> None:

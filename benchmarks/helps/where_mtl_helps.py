@@ -25,7 +25,7 @@ from mtlkit.analysis import delta_m
 from mtlkit.cli.commands import DEMO_CASES
 from mtlkit.config import Config
 from mtlkit.config.schema import from_dict, merge
-from mtlkit.training.run import load_bundle, train_run
+from mtlkit.runs import load_bundle, train_run
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 MLP = {"encoder": "mlp", "encoder_options": {"hidden": [64]}}

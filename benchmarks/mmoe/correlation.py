@@ -27,7 +27,7 @@ import numpy as np
 
 from mtlkit.config import Config
 from mtlkit.config.schema import from_dict
-from mtlkit.training.run import load_bundle, train_run
+from mtlkit.runs import load_bundle, train_run
 
 ARCHS = ("hps", "omoe", "mmoe")
 CORRELATIONS = (1.0, 0.9, 0.5, 0.1)

@@ -18,11 +18,13 @@ _SUBPACKAGES = (
     "distributed",
     "linear",
     "models",
+    "runs",
     "tasks",
     "training",
     "weighting",
 )
 _EXPORTS: dict[str, str] = {
+    "load": "mtlkit.runs",
     "mtl_backward": "mtlkit.weighting",
 }
 

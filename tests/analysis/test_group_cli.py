@@ -67,7 +67,7 @@ def test_group_errors(tmp_path):
         run([*SYNTH, *FAST, "--every", "0", "--out", str(tmp_path / "c")])
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x").write_text("")
-    with pytest.raises(ConfigError, match="overwrite"):
+    with pytest.raises(ConfigError, match="not a run directory"):
         run([*SYNTH, *FAST, "--out", str(tmp_path / "d")])
 
 

@@ -6,10 +6,10 @@ groups must recover the clusters, and the grouped models must beat the all-in-on
 import numpy as np
 import pytest
 
-from mtlkit.analysis import best_partition, measure_relatedness, train_groupings
+from mtlkit.analysis import best_partition
 from mtlkit.config import Config, from_dict
 from mtlkit.data import load_dataset
-from mtlkit.training.run import load_bundle
+from mtlkit.runs import load_bundle, measure_relatedness, train_groupings
 
 CLUSTERS = [[0, 1, 2], [3, 4, 5]]
 LONER = 6

@@ -215,7 +215,7 @@ def test_existing_run_needs_overwrite_and_says_resume(run_copy):
 
 
 def test_unwritable_output_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr("mtlkit.training.rundir.os.access", lambda path, mode: False)
+    monkeypatch.setattr("mtlkit.runs.rundir.os.access", lambda path, mode: False)
     code, _, err = _cli("train", *QUICK, "--out", str(tmp_path / "out"))
     _assert_one_line_error(code, err, "not writable")
     assert not (tmp_path / "out").exists()

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from mtlkit.cli.commands import _overrides
+from mtlkit.cli.flags import config_overrides
 from mtlkit.cli.main import build_parser
 from mtlkit.config import ConfigError, load_config
+from mtlkit.runs import load_bundle
 from mtlkit.tasks import IGNORE_INDEX
-from mtlkit.training.run import load_bundle
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def _bundle(table, *task_flags, extra=()):
     for flag in task_flags:
         argv += ["--task", flag]
     args = build_parser().parse_args([*argv, *extra])
-    return load_bundle(load_config(None, _overrides(args)))
+    return load_bundle(load_config(None, config_overrides(args)))
 
 
 def test_task_flag_options_give_balanced_weights_from_the_training_split(table):

@@ -13,7 +13,7 @@ import pytest
 from mtlkit.config import load_config
 from mtlkit.data import load_dataset
 from mtlkit.data.builtin.mmoe_synthetic import mmoe_label, sine_parameters
-from mtlkit.training.run import load_bundle
+from mtlkit.runs import load_bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "mmoe"))
 

@@ -1,5 +1,8 @@
 """Analysis: Δm against single-task baselines, task relatedness and grouping, tables and plots.
 
+The pure parts only: relatedness *runs* (training a configured model) live in
+:mod:`mtlkit.runs.relatedness`.
+
 The names below load on first use (PEP 562), so that importing one light submodule (e.g.
 ``mtlkit.analysis.grouping`` for the command line's choices) does not import torch or matplotlib.
 """
@@ -28,10 +31,6 @@ _EXPORTS: dict[str, str] = {
     "plot_cosine_over_training": "plots",
     "plot_matrix": "plots",
     "plot_training_curves": "plots",
-    "RelatednessResult": "relatedness",
-    "measure_relatedness": "relatedness",
-    "pairwise_transfer": "relatedness",
-    "train_groupings": "relatedness",
     "comparison_table": "report",
     "format_table": "report",
     "pair_verdicts": "verdict",

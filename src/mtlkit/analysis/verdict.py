@@ -55,7 +55,7 @@ def pair_verdicts(
     """One record per unordered pair ``(i < j)``: the verdict and its numbers.
 
     ``pairwise[(a, b)]``: optional directly measured transfer (e.g. from
-    :func:`mtlkit.analysis.pairwise_transfer`), stored as is.
+    :func:`mtlkit.runs.pairwise_transfer`), stored as is.
     """
     if threshold < 0:
         raise ValueError(f"threshold: expected a value >= 0, got {threshold}")

@@ -14,23 +14,23 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from mtlkit.config import Config, ConfigError, load_config
-from mtlkit.config.schema import from_dict, merge
+from mtlkit.cli.flags import add_run_flags, run_config
+from mtlkit.config import ConfigError, with_overrides
+
+VARIED_FLAGS = ("arch", "weighting", "seed", "overwrite")
+"""Run flags ``compare`` leaves out: it varies these itself (``--archs`` ...) and writes no run
+directory of its own."""
 
 
 def add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare", help="architectures x weighting strategies x seeds on one dataset"
     )
-    parser.add_argument("--config", help="YAML config shared by every run")
-    parser.add_argument("--dataset", help="built-in dataset (or data.path in --config)")
     parser.add_argument("--archs", default="hps", help="comma-separated architectures")
     parser.add_argument("--weightings", default="ew", help="comma-separated strategies")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--out", default="runs/compare", help="where the runs and table go")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field"
+    add_run_flags(
+        parser, out_help="where the table goes (default runs/compare)", exclude=VARIED_FLAGS
     )
 
 
@@ -45,23 +45,11 @@ def _mean_std(values: list[float]) -> str:
 
 
 def compare(args: argparse.Namespace) -> int:
-    import yaml
-
     from mtlkit.analysis import delta_m, format_table
+    from mtlkit.runs import load_bundle, train_run
     from mtlkit.training.checkpoint import atomic_write_text
-    from mtlkit.training.run import load_bundle, train_run
 
-    overrides: dict[str, Any] = {"training.progress": False}
-    if args.dataset:
-        overrides["data.dataset"] = args.dataset
-    if args.epochs:
-        overrides["training.epochs"] = args.epochs
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
-    base = load_config(args.config, overrides)
+    base = run_config(args, {"training.progress": False})
     try:
         seeds = [int(s) for s in _split(args.seeds)]
     except ValueError:
@@ -72,15 +60,12 @@ def compare(args: argparse.Namespace) -> int:
     methods = [("stl", "ew"), *methods]
     bundle = load_bundle(base)
     metrics = {t.name: list(t.metrics) for t in bundle.tasks}
-    out = Path(args.out)
+    out = Path(args.out or "runs/compare")
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {m: [] for m in methods}
     for seed in seeds:
         for arch, weighting in methods:
-            config = from_dict(
-                Config,
-                merge(
-                    base.to_dict(), {"model.arch": arch, "weighting.name": weighting, "seed": seed}
-                ),
+            config = with_overrides(
+                base, {"model.arch": arch, "weighting.name": weighting, "seed": seed}
             )
             print(f"[seed {seed}] {arch} + {weighting}", flush=True)
             result = train_run(config, bundle=bundle)

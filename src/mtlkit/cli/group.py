@@ -29,8 +29,8 @@ from mtlkit.analysis.verdict import (
     transfer_ratio,
     verdict_table,
 )
-from mtlkit.cli.flags import add_run_flags, run_directory
-from mtlkit.config import ConfigError, load_config
+from mtlkit.cli.flags import add_run_flags, run_config, run_directory
+from mtlkit.config import ConfigError
 
 
 def add_group_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -95,16 +95,16 @@ def _nested(matrix: np.ndarray) -> list:
 
 
 def group(args: argparse.Namespace) -> int:
-    from mtlkit.analysis.relatedness import (
+    from mtlkit.runs.build import load_bundle
+    from mtlkit.runs.relatedness import (
         measure_relatedness,
         metrics_of,
         pairwise_transfer,
         subset_config,
         train_groupings,
     )
-    from mtlkit.cli.commands import _overrides
+    from mtlkit.runs.train import train_run
     from mtlkit.training.checkpoint import atomic_write_text
-    from mtlkit.training.run import load_bundle
 
     if args.groups < 1:
         raise ConfigError(f"--groups: expected K >= 1, got {args.groups}")
@@ -114,7 +114,7 @@ def group(args: argparse.Namespace) -> int:
         raise ConfigError(f"--lookahead-lr: expected a value > 0, got {args.lookahead_lr}")
     if args.threshold < 0:
         raise ConfigError(f"--threshold: expected a value >= 0, got {args.threshold}")
-    config = load_config(args.config, _overrides(args))
+    config = run_config(args)
     if config.model.arch == "stl":
         raise ConfigError(
             "model.arch: stl shares nothing between tasks; measure relatedness with a shared "
@@ -184,8 +184,6 @@ def group(args: argparse.Namespace) -> int:
     pairwise = None
     stl = None
     if args.pairwise:
-        from mtlkit.training.run import train_run
-
         print("\ntraining single-task models (stl) ...", flush=True)
         stl = train_run(subset_config(config, names, "stl"), out / "stl", True, bundle).test
         pairwise = pairwise_transfer(config, bundle, stl, out)

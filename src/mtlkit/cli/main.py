@@ -39,29 +39,6 @@ COMMANDS: dict[str, str] = {
 }
 """Each command's handler as ``"module:function"``, imported only when that command runs."""
 
-FLAG_FIELDS = {
-    "dataset": "data.dataset",
-    "batch_size": "data.batch_size",
-    "arch": "model.arch",
-    "encoder": "model.encoder",
-    "weighting": "weighting.name",
-    "epochs": "training.epochs",
-    "mode": "training.mode",
-    "patience": "training.patience",
-    "lr": "optim.lr",
-    "optimizer": "optim.name",
-    "seed": "seed",
-    "device": "device",
-    "out": "out",
-    "data": "data.path",
-    "id_column": "data.id_column",
-    "split": "data.split",
-    "stratify": "data.stratify",
-    "split_column": "data.split_column",
-    "init_from": "model.init_from",
-    "threads": "threads",
-}
-
 
 class _VersionAction(argparse.Action):
     """``--version``: print ``mtlkit <version>`` and exit, reading the version only then."""
@@ -147,8 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     # Everything below may import torch; building and parsing the arguments above must not.
     from mtlkit.distributed import DistributedError
+    from mtlkit.runs.train import RunInterrupted
     from mtlkit.training import NonFiniteLossError
-    from mtlkit.training.run import RunInterrupted
 
     try:
         configure_threads(getattr(args, "threads", None))

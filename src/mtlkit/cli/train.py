@@ -16,24 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from mtlkit.analysis import comparison_table, delta_m
-from mtlkit.cli.commands import _metrics_of, _overrides, _with
-from mtlkit.cli.flags import run_directory
-from mtlkit.config import Config, ConfigError, load_config
-from mtlkit.config.schema import from_dict, merge
+from mtlkit.cli.commands import _metrics_of
+from mtlkit.cli.flags import config_overrides, run_config, run_directory
+from mtlkit.config import Config, ConfigError, from_dict, load_config, merge, with_overrides
 from mtlkit.data import DatasetBundle
 from mtlkit.data.table import label_report
-from mtlkit.training.checkpoint import atomic_write_text, read_json, strict_json
-from mtlkit.training.run import (
+from mtlkit.runs.build import build_model, load_bundle, prepare_transfer
+from mtlkit.runs.train import (
     RunInterrupted,
     RunResult,
     Terminated,
-    build_model,
     check_run,
-    load_bundle,
-    prepare_transfer,
     resume_run,
     train_run,
 )
+from mtlkit.training.checkpoint import atomic_write_text, read_json, strict_json
 
 RESUME_FLAGS_REFUSED = ("config", "out", "overwrite", "print_model")
 """Flags that make no sense with ``--resume`` (the run directory is the whole configuration)."""
@@ -66,7 +63,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    config = load_config(args.config, _overrides(args))
+    config = run_config(args)
     out = run_directory(config, config.model.arch, args.overwrite)
     bundle = load_bundle(config)
     if args.print_model:
@@ -88,7 +85,9 @@ def _train(args: argparse.Namespace) -> int:
 def _baseline_config(config: Config) -> Config | None:
     if not config.baselines or config.model.arch == "stl":
         return None
-    return _with(config, {"model.arch": "stl", "weighting.name": "ew", "weighting.options": {}})
+    return with_overrides(
+        config, {"model.arch": "stl", "weighting.name": "ew", "weighting.options": {}}
+    )
 
 
 def _baseline_test(
@@ -174,7 +173,7 @@ def _resume(args: argparse.Namespace) -> int:
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"--resume: {str(run_dir)!r} is not a run directory (no config.yaml)")
     saved = load_config(run_dir / "config.yaml")
-    changes = resume_changes(saved, _overrides(args))
+    changes = resume_changes(saved, config_overrides(args))
     if changes:
         raise ConfigError(
             f"--resume continues {str(run_dir)!r} as configured; these flags would change the "
@@ -182,7 +181,7 @@ def _resume(args: argparse.Namespace) -> int:
         )
     if not (run_dir / "checkpoint.pt").exists():
         print(f"{run_dir}: no epoch had finished (no checkpoint.pt); training it from scratch")
-    allowed = {k: v for k, v in _overrides(args).items() if k in RESUME_FIELDS_ALLOWED}
+    allowed = {k: v for k, v in config_overrides(args).items() if k in RESUME_FIELDS_ALLOWED}
     result = resume_run(run_dir, allowed)
     config = load_config(run_dir / "config.yaml")  # as resumed (a new --epochs)
     _report(config, run_dir, result, result.bundle, _baseline_config(saved))

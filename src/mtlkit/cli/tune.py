@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlkit.cli.flags import add_run_flags
+from mtlkit.cli.flags import config_overrides as run_overrides
 from mtlkit.config import Config, from_dict, merge, read_config_file
 
 TUNE_FLAGS = {"trials": "trials", "cv_folds": "cv_folds", "metric": "metric"}
@@ -38,10 +39,8 @@ def add_tune_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _split_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    from mtlkit.cli.commands import _overrides
-
     config_overrides, tune_overrides = {}, {}
-    for key, value in _overrides(args).items():
+    for key, value in run_overrides(args).items():
         if key.startswith("tune."):
             tune_overrides[key.removeprefix("tune.")] = value
         else:

@@ -39,6 +39,11 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return from_dict(Config, merge(data, overrides or {}))
 
 
+def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """A copy of ``config`` with dotted-key ``overrides`` applied (and checked)."""
+    return from_dict(Config, merge(config.to_dict(), dict(overrides)))
+
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -46,5 +51,6 @@ __all__ = [
     "load_config",
     "merge",
     "read_config_file",
+    "with_overrides",
     "yaml_problem",
 ]

@@ -1,6 +1,6 @@
 """Hyper-parameter search for configured networks with Optuna (``mtlkit tune``).
 
-:func:`tune` runs a study of trials, each a configured run (:func:`mtlkit.training.run.train_run`)
+:func:`tune` runs a study of trials, each a configured run (:func:`mtlkit.runs.train_run`)
 with some config fields sampled from a search space (:mod:`mtlkit.tuning.space`), scored on the
 validation split or by K-fold cross-validation (:mod:`mtlkit.tuning.folds`).
 """

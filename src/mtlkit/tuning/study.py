@@ -20,9 +20,9 @@ from typing import Any
 
 from mtlkit.config import Config, ConfigError, from_dict, merge
 from mtlkit.data import DatasetBundle
+from mtlkit.runs import build_model, build_trainer, load_bundle, train_run
 from mtlkit.tasks.metrics import higher_is_better
 from mtlkit.training import NonFiniteLossError
-from mtlkit.training.run import build_model, build_trainer, load_bundle, train_run
 from mtlkit.tuning.folds import kfold_bundles
 from mtlkit.tuning.space import Param, conditions_met, suggest
 

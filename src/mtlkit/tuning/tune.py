@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mtlkit.config import Config, ConfigError
+from mtlkit.runs import load_bundle
 from mtlkit.training import NonFiniteLossError
-from mtlkit.training.run import load_bundle
 from mtlkit.tuning.report import describe_trial, write_outputs
 from mtlkit.tuning.space import DEFAULT_SPACE, parse_space
 from mtlkit.tuning.study import (

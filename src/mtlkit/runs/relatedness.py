@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from mtlkit.analysis.affinity import AffinityRecorder
 from mtlkit.analysis.delta import delta_m
 from mtlkit.analysis.gradients import GradientRelations
-from mtlkit.config import Config, ConfigError
+from mtlkit.config import Config, ConfigError, with_overrides
 from mtlkit.data import DatasetBundle, make_loader
+from mtlkit.runs.build import build_model, build_trainer, load_bundle, prepare_transfer
+from mtlkit.runs.train import train_run
+from mtlkit.training.checkpoint import seed_everything
 
 Results = dict[str, dict[str, float]]
 
@@ -52,12 +56,6 @@ class RelatednessResult:
         return self.callback_seconds / max(self.train_seconds - self.callback_seconds, 1e-12)
 
 
-def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
-    from mtlkit.config.schema import from_dict, merge
-
-    return from_dict(Config, merge(config.to_dict(), dict(overrides)))
-
-
 def measure_relatedness(
     config: Config,
     bundle: DatasetBundle | None = None,
@@ -65,11 +63,6 @@ def measure_relatedness(
     lr: float | None = None,
 ) -> RelatednessResult:
     """Train ``config``'s model once, recording lookahead affinity every ``every`` steps."""
-    import torch
-
-    from mtlkit.training.checkpoint import seed_everything
-    from mtlkit.training.run import build_model, build_trainer, load_bundle, prepare_transfer
-
     seed_everything(config.seed)
     if getattr(config, "threads", None) is not None:
         torch.set_num_threads(config.threads)
@@ -156,8 +149,6 @@ def train_groupings(
     models (one ``config``-arch model per group; a singleton group is its single-task model, a
     group of every task the all-in-one model) and
     compare their test metrics; Δm is against the single-task models."""
-    from mtlkit.training.run import train_run
-
     names = [t.name for t in bundle.tasks]
     covered = sorted(n for g in groups for n in g)
     if covered != sorted(names):
@@ -211,8 +202,6 @@ def pairwise_transfer(
 ) -> dict[tuple[str, str], dict[str, float]]:
     """Train every pair of tasks; ``{(a, b): {a: gain_a, b: gain_b, "delta_m": mean}}`` where
     ``gain_t`` is task t's Δm (%) in the pair model against its single-task model."""
-    from mtlkit.training.run import train_run
-
     metrics = metrics_of(bundle)
     out: dict[tuple[str, str], dict[str, float]] = {}
     for a, b in itertools.combinations([t.name for t in bundle.tasks], 2):

@@ -1,0 +1,64 @@
+"""Resuming a run: its checkpoint read and checked, the training state restored, its log cut.
+
+``checkpoint.pt`` holds the trainer's state (model, optimizer, scheduler, strategy, history),
+the data loader's position and every random generator's state, so a resumed run continues
+bit-exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mtlkit.config import Config, ConfigError
+from mtlkit.runs.trained import file_digest
+from mtlkit.training.checkpoint import (
+    FileError,
+    atomic_write_text,
+    load_file,
+    read_json,
+    set_rng_states,
+)
+from mtlkit.training.trainer import Trainer
+
+
+def read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """The training state saved in ``run_dir/checkpoint.pt``; ``None`` if no epoch finished."""
+    path = run_dir / "checkpoint.pt"
+    if not path.exists():
+        return None
+    state = load_file(path, "--resume", weights_only=False)
+    if not isinstance(state, dict) or not {"model", "epoch", "loader", "rng"} <= set(state):
+        raise FileError(f"--resume: {str(path)!r} is not an mtlkit training checkpoint")
+    return state
+
+
+def restore(state: dict[str, Any], trainer: Trainer, loader, run_dir: Path) -> None:
+    try:
+        trainer.load_state_dict(state)
+        loader.load_state_dict(state["loader"])
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise FileError(
+            f"--resume: {str(run_dir / 'checkpoint.pt')!r} does not match the run's "
+            f"config.yaml ({str(err).strip().splitlines()[0]})"
+        ) from None
+    set_rng_states(state["rng"])
+
+
+def keep_log_lines(path: Path, epochs: int) -> None:
+    """Drop ``metrics.jsonl`` records of epochs that ended after the checkpoint was written."""
+    log = path / "metrics.jsonl"
+    if log.is_file():
+        lines = log.read_text().splitlines()[:epochs]
+        atomic_write_text("".join(line + "\n" for line in lines), log)
+
+
+def check_data_unchanged(config: Config, run_dir: Path) -> None:
+    """Refuse to resume a table run whose data file is gone or changed (other rows, splits)."""
+    meta = read_json(run_dir / "tasks.json", "--resume")
+    if not config.data.path:
+        return
+    if not Path(config.data.path).is_file():
+        raise ConfigError(f"--resume: the run's data file {config.data.path!r} is gone")
+    if meta.get("data_sha256") != file_digest(config.data.path):
+        raise ConfigError(f"--resume: data file {config.data.path!r} changed since the run started")
