@@ -321,3 +321,72 @@ def test_graddrop_representation_mode_shares_one_mask_across_the_batch():
     expected_rep_grad = graddrop_reference(per_grads, rep.detach(), u, 0.0)
     (expected,) = torch.autograd.grad(rep, encoder.weight, expected_rep_grad)
     torch.testing.assert_close(encoder.weight.grad, expected, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# FAMO — Cranial-XIX/FAMO famo.py: logits ξ = 0, Adam(ξ; lr=w_lr, weight_decay=γ);
+#   z = softmax(ξ), D = L − L* + 1e-8, c = Σ z/D, objective Σ log(D) z / c (so the weight on
+#   Lₜ is zₜ / (c Dₜ));  after the optimizer step, with the same batch's new losses L':
+#   δ = log D(L) − log D(L'), ξ.grad = J_softmax(ξ)ᵀ δ, one Adam step. mtlkit's ``eps`` is the
+#   authors' 1e-8.
+# ---------------------------------------------------------------------------------------------
+
+
+def loss_sequence(n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(losses before, losses after) of ``n`` steps: scales 1e2 … 1e-2 (ratio 1e4), one task
+    close to 0, decreasing with noise."""
+    gen = torch.Generator().manual_seed(seed)
+    level = torch.tensor([1e2, 1e-2, 1.0, 3e-6], dtype=torch.float64)
+    out = []
+    for _ in range(n):
+        before = level * (1 + 0.1 * torch.rand(4, generator=gen, dtype=torch.float64))
+        after = before * (1 - 0.2 * torch.rand(4, generator=gen, dtype=torch.float64))
+        out.append((before, after))
+        level = after
+    return out
+
+
+class FAMOReference:
+    def __init__(self, n_tasks: int, gamma: float, w_lr: float, eps: float):
+        self.w = torch.zeros(n_tasks, dtype=torch.float64, requires_grad=True)
+        self.opt = torch.optim.Adam([self.w], lr=w_lr, weight_decay=gamma)
+        self.eps = eps
+
+    def weights(self, losses: torch.Tensor) -> torch.Tensor:
+        losses = losses.clone().requires_grad_(True)
+        z = torch.softmax(self.w, -1).detach()
+        d = losses + self.eps
+        c = (z / d).sum().detach()
+        (grad,) = torch.autograd.grad((d.log() * z / c).sum(), losses)
+        return grad
+
+    def update(self, prev: torch.Tensor, curr: torch.Tensor) -> None:
+        delta = (prev + self.eps).log() - (curr + self.eps).log()
+        (d,) = torch.autograd.grad(torch.softmax(self.w, -1), self.w, grad_outputs=delta)
+        self.opt.zero_grad()
+        self.w.grad = d
+        self.opt.step()
+
+
+@pytest.mark.parametrize(("gamma", "eps"), [(1e-3, 1e-8), (0.01, 0.1)])
+def test_famo(gamma, eps):
+    """Also defect 9: FAMO's ``eps`` option was ignored."""
+    strategy = make_weighting("famo", 4, weight_decay=gamma, eps=eps)
+    reference = FAMOReference(4, gamma, 0.025, eps)
+    for before, after in loss_sequence(8):
+        torch.testing.assert_close(strategy(before), reference.weights(before), rtol=1e-9, atol=0)
+        strategy.after_step(before, after)
+        reference.update(before, after)
+        torch.testing.assert_close(strategy.logits, reference.w.detach(), rtol=1e-9, atol=1e-12)
+
+
+def test_unseeded_strategy_leaves_the_global_generator_alone():
+    """Defect 9: ``seed=None`` re-seeded torch's global generator."""
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    for name in ("pcgrad", "graddrop", "rlw"):
+        make_weighting(name, T, seed=None)
+    torch.testing.assert_close(torch.rand(3), expected)
+    a, b = make_weighting("pcgrad", T, seed=None), make_weighting("pcgrad", T, seed=None)
+    assert a.generator.initial_seed() != b.generator.initial_seed()

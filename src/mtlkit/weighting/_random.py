@@ -9,13 +9,17 @@ from torch import nn
 
 
 class SeededMixin(nn.Module):
-    """Holds a CPU ``torch.Generator`` seeded with ``seed``; its state is saved in
+    """Holds a CPU ``torch.Generator`` seeded with ``seed`` (``None``: from OS entropy, leaving
+    torch's global generator untouched); its state is saved in
     ``state_dict`` (extra state) so that a restored strategy draws the same future numbers."""
 
     def _init_generator(self, seed: int | None) -> None:
         self.seed = seed
         self.generator = torch.Generator()
-        self.generator.manual_seed(int(seed) if seed is not None else torch.seed())
+        if seed is None:
+            self.generator.seed()  # fresh entropy for this generator only, not torch's global one
+        else:
+            self.generator.manual_seed(int(seed))
 
     def get_extra_state(self) -> Any:
         return {"generator": self.generator.get_state()}

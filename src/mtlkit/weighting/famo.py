@@ -35,7 +35,9 @@ class FAMO(LossWeighting):
     after the optimizer step (the authors' extra forward pass; the trainer does it because FAMO
     declares ``wants_losses_after_step``; in a custom loop call
     ``strategy.after_step(losses_before, losses_after)``). Without it the logits stay at 0.
-    State (logits, Adam moments) lives in buffers, so checkpoints restore it.
+    State (logits, Adam moments) lives in buffers, so checkpoints restore it. ``eps`` is the
+    authors' ``1e-8`` in ``Dₜ = Lₜ − Lₜ* + eps`` (weights and logit gradient); Adam's own
+    epsilon is torch's default ``1e-8``, as in the authors' ``torch.optim.Adam``.
     """
 
     wants_losses_after_step = True
@@ -64,7 +66,7 @@ class FAMO(LossWeighting):
 
     def forward(self, losses: Tensor) -> Tensor:
         current = losses.detach().double()
-        return famo_weights(self.logits, current, self.min_losses).to(losses)
+        return famo_weights(self.logits, current, self.min_losses, self.eps).to(losses)
 
     def after_step(self, losses_before: Tensor, losses_after: Tensor) -> None:
         """One Adam step on the logits of the tasks with both losses finite (NaN: absent)."""
@@ -77,7 +79,7 @@ class FAMO(LossWeighting):
             self._update_logits(before[present], after[present])
 
     def _update_logits(self, previous: Tensor, current: Tensor) -> None:
-        grad = famo_logit_gradient(self.logits, previous, current, self.min_losses)
+        grad = famo_logit_gradient(self.logits, previous, current, self.min_losses, self.eps)
         grad = grad + self.weight_decay * self.logits
         beta1, beta2 = self.betas
         self.adam_steps += 1
