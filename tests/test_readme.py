@@ -34,6 +34,36 @@ def test_readme_opens_with_the_two_setup_commands():
     ]
 
 
+def test_readme_python_api_block_runs(tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    from mtlkit.cli.main import main
+
+    block = re.search(r"## Python API.*?```python\n(.*?)```", README.read_text(), flags=re.S)
+    rng = np.random.default_rng(0)
+
+    def students(n: int) -> pd.DataFrame:
+        frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=["a", "b", "c"])
+        score = frame["a"] - 0.5 * frame["b"]
+        frame["grade"] = np.select([score < -0.5, score < 0.5], ["C", "B"], "A")
+        frame["passed"] = np.where(score > 0, "yes", "no")
+        frame["score"] = 10 * score + 50
+        return frame
+
+    monkeypatch.chdir(tmp_path)
+    students(120).to_csv("students.csv", index=False)
+    students(20).to_csv("students_new.csv", index=False)
+    tasks = ["grade:multiclass:grade", "passed:binary:passed", "score:regression:score"]
+    flags = [f for task in tasks for f in ("--task", task)]
+    assert main(["train", "--data", "students.csv", *flags, "--epochs", "1", "--no-progress"]) == 0
+    namespace: dict = {}
+    exec(block.group(1), namespace)
+    predictions, metrics, outputs = (namespace[k] for k in ("predictions", "metrics", "outputs"))
+    assert len(predictions) == 20 and set(metrics) == {"grade", "passed", "score"}
+    np.testing.assert_allclose(outputs["score"].numpy(), predictions["score"], rtol=1e-5)
+
+
 DOCS_WEIGHTING = README.parent / "docs" / "weighting.md"
 
 
