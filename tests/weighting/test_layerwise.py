@@ -155,3 +155,57 @@ def test_layerwise_method_needs_watch():
     p = nn.Parameter(torch.randn(3))
     with pytest.raises(ValueError, match="watch"):
         GradientEngine(method="layerwise").jacobian(torch.stack([p.sum(), p.prod()]), [p])
+
+
+def _forced_layerwise_steps(encoder: nn.Module, forward, steps: int = 2):
+    engine = GradientEngine(method="layerwise")
+    params = list(encoder.parameters())
+    engine.watch(encoder, params)
+    x = torch.randn(5, 4)
+    for _ in range(steps):
+        engine.new_step()
+        z = forward(x)
+        engine.jacobian(torch.stack([z.sum(), (z**2).sum()]), params)
+
+
+def test_forced_layerwise_refuses_weight_used_outside_forward():
+    """Defect 9: auto rejected this model; a forced "layerwise" gave a wrong Jacobian."""
+    torch.manual_seed(0)
+    encoder = nn.Linear(4, 4)
+    with pytest.raises(ValueError, match=r"layerwise.*Linear\(in_features=4.*weight"):
+        _forced_layerwise_steps(encoder, lambda x: encoder(x) + x @ encoder.weight)
+
+
+def test_forced_layerwise_refuses_output_rescaled_by_a_hook():
+    torch.manual_seed(0)
+    encoder = nn.Linear(4, 4)
+    encoder.register_forward_hook(lambda module, args, out: 3.0 * out)  # before engine.watch
+    with pytest.raises(ValueError, match="layerwise"):
+        _forced_layerwise_steps(encoder, encoder)
+
+
+def test_forced_layerwise_accepts_an_exact_model():
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    _forced_layerwise_steps(encoder, encoder, steps=3)
+
+
+@pytest.mark.parametrize("method", ["auto", "loop", "layerwise"])
+def test_sparse_embedding_in_the_trunk(method):
+    """Defect 9: a sparse nn.Embedding ended in a bare AssertionError (auto) or a reshape error."""
+    torch.manual_seed(0)
+    sparse = nn.Sequential(nn.Embedding(10, 4, sparse=True), nn.Linear(4, 3))
+    dense = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 3))
+    dense.load_state_dict(sparse.state_dict())
+    tokens = torch.tensor([1, 2, 3, 2])
+    jacobians = []
+    for model, engine_method in ((sparse, method), (dense, "loop")):
+        params = list(model.parameters())
+        engine = GradientEngine(method=engine_method)
+        engine.watch(model, params)
+        for _ in range(3):
+            engine.new_step()
+            z = model(tokens)
+            jacobian = engine.jacobian(torch.stack([z.sum(), (z**2).sum()]), params)
+        jacobians.append(jacobian)
+    torch.testing.assert_close(jacobians[0], jacobians[1])

@@ -17,7 +17,10 @@ Which one is cheaper depends on the model, the batch and the device, so with ``m
 and then keeps the fastest (``engine.choice``). A method that fails (an operation vmap cannot
 batch) or, for ``"layerwise"``, whose Jacobian differs from the loop's at the first probe (a
 watched layer's parameter used outside its ``forward``) is measured as unavailable. This is an
-engine choice between exact computations, never a change of strategy.
+engine choice between exact computations, never a change of strategy. A forced
+``method="layerwise"`` is checked against the loop the same way at its first call for each
+problem shape and raises a ``ValueError`` naming the layer if it is not exact. Sparse
+gradients (``nn.Embedding(sparse=True)``) become dense Jacobian columns.
 
 ``params`` may also contain non-leaf tensors (the shared representation, for the
 representation-gradient approximation): both methods differentiate with respect to any tensor
@@ -37,11 +40,17 @@ from mtlkit.weighting.layerwise import LayerRecorder, jacobian_layerwise
 METHODS = ("auto", "loop", "batched", "layerwise")
 
 
+def dense(grad: Tensor) -> Tensor:
+    """A sparse gradient (``nn.Embedding(sparse=True)``) as a dense tensor: a Jacobian row is
+    dense anyway."""
+    return grad.to_dense() if grad.is_sparse else grad
+
+
 def _flatten(grads: Sequence[Tensor | None], params: Sequence[Tensor], batch: int) -> Tensor:
     return torch.cat(
         [
             (
-                g.reshape(batch, -1)
+                dense(g).reshape(batch, -1)
                 if g is not None
                 else torch.zeros(batch, p.numel(), dtype=p.dtype, device=p.device)
             )
@@ -126,6 +135,7 @@ class GradientEngine:
         self.method = method
         self.probes = probes
         self._timings: dict[tuple, dict[str, list[float]]] = {}
+        self._checked: set[tuple] = set()
         self.choice: dict[tuple, str] = {}
         """The method chosen for each problem key ``(T, shapes, device)`` once measured."""
         self.recorder: LayerRecorder | None = None
@@ -210,15 +220,17 @@ class GradientEngine:
                 jacobian = self._compute(method, losses, params)
                 elapsed = time.perf_counter() - start
             except RuntimeError:  # e.g. an operation vmap cannot batch
+                if method == "loop":  # the reference: its own error says what is wrong
+                    raise
                 elapsed, jacobian = float("inf"), None
             if result is None:
                 result = jacobian  # the loop's, the reference
             elif jacobian is not None and not _same(jacobian, result):
                 elapsed = float("inf")  # not exact for this model: never choose it
             timings[method].append(elapsed)
+        assert result is not None  # the loop ran (it is first, and its errors propagate)
         if len(timings["loop"]) >= self.probes:
             self.choice[key] = min(timings, key=lambda m: min(timings[m]))
-        assert result is not None
         return result
 
     def jacobian(self, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
@@ -227,7 +239,9 @@ class GradientEngine:
         The graph is retained, so the caller can still back-propagate through ``losses``.
         """
         params = list(params)
-        if self.method != "auto":
+        if self.method == "layerwise":
+            jacobian = self._checked_layerwise(losses, params)
+        elif self.method != "auto":
             jacobian = self._compute(self.method, losses, params)
         else:
             key = self._key(losses, params)
@@ -241,6 +255,38 @@ class GradientEngine:
         if self.reduce_disjoint is not None and not all(p.is_leaf for p in params):
             return self.reduce_disjoint(jacobian)
         return self.reduce(jacobian)
+
+    def _checked_layerwise(self, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
+        """The forced ``"layerwise"`` Jacobian, checked against the loop at the first call for
+        each problem shape, as ``"auto"`` does before choosing it; a mismatch is an error."""
+        jacobian = self._compute("layerwise", losses, params)
+        key = self._key(losses, params)
+        if key in self._checked:
+            return jacobian
+        reference = jacobian_loop(self._parts(losses), params)
+        if not _same(jacobian, reference):
+            bad, offset = [], 0
+            for p in params:
+                block = slice(offset, offset + p.numel())
+                offset += p.numel()
+                if not _same(jacobian[:, block], reference[:, block]):
+                    bad.append(self._describe(p))
+            raise ValueError(
+                "engine.method 'layerwise' is not exact for this model: the Jacobian columns of "
+                f"{', '.join(bad)} differ from autograd's. A watched layer's parameter is used "
+                "outside the layer's forward, or a forward hook registered before engine.watch "
+                "changes its output; use method='auto' (which then avoids layerwise) or 'loop'."
+            )
+        self._checked.add(key)
+        return jacobian
+
+    def _describe(self, param: Tensor) -> str:
+        if self.recorder is not None:
+            for layer in self.recorder.layers:
+                for name, p in layer.named_parameters(recurse=False):
+                    if p is param:
+                        return f"{layer}.{name}"
+        return f"a parameter of shape {tuple(param.shape)}"
 
     def gramian(self, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
         jacobian = self.jacobian(losses, params)

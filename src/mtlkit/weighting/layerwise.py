@@ -241,7 +241,7 @@ def jacobian_layerwise(
                 layer.add(t, delta)
         for p, g in zip(others, grads[len(calls) :], strict=True):
             if g is not None:
-                jacobian[t, columns[id(p)]] = g.reshape(-1)
+                jacobian[t, columns[id(p)]] = (g.to_dense() if g.is_sparse else g).reshape(-1)
     for layer in layers:
         for p, rows in zip(layer.layer.parameters(recurse=False), layer.rows(), strict=True):
             if id(p) in columns:
