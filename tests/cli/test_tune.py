@@ -113,6 +113,8 @@ def test_rerun_continues_an_interrupted_study(tmp_path, monkeypatch, capsys):
     assert main(["tune", "--config", other, "--out", str(out)]) == 2
     assert "tune.space.optim.lr: the study 'study' sampled it from" in capsys.readouterr().err
     assert len(load(out).trials) == 5
+    assert main(["tune", "--config", other, "--out", str(out), "--overwrite", "--trials", "1"]) == 0
+    assert len(load(out).trials) == 1 and len(read_trials(out)) == 1
 
 
 @pytest.mark.slow
@@ -276,3 +278,20 @@ def test_the_documented_example_config_is_valid():
         "model.arch_options.num_experts": {"model.arch": ("mmoe",)},
         "regularization.strength": {"regularization.kind": ("l2",)},
     }
+
+
+def test_the_median_pruner_spares_the_first_quarter_of_the_epochs():
+    from mtlkit.tuning.study import make_pruner
+
+    pruner = make_pruner({"name": "median", "n_startup_trials": 1}, epochs=20)
+    study = optuna.create_study(direction="minimize", pruner=pruner)
+    leader = study.ask()
+    for step in range(1, 21):
+        leader.report(1.0, step)
+    study.tell(leader, 1.0)
+    trailing = study.ask()
+    trailing.report(2.0, 5)
+    assert not trailing.should_prune()  # steps 1-5 are the warm-up
+    trailing.report(2.0, 6)
+    assert trailing.should_prune()
+    assert isinstance(make_pruner("halving"), optuna.pruners.SuccessiveHalvingPruner)

@@ -27,6 +27,9 @@ def add_tune_parser(subparsers: argparse._SubParsersAction) -> None:
         out_help="folder of the study: study.db, trials.csv, config.yaml, study.png "
         "(default runs/<dataset>-tune); a rerun continues the study there",
     )
+    for action in parser._actions:  # the shared flag means something else here
+        if action.dest == "overwrite":
+            action.help = "delete the stored study of this name and start afresh"
     parser.add_argument("--trials", type=int, help="finished trials the study should reach")
     parser.add_argument("--cv-folds", type=int, dest="cv_folds", help="K-fold CV on train+val")
     parser.add_argument("--metric", help="loss or TASK:METRIC on validation data")

@@ -97,13 +97,14 @@ def make_pruner(spec: str | dict[str, Any], epochs: int = 1) -> Any:
     """An Optuna pruner from ``median``, ``halving``, ``none`` or ``{name: ..., **options}``.
 
     The median pruner never stops a trial in its first quarter of ``epochs`` unless told
-    otherwise (``n_warmup_steps``): a low learning rate starts slowly, not badly.
+    otherwise (Optuna's ``n_warmup_steps``: steps below it are spared; steps are epochs from 1):
+    a low learning rate starts slowly, not badly.
     """
     optuna = import_optuna()
     options = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = options.pop("name", "median")
     if name == "median":
-        options.setdefault("n_warmup_steps", epochs // 4)
+        options.setdefault("n_warmup_steps", epochs // 4 + 1)
     classes = {
         "median": optuna.pruners.MedianPruner,
         "halving": optuna.pruners.SuccessiveHalvingPruner,

@@ -84,7 +84,6 @@ def tune(
     if remaining > 0:
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         callbacks = [optuna.study.MaxTrialsCallback(settings.trials, states=states), after_trial]
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
         study.optimize(
             objective, n_trials=remaining, callbacks=callbacks, catch=(NonFiniteLossError,)
         )
