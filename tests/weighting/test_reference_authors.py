@@ -11,6 +11,8 @@ reference solves the same problem exactly by another route (KKT enumeration, a r
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -67,8 +69,8 @@ def gramian_of(j: torch.Tensor) -> torch.Tensor:
 
 
 def weights_of(strategy, gramian: torch.Tensor) -> torch.Tensor:
-    """A Gramian strategy's maths entry point: ``G ↦ w``."""
-    return strategy.weights_from_gramian(gramian)
+    """A Gramian strategy's maths entry point: ``forward(G) ↦ w``."""
+    return strategy(gramian)
 
 
 def assert_direction(got: torch.Tensor, expected: np.ndarray, j: torch.Tensor, rtol: float):
@@ -390,3 +392,214 @@ def test_unseeded_strategy_leaves_the_global_generator_alone():
     torch.testing.assert_close(torch.rand(3), expected)
     a, b = make_weighting("pcgrad", T, seed=None), make_weighting("pcgrad", T, seed=None)
     assert a.generator.initial_seed() != b.generator.initial_seed()
+
+
+# ---------------------------------------------------------------------------------------------
+# MGDA — intel-isl/MultiObjectiveOptimization multi_task/min_norm_solvers.py
+#   (MinNormSolver.find_min_norm_element: Frank–Wolfe towards argmin_{w ∈ Δ} wᵀGw; LibMTL's
+#   default gradient normaliser is "none"). Frank–Wolfe is inexact; the reference is the exact
+#   minimiser by enumerating the KKT systems of every support S:
+#   [G_SS 1; 1ᵀ 0][w; −μ] = [0; 1], w ≥ 0, (Gw)ᵢ ≥ μ = wᵀGw off S.
+# ---------------------------------------------------------------------------------------------
+
+
+def mgda_reference(g: np.ndarray) -> np.ndarray:
+    t = len(g)
+    best, best_value = None, np.inf
+    for size in range(1, t + 1):
+        for support in itertools.combinations(range(t), size):
+            s = list(support)
+            kkt = np.zeros((size + 1, size + 1))
+            kkt[:size, :size] = g[np.ix_(s, s)]
+            kkt[:size, size] = kkt[size, :size] = 1.0
+            rhs = np.zeros(size + 1)
+            rhs[size] = 1.0
+            sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
+            w = np.zeros(t)
+            w[s] = sol[:size]
+            value = w @ g @ w
+            scale = np.abs(g).max()
+            feasible = w.min() >= -1e-12 and abs(w.sum() - 1) < 1e-9
+            optimal = (g @ w).min() >= value - 1e-9 * scale
+            if feasible and optimal and value < best_value:
+                best, best_value = w, value
+    return best
+
+
+@pytest.mark.parametrize(("kind", "dtype"), CASES, ids=CASE_IDS)
+def test_mgda(kind, dtype):
+    strategy = make_weighting("mgda", T)
+    for j in steps(kind, dtype):
+        w = weights_of(strategy, gramian_of(j)).double()
+        jx = exact(j, kind)
+        expected = mgda_reference(jx @ jx.T) @ jx
+        assert abs(float(w.sum()) - 1.0) < 1e-6 and float(w.min()) >= 0
+        # the min-norm point is unique; its norm can be ~0 (opposed tasks): absolute scale
+        got = (w @ j.double()).numpy()
+        scale = float(j.double().norm(dim=1).max())
+        assert np.linalg.norm(got - expected) <= 10 * rtol_for(dtype, kind) * scale
+
+
+# ---------------------------------------------------------------------------------------------
+# PCGrad — tianheyu927/PCGrad PCGrad_tf.py: for each task, in a random order over the tasks,
+#   gᵢ ← gᵢ − min(gᵢ·gⱼ / ‖gⱼ‖², 0) gⱼ (gⱼ the original gradients), then Σᵢ gᵢ. The reference
+#   replays the orders the strategy draws from its seeded generator. The authors' loop (and
+#   LibMTL's) also visits j = i, which the paper's Algorithm 1 (gⱼ ∈ B \ gᵢ) and mtlkit skip;
+#   the two differ only when an already projected gᵢ has turned against gᵢ itself (it happens
+#   on the ill-conditioned Jacobian), so the reference skips j = i too.
+# GradVac — LibMTL/weighting/GradVac.py (group_type 0: the whole shared vector; the authors'
+#   code is not public): targets φ̂ = 0; for i, for j ≠ i in random order:
+#   φ = gᵢ'·gⱼ / (‖gᵢ'‖‖gⱼ‖ + 1e-8); if φ < φ̂ᵢⱼ: gᵢ' += gⱼ ‖gᵢ'‖ (φ̂√(1−φ²) − φ√(1−φ̂²)) /
+#   (‖gⱼ‖ √(1−φ̂²) + 1e-8); always φ̂ᵢⱼ ← (1−β) φ̂ᵢⱼ + β φ; then Σᵢ gᵢ'.
+# ---------------------------------------------------------------------------------------------
+
+
+def _orders(strategy, t: int, others_only: bool) -> list[list[int]]:
+    gen = torch.Generator()
+    gen.set_state(strategy.generator.get_state())
+    if not others_only:
+        return [torch.randperm(t, generator=gen).tolist() for _ in range(t)]
+    out = []
+    for i in range(t):
+        others = [k for k in range(t) if k != i]
+        out.append([others[k] for k in torch.randperm(t - 1, generator=gen).tolist()])
+    return out
+
+
+def pcgrad_reference(j: np.ndarray, orders: list[list[int]]) -> np.ndarray:
+    total = np.zeros(j.shape[1])
+    for i, order in enumerate(orders):
+        g = j[i].copy()
+        for k in order:
+            if k != i:
+                g = g - min(g @ j[k] / (j[k] @ j[k]), 0.0) * j[k]
+        total += g
+    return total
+
+
+def gradvac_reference(j: np.ndarray, targets: np.ndarray, orders, beta: float):
+    pc = j.copy()
+    for i, order in enumerate(orders):
+        for k in order:
+            rho = pc[i] @ j[k] / (np.linalg.norm(pc[i]) * np.linalg.norm(j[k]) + 1e-8)
+            if rho < targets[i, k]:
+                hat = targets[i, k]
+                w = (
+                    np.linalg.norm(pc[i])
+                    * (hat * np.sqrt(1 - rho**2) - rho * np.sqrt(1 - hat**2))
+                    / (np.linalg.norm(j[k]) * np.sqrt(1 - hat**2) + 1e-8)
+                )
+                pc[i] = pc[i] + j[k] * w
+            targets[i, k] = (1 - beta) * targets[i, k] + beta * rho
+    return pc.sum(axis=0)
+
+
+@pytest.mark.parametrize(("kind", "dtype"), CASES, ids=CASE_IDS)
+def test_pcgrad(kind, dtype):
+    strategy = make_weighting("pcgrad", T, seed=11)
+    for j in steps(kind, dtype):
+        orders = _orders(strategy, T, others_only=False)
+        w = weights_of(strategy, gramian_of(j))
+        expected = pcgrad_reference(exact(j, kind), orders)
+        assert_direction(w.double() @ j.double(), expected, j, rtol_for(dtype, kind))
+
+
+@pytest.mark.parametrize(("kind", "dtype"), CASES, ids=CASE_IDS)
+def test_gradvac(kind, dtype):
+    strategy = make_weighting("gradvac", T, beta=0.5, seed=11)  # LibMTL's GradVac_beta
+    targets = np.zeros((T, T))
+    for j in steps(kind, dtype, n=5):
+        orders = _orders(strategy, T, others_only=True)
+        w = weights_of(strategy, gramian_of(j))
+        expected = gradvac_reference(exact(j, kind), targets, orders, 0.5)
+        assert_direction(w.double() @ j.double(), expected, j, 10 * rtol_for(dtype, kind))
+        np.testing.assert_allclose(strategy.targets.numpy(), targets, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# DB-MTL — LibMTL/weighting/DB_MTL.py (the DB-MTL authors' code): gradients of log(Lₜ + 1e-8);
+#   buffer ← g + (β / k^σ)(buffer − g) from 0 (k the step); uₜ = ‖bufferₜ‖;
+#   αₜ = max u / (uₜ + 1e-8); d = Σₜ αₜ bufferₜ. Defaults DB_beta = 0.9, DB_beta_sigma = 0.
+# ---------------------------------------------------------------------------------------------
+
+
+def db_mtl_reference(jacobians: list[np.ndarray], beta: float, sigma: float) -> list[np.ndarray]:
+    buffer, out = np.zeros_like(jacobians[0]), []
+    for k, g in enumerate(jacobians, start=1):
+        buffer = g + beta / k**sigma * (buffer - g)
+        u = np.linalg.norm(buffer, axis=1)
+        out.append((u.max() / (u + 1e-8)) @ buffer)
+    return out
+
+
+@pytest.mark.parametrize("sigma", [None, 0.5])
+@pytest.mark.parametrize(("kind", "dtype"), CASES, ids=CASE_IDS)
+def test_db_mtl(kind, dtype, sigma):
+    options = {} if sigma is None else {"beta_sigma": sigma}  # None: the defaults
+    strategy = make_weighting("db_mtl", T, **options)
+    jacobians = steps(kind, dtype, n=5)
+    expected = db_mtl_reference([exact(j, kind) for j in jacobians], 0.9, sigma or 0.0)
+    for j, d in zip(jacobians, expected):
+        assert_direction(strategy(j), d, j, rtol_for(dtype, kind))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss weightings, over a sequence of steps/epochs with losses of scales 1e2 … 1e-2.
+# UW — LibMTL/weighting/UW.py: loss_scale s = −0.5 (init); objective Σ L/(2eˢ) + s/2, s
+#   learned by the main optimizer (Kendall et al. published no code).
+# DWA — lorenmt/mtan (the authors'): λ = 1 for epochs 0, 1; then λₜ = T exp(rₜ/τ) / Σ exp(r/τ),
+#   rₜ = L̄ₜ(e−1) / L̄ₜ(e−2) (mean training losses of the epochs), τ = 2.
+# GradNorm — the paper (Chen et al. 2018, Eq. 1–2 and Sec. 3.2; no official code): weights
+#   wₜ = 1; L_grad = Σ |wₜ‖∇Lₜ‖ − mean(w‖∇L‖) rₜ^α| with rₜ = L̃ₜ / mean L̃, L̃ₜ = Lₜ/Lₜ(0), the
+#   target held constant; one gradient step on w, then renormalise to Σ w = T.
+# ---------------------------------------------------------------------------------------------
+
+
+def test_uw():
+    strategy = make_weighting("uw", 4)
+    s = torch.full((4,), -0.5, requires_grad=True)
+    optimizer = torch.optim.SGD([*strategy.parameters(), s], lr=0.1)
+    for before, _ in loss_sequence(6):
+        losses = before.float()
+        weights = strategy(losses)
+        torch.testing.assert_close(weights, (1 / (2 * s.exp())).detach())
+        objective = (weights * losses).sum() + strategy.penalty()
+        reference = (losses / (2 * s.exp()) + s / 2).sum()
+        optimizer.zero_grad()
+        (objective + reference).backward()
+        optimizer.step()
+        torch.testing.assert_close(strategy.log_vars.detach(), s.detach())
+
+
+def test_dwa():
+    strategy = make_weighting("dwa", 4)
+    history = []
+    for epoch, (before, _) in enumerate(loss_sequence(6)):
+        if epoch < 2:
+            expected = torch.ones(4, dtype=torch.float64)
+        else:
+            ratio = history[-1] / history[-2]
+            expected = 4 * torch.exp(ratio / 2.0) / torch.exp(ratio / 2.0).sum()
+        torch.testing.assert_close(strategy(before), expected)
+        strategy.on_epoch_end(before)
+        history.append(before)
+
+
+def test_gradnorm():
+    alpha, lr = 1.5, 0.025
+    strategy = make_weighting("gradnorm", 4, alpha=alpha, lr=lr)
+    w = torch.ones(4, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    initial = None
+    for before, _ in loss_sequence(6):
+        grad_norms = torch.tensor([1e2, 1e-2, 1.0, 3.0], dtype=torch.float64)
+        grad_norms = grad_norms * (1 + torch.rand(4, generator=gen, dtype=torch.float64))
+        torch.testing.assert_close(strategy(before, grad_norms), w)
+        initial = before if initial is None else initial
+        weights = w.clone().requires_grad_(True)
+        g = weights * grad_norms
+        ratio = (before / initial) / (before / initial).mean()
+        target = (g.mean() * ratio**alpha).detach()
+        (grad,) = torch.autograd.grad((g - target).abs().sum(), weights)
+        w = (w - lr * grad).clamp(min=1e-6)
+        w = w * 4 / w.sum()
