@@ -112,18 +112,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--n-samples", type=int, default=10000)
+    parser.add_argument("--correlations", default=",".join(map(str, CORRELATIONS)))
+    parser.add_argument("--archs", default=",".join(ARCHS))
     parser.add_argument("--out", type=Path, default=RESULTS / "mmoe_correlation")
     args = parser.parse_args()
+    correlations = [float(c) for c in args.correlations.split(",")]
+    archs = [a.strip() for a in args.archs.split(",")]
     start = time.perf_counter()
-    summary: dict[str, dict[float, list[float]]] = {a: {} for a in ARCHS}
+    summary: dict[str, dict[float, list[float]]] = {a: {} for a in archs}
     pearson: dict[float, list[float]] = {}
     runs: list[dict[str, Any]] = []
-    for correlation in CORRELATIONS:
+    for correlation in correlations:
         for seed in range(args.seeds):
             pearson.setdefault(correlation, []).append(
                 label_correlation(correlation, seed, args.n_samples)
             )
-            for arch in ARCHS:
+            for arch in archs:
                 config = mmoe_config(arch, correlation, seed, args.n_samples, args.epochs)
                 mse = test_mse(config)
                 summary[arch].setdefault(correlation, []).append(mse)
@@ -135,17 +139,23 @@ def main() -> None:
         return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
     lines = [
-        "| correlation p | label Pearson | " + " | ".join(ARCHS) + " |",
-        "|---|---|" + "---|" * len(ARCHS),
+        "| correlation p | label Pearson | " + " | ".join(archs) + " |",
+        "|---|---|" + "---|" * len(archs),
     ]
-    for correlation in CORRELATIONS:
+    for correlation in correlations:
         row = [f"{correlation}", f"{statistics.mean(pearson[correlation]):.3f}"]
-        row += [cell(summary[a][correlation]) for a in ARCHS]
+        row += [cell(summary[a][correlation]) for a in archs]
         lines.append("| " + " | ".join(row) + " |")
     command = (
         f"benchmarks/mmoe/correlation.py --seeds {args.seeds} --epochs {args.epochs} "
-        f"--n-samples {args.n_samples}"
+        f"--n-samples {args.n_samples} --correlations {args.correlations} --archs {args.archs}"
     )
+    if "hps" in archs and "mmoe" in archs:
+        wins = ", ".join(
+            f"{c}: {sum(m < h for m, h in zip(summary['mmoe'][c], summary['hps'][c]))}/{args.seeds}"
+            for c in correlations
+        )
+        lines += ["", f"Seeds where MMoE's test MSE is below HPS's (same data): {wins}."]
     table = "\n".join(lines)
     note = (
         f"Test MSE (mean of the two tasks), mean ± std over seeds 0..{args.seeds - 1}; "
