@@ -684,3 +684,133 @@ def test_evaluate_data_reads_parquet_and_na_values_of_the_run(tmp_path):
     code, out, err = _cli("evaluate", run, "--data", tmp_path / "new.parquet")
     assert code == 0, err
     assert "score r2" in out
+
+
+# ---------------------------------------------------------------- more odd inputs (growing)
+MORE_BAD_FLAGS = [
+    (["--features", ","], ["data.features", "no feature columns"]),
+    (["--stratify", "grade"], ["data.stratify", "only used with data.split: stratified"]),
+    (["--split-column", "city"], ["data.split_column", "only used with data.split: column"]),
+    (
+        ["--split", "column", "--split-column", "part", "--features", "a,part"],
+        ["data.features", "'part'", "split_column"],
+    ),
+    (["--categorical", "nope"], ["data.categorical", "'nope' is not in"]),
+]
+
+
+@pytest.mark.parametrize(
+    "extra, culprits", MORE_BAD_FLAGS, ids=[" ".join(f[0]) for f in MORE_BAD_FLAGS]
+)
+def test_more_odd_flags_are_refused(tmp_path, extra, culprits):
+    _frame().assign(part="train").to_csv(tmp_path / "d.csv", index=False)
+    out = tmp_path / "run"
+    _assert_clean_error(_train(tmp_path / "d.csv", out, *extra), "train", *culprits)
+    assert not out.exists()
+
+
+def test_semicolon_separated_file_names_the_missing_column(tmp_path):
+    _frame().to_csv(tmp_path / "d.csv", index=False, sep=";")
+    result = _train(tmp_path / "d.csv", tmp_path / "run")
+    _assert_clean_error(result, "train", "task 'grade'", "column 'grade' is not in")
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: ("\ufeff" + text).encode(),
+        lambda text: text.replace("\n", "\r\n").encode(),
+    ],
+    ids=["byte order mark", "CRLF line ends"],
+)
+def test_bom_and_crlf_files_read_like_plain_ones(tmp_path, encode):
+    text = _frame().to_csv(index=False)
+    (tmp_path / "plain.csv").write_text(text)
+    (tmp_path / "odd.csv").write_bytes(encode(text))
+    for name in ("plain", "odd"):
+        code, _, err = _train(tmp_path / f"{name}.csv", tmp_path / name, "--id-column", "id")
+        assert code == 0, err
+    plain, odd = _meta(tmp_path / "plain"), _meta(tmp_path / "odd")
+    for key in ("preprocessor", "tasks", "target_scaling", "input_shape"):
+        assert plain[key] == odd[key], key
+
+
+def test_parquet_with_a_named_index_keeps_the_column(tmp_path):
+    _frame().set_index("id").to_parquet(tmp_path / "d.parquet")
+    code, _, err = _train(tmp_path / "d.parquet", tmp_path / "r", "--id-column", "id")
+    assert code == 0, err
+    assert _meta(tmp_path / "r")["preprocessor"]["numeric"] == ["a", "b"]
+
+
+def test_parquet_and_csv_give_the_same_preprocessing_and_classes(tmp_path):
+    frame = _set(_frame(), "a", [3], None)
+    frame.to_parquet(tmp_path / "d.parquet")
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    for name in ("d.parquet", "d.csv"):
+        code, _, err = _train(tmp_path / name, tmp_path / name.replace(".", "_"))
+        assert code == 0, err
+    a, b = _meta(tmp_path / "d_parquet"), _meta(tmp_path / "d_csv")
+    assert a["preprocessor"] == b["preprocessor"] and a["tasks"] == b["tasks"]
+
+
+def test_predict_refuses_a_nested_parquet_input(trained, tmp_path):
+    table = pa.Table.from_pandas(_new_rows(), preserve_index=False)
+    pq.write_table(table.append_column("tags", pa.array([[1]] * 8)), tmp_path / "new.parquet")
+    out = tmp_path / "p.csv"
+    result = _cli("predict", trained, "--input", tmp_path / "new.parquet", "--output", out)
+    _assert_clean_error(result, "predict", "column 'tags' is nested")
+    assert not out.exists()
+
+
+def test_predict_with_the_runs_na_values_counts_all_missing_rows(tmp_path):
+    _set(_frame(n=60), "a", [4], "?").to_csv(tmp_path / "d.csv", index=False)
+    run = tmp_path / "run"
+    code, _, err = _train(tmp_path / "d.csv", run, "--id-column", "id", "--na-values", "?")
+    assert code == 0, err
+    rows = _set(_set(_set(_new_rows(), "a", [0, 1], "?"), "b", [0], "?"), "city", [0], None)
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    code, out, err = _cli(
+        "predict", run, "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv"
+    )
+    assert code == 0, err
+    assert "rows with every feature missing: 1;" in out
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 8
+
+
+def test_evaluate_data_on_a_run_of_a_builtin_dataset_is_refused(tmp_path):
+    run = tmp_path / "run"
+    code, _, err = _cli("train", "--dataset", "penguins", *QUICK, "--out", run)
+    assert code == 0, err
+    _frame().to_csv(tmp_path / "new.csv", index=False)
+    result = _cli("evaluate", run, "--data", tmp_path / "new.csv")
+    _assert_clean_error(result, "evaluate", "--data", "not trained on a table")
+
+
+@pytest.mark.parametrize(
+    "write, culprits",
+    [
+        (
+            lambda p: pq.write_table(_arrow(tags=pa.array([[1]] * 40)), p / "new.parquet"),
+            ["column 'tags' is nested"],
+        ),
+        (
+            lambda p: _set(_frame(), "score", 5, np.inf).to_parquet(p / "new.parquet"),
+            ["task 'score'", "row 6 of", "non-finite value inf"],
+        ),
+        (
+            lambda p: _set(_frame(), "passed", 5, "maybe").to_parquet(p / "new.parquet"),
+            ["task 'passed'", "row 6 of", "class 'maybe'"],
+        ),
+    ],
+    ids=["nested", "inf target", "new binary class"],
+)
+def test_evaluate_data_refuses_bad_parquet(trained, tmp_path, write, culprits):
+    write(tmp_path)
+    result = _cli("evaluate", trained, "--data", tmp_path / "new.parquet")
+    _assert_clean_error(result, "evaluate", *culprits)
+
+
+def test_evaluate_split_val_matches_training(trained):
+    code, out, err = _cli("evaluate", trained, "--split", "val")
+    assert code == 0, err
+    assert "val metrics" in out

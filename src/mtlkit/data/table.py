@@ -135,8 +135,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
     try:
         schema = pq.read_schema(path)
-        index_columns = _parquet_index_columns(schema)
-        fields = [f for f in schema if f.name not in index_columns]
+        fields = [f for f in schema if not f.name.startswith("__index_level_")]
         names = _check_header([f.name for f in fields], path)
         for field, name in zip(fields, names):
             if pa.types.is_nested(field.type):
@@ -150,20 +149,10 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     except Exception as err:  # pyarrow raises its own error types for corrupt files
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"data file {str(path)!r} cannot be read: {message}") from None
-    frame = frame.reset_index(drop=True)
-    frame.columns = names
+    # a named index saved by pandas (df.set_index("id")) is a column again; a default one goes
+    frame = frame.reset_index(drop=all(n is None for n in frame.index.names))
+    frame.columns = [str(c).strip() for c in frame.columns]
     return frame
-
-
-def _parquet_index_columns(schema) -> set[str]:
-    """Columns pandas stored for a non-default index (read back as the index, then dropped)."""
-    import json
-
-    metadata = (schema.metadata or {}).get(b"pandas")
-    if not metadata:
-        return set()
-    index = json.loads(metadata).get("index_columns", [])
-    return {c for c in index if isinstance(c, str)}
 
 
 def _mark_missing(frame: pd.DataFrame, na_values: Sequence[str]) -> pd.DataFrame:
@@ -336,6 +325,10 @@ def load_table(
     features = _check_roles(frame, path, tasks, features, categorical, id_column, split_column)
     if split == "column" and not split_column:
         raise DataError("data.split_column: name the column holding train/val/test")
+    if split_column and split != "column":
+        raise DataError(f"data.split_column: only used with data.split: column, not {split!r}")
+    if stratify and split != "stratified":
+        raise DataError(f"data.stratify: only used with data.split: stratified, not {split!r}")
 
     known = {t.name: t for t in fitted.tasks} if fitted is not None else {}
     built = [_encode_targets(frame, spec, path, known.get(spec.name)) for spec in tasks]

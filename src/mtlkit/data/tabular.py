@@ -67,16 +67,16 @@ class TabularPreprocessor:
             columns.append((values - self.means[col]) / self.stds[col])
         for col in self.indicators:
             columns.append(np.isnan(numeric[col]).astype(float))
-        blocks = [np.stack(columns, axis=1)] if columns else []
+        blocks = [np.stack(columns, axis=1).astype(np.float32)] if columns else []
         for col in self.categorical:
             codes = self._codes(frame, col)
-            one_hot = np.zeros((len(frame), len(self.categories[col])))
+            one_hot = np.zeros((len(frame), len(self.categories[col])), dtype=np.float32)
             known = codes >= 0
             one_hot[np.flatnonzero(known), codes[known]] = 1.0
             blocks.append(one_hot)
         if not blocks:
             return np.zeros((len(frame), 0), dtype=np.float32)
-        return np.concatenate(blocks, axis=1).astype(np.float32)
+        return np.concatenate(blocks, axis=1)
 
     def fit_transform(self, frame: pd.DataFrame) -> np.ndarray:
         return self.fit(frame).transform(frame)
