@@ -81,7 +81,9 @@ def test_pcgrad_is_sum_without_conflicts(jac, seed):
 def test_permutation_invariance(name, jac, data):
     perm = torch.tensor(data.draw(st.permutations(range(jac.shape[0]))))
     scale = float(jac.norm(dim=1).max())
-    atol = (1e-4 if name == "cagrad" else 1e-6) * scale
+    # CAGrad: SLSQP's tolerance; Nash-MTL: with T > rank a positive combination of the rows can
+    # vanish, then no bargaining solution exists and the ridge-regularised one is ill-conditioned
+    atol = (1e-4 if name in ("cagrad", "nash_mtl") else 1e-6) * scale
     torch.testing.assert_close(aggregate(name, jac[perm]), aggregate(name, jac), rtol=0, atol=atol)
 
 

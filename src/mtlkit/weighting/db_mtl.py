@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from numbers import Real
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from mtlkit._param_validation import Interval
 from mtlkit.weighting.base import JacobianAggregator
 
 
@@ -24,15 +26,23 @@ class DBMTL(JacobianAggregator):
     Loss scales: the strategy works on ``φ(Lₜ) = log(Lₜ + eps)`` (``transform_losses``), so its
     Jacobian rows are ``gₜ = ∇log(Lₜ+eps)`` and each head gets ``∇Lₜ / (Lₜ + eps)``, as in the
     authors' LibMTL code. Gradient magnitudes: an exponential average
-    ``ĝₜ ← gₜ + (β / k^σ)(ĝₜ − gₜ)`` (k the step, starting from ``ĝ = 0``), then
+    ``ĝₜ ← gₜ + (β / k^σ)(ĝₜ − gₜ)`` (k the step, starting from ``ĝ = 0``; defaults β = 0.9,
+    σ = 0, LibMTL's ``DB_beta`` and ``DB_beta_sigma``), then
     :func:`db_mtl_direction`. The average is the buffer ``ema`` (restarted if the shared
     gradient's size changes, e.g. a smaller last batch under ``mode="representation"``).
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "beta": [Interval(Real, 0, 1)],
+        "beta_sigma": [Interval(Real, 0, None)],
+        "eps": [Interval(Real, 0, None, closed="neither")],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
+
     per_task_state = {"ema": (0,)}
 
     def __init__(
-        self, num_tasks: int, beta: float = 0.9, beta_sigma: float = 0.5, eps: float = 1e-8
+        self, num_tasks: int, beta: float = 0.9, beta_sigma: float = 0.0, eps: float = 1e-8
     ) -> None:
         super().__init__()
         self.num_tasks = num_tasks

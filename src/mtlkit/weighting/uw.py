@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from numbers import Real
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
+from mtlkit._param_validation import Interval
 from mtlkit.weighting.base import LossWeighting
 
 
@@ -19,14 +23,20 @@ class UncertaintyWeighting(LossWeighting):
     Geometry and Semantics", CVPR 2018 (regression form, as in LibMTL).
 
     ``w = ½ exp(−s)`` and :func:`mtlkit.mtl_backward` adds the :meth:`penalty` ``½ Σₜ sₜ``, so
-    ``log_vars`` (an ``nn.Parameter``, initial value ``init``) receives the gradient of
+    ``log_vars`` (an ``nn.Parameter``, initial value ``init``, default −0.5 as LibMTL's
+    ``loss_scale``; the paper gives none) receives the gradient of
     :func:`uncertainty_objective`: hand ``strategy.parameters()`` to the optimizer (the trainer
     does), e.g. ``torch.optim.Adam([*model.parameters(), *strategy.parameters()])``.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "init": [Interval(Real, None, None)],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
+
     per_task_state = {"log_vars": (0,)}
 
-    def __init__(self, num_tasks: int, init: float = 0.0) -> None:
+    def __init__(self, num_tasks: int, init: float = -0.5) -> None:
         super().__init__()
         self.num_tasks = num_tasks
         self.log_vars = nn.Parameter(torch.full((num_tasks,), float(init)))
