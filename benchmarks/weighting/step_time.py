@@ -1,14 +1,27 @@
 """Step time of every weighting strategy divided by EW's, on a MultiMNIST-shaped LeNet step.
 
-One step = forward, T cross-entropy losses, ``strategy.backward`` (through the same call
-contract as the trainer), SGD step. Random 1×28×28 images (timing only), batch 256, HPS LeNet
-with T ten-class heads. torchjd's ``mtl_backward`` + ``jac_to_grad`` with its own aggregator is
-timed on the same model and batch in the same process (UPGrad/DualProj with a SciPy projector,
-since torchjd's default needs quadprog; strategies torchjd cannot run here are left blank).
+One step = forward, T cross-entropy losses, ``mtl_backward`` (called as the trainer calls
+it: explicit parameter split, the trainer's engine watching the model), SGD step. Random
+1×28×28 images (timing only), batch 256, HPS LeNet with T ten-class heads. torchjd's
+``mtl_backward`` + ``jac_to_grad`` with its own aggregator is timed on the same model and batch
+in the same process, on torchjd's own default paths: ``autojac.mtl_backward`` + ``jac_to_grad``
+with the aggregator's defaults (UPGrad/DualProj with torchjd's default quadprog projector, from
+the dev extra ``torchjd[quadprog-projector]``; a SciPy projector, marked ``(scipy projector)``,
+only if quadprog is missing), and for MGDA and UPGrad also the ``autogram.Engine`` route
+(Gramian of the encoder's Jacobian, ``MGDAWeighting``/``UPGradWeighting``, one backward of
+``Σ wₜLₜ``), row ``NAME torchjd-autogram``. Strategies torchjd cannot run here are left blank.
+After the table, "speed-up vs torchjd" gives, per strategy and T, the faster torchjd path's
+time divided by mtlkit's exact step (target ≥ 1.5 at T ∈ {4, 8, 16}).
 
     .venv/bin/python benchmarks/weighting/step_time.py                  # full
     .venv/bin/python benchmarks/weighting/step_time.py --quick          # T ∈ {2, 16}, few reps
     .venv/bin/python benchmarks/weighting/step_time.py --tasks 2 4 --strategies ew mgda upgrad
+
+``--seam NAME ...`` (default ``upgrad``) adds, per name, ``NAME custom loop`` —
+``mtl_backward(losses, strategy, features=rep)`` with nothing else, as in the README (parameters
+from the graph, the engine kept per model) — and ``NAME trainer.train_step`` — the real
+:meth:`mtlkit.training.Trainer.train_step` on the same model and batch. Both should cost what
+the ``NAME`` row costs: no per-step re-timing of the Jacobian method.
 
 Reported: median over ``--reps`` timed steps (after ``--warmup``) ÷ EW's median, per T. The
 steps are timed in interleaved rounds (EW, loop, every strategy, then again), so a change of
@@ -28,13 +41,25 @@ import torch
 from mtlkit.models.architectures.hps import HardParameterSharing
 from mtlkit.models.encoders import LeNet
 from mtlkit.tasks import Task
-from mtlkit.weighting import GradientEngine, StepContext, make_weighting
+from mtlkit.training import Trainer
+from mtlkit.weighting import GradientEngine, make_weighting, mtl_backward
 from mtlkit.weighting.engine import jacobian_loop
 from mtlkit.weighting.registry import AGGREGATIONS, WEIGHTINGS
 
 # "sum" is T × "mean" and "mgda_ub" is the "mgda rep" row
 GRADIENT = [n for n in AGGREGATIONS if n not in ("sum", "mgda_ub")]
 LOSS = [n for n in WEIGHTINGS if n not in AGGREGATIONS and n not in ("ew", "fixed")]
+
+
+try:
+    import quadprog  # noqa: F401  (torchjd's default projector for UPGrad / DualProj)
+
+    HAS_QUADPROG = True
+except ImportError:
+    HAS_QUADPROG = False
+
+AUTOGRAM = {"mgda": "MGDAWeighting", "upgrad": "UPGradWeighting"}
+"""The strategies timed on torchjd's ``autogram.Engine`` route too (its Gramian weightings)."""
 
 
 def torchjd_aggregator(name: str, num_tasks: int):
@@ -44,7 +69,7 @@ def torchjd_aggregator(name: str, num_tasks: int):
     except ImportError:
         return None
 
-    class NNLSProjector:  # torchjd's default dual-cone backend (quadprog) is not installed
+    class NNLSProjector:  # only if torchjd's default dual-cone backend (quadprog) is missing
         def __call__(self, U, G):
             g = G.detach().double().numpy()
             lam, vec = np.linalg.eigh(0.5 * (g + g.T))
@@ -62,8 +87,10 @@ def torchjd_aggregator(name: str, num_tasks: int):
         "graddrop": ta.GradDrop,
         "imtl_g": ta.IMTLG,
         "aligned_mtl": ta.AlignedMTL,
-        "upgrad": lambda: ta.UPGrad(projector=NNLSProjector()),
-        "dualproj": lambda: ta.DualProj(projector=NNLSProjector()),
+        "upgrad": ta.UPGrad if HAS_QUADPROG else lambda: ta.UPGrad(projector=NNLSProjector()),
+        "dualproj": (
+            ta.DualProj if HAS_QUADPROG else lambda: ta.DualProj(projector=NNLSProjector())
+        ),
         "cagrad": lambda: ta.CAGrad(c=0.5),
         "nash_mtl": lambda: ta.NashMTL(n_tasks=num_tasks),
     }
@@ -100,21 +127,53 @@ def time_interleaved(steps: dict[str, Callable[[], None]], warmup: int, reps: in
 
 
 def mtlkit_step(model, tasks, x, y, strategy, engine, optimizer):
+    shared = list(model.shared_parameters())
+    heads = list(model.task_specific_parameters())
+    last = model.last_shared_parameters()
+
     def step():
         engine.new_step()
         rep = model.encode(x)
-        losses = engine.stack([t.compute_loss(model.heads[t.name](rep), y[t.name]) for t in tasks])
+        losses = [t.compute_loss(model.heads[t.name](rep), y[t.name]) for t in tasks]
         optimizer.zero_grad()
-        ctx = StepContext(
-            list(model.shared_parameters()),
-            list(model.task_specific_parameters()),
+        mtl_backward(
+            losses,
+            strategy,
+            features=rep,
+            shared_params=shared,
+            task_params=heads,
+            last_shared_params=last,
             engine=engine,
-            representation=rep,
         )
-        strategy.backward(losses, ctx)
+        optimizer.step()
+        if strategy.wants_losses_after_step:  # FAMO: the trainer's extra forward
+            with torch.no_grad():
+                rep = model.encode(x)
+                after = [t.compute_loss(model.heads[t.name](rep), y[t.name]) for t in tasks]
+            strategy.after_step(torch.stack(losses).detach(), torch.stack(after))
+
+    return step
+
+
+def custom_loop_step(model, tasks, x, y, strategy, optimizer):
+    """The README's loop: ``mtl_backward(losses, strategy, features=rep)`` and nothing else."""
+
+    def step():
+        rep = model.encode(x)
+        losses = [t.compute_loss(model.heads[t.name](rep), y[t.name]) for t in tasks]
+        optimizer.zero_grad()
+        mtl_backward(losses, strategy, features=rep)
         optimizer.step()
 
     return step
+
+
+def trainer_step(model, tasks, x, y, strategy, engine):
+    """``Trainer.train_step`` itself (sharing the benchmark's engine, so one recorder watches)."""
+    trainer = Trainer(
+        model, tasks, weighting=strategy, optimizer="sgd", lr=1e-4, progress=False, engine=engine
+    )
+    return lambda: trainer.train_step(x, y)
 
 
 def loop_step(model, tasks, x, y, optimizer):
@@ -150,6 +209,47 @@ def torchjd_step(model, tasks, x, y, aggregator, optimizer):
     return step
 
 
+def torchjd_autogram_step(model, tasks, x, y, weighting_name: str, optimizer):
+    """torchjd's Gramian route: ``Engine(encoder).compute_gramian(L)``, ``w = weighting(G)``,
+    ``L.backward(w)`` (the encoder gets ``Jᵀw``, each head ``wₜ∇Lₜ``). ``model`` must be a copy
+    used by no other row: the engine hooks every forward of the modules it is given and fails
+    on forward passes whose backward it never sees."""
+    import torchjd.aggregation as ta
+    from torchjd.autogram import Engine
+
+    engine = Engine(model.encoder, batch_dim=None)  # one output per task, no batch dimension
+    weighting = getattr(ta, weighting_name)()
+
+    def step():
+        rep = model.encode(x)
+        losses = torch.stack([t.compute_loss(model.heads[t.name](rep), y[t.name]) for t in tasks])
+        optimizer.zero_grad()
+        gramian = engine.compute_gramian(losses)
+        losses.backward(weighting(gramian))
+        optimizer.step()
+
+    return step
+
+
+def print_speedups(rows: dict[str, dict[int, float]], args: argparse.Namespace) -> None:
+    """Faster torchjd path ÷ mtlkit's exact step, per strategy torchjd has."""
+    lines = []
+    for name in rows:
+        paths = [rows[k] for k in (f"{name} torchjd", f"{name} torchjd-autogram") if k in rows]
+        if not paths:
+            continue
+        cells = []
+        for t in args.tasks:
+            theirs = [p[t] for p in paths if t in p]
+            ours = rows[name].get(t)
+            cells.append(f"{min(theirs) / ours:<10.2f}" if theirs and ours else " " * 10)
+        lines.append(name.ljust(28) + "".join(cells))
+    if lines:
+        print("\nspeed-up vs torchjd (faster torchjd path / mtlkit exact; target ≥ 1.5 at T ≥ 4)")
+        print("strategy".ljust(28) + "".join(f"T={t:<8}" for t in args.tasks))
+        print("\n".join(lines), flush=True)
+
+
 def print_table(rows: dict[str, dict[int, float]], args: argparse.Namespace) -> None:
     tasks = [t for t in args.tasks if t in rows["ew"]]
     width = max(len(k) for k in rows) + 2
@@ -180,6 +280,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="T ∈ {2, 16}, 2 warmup, 5 reps")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-torchjd", action="store_true")
+    parser.add_argument("--seam", nargs="*", default=["upgrad"], help="custom-loop/trainer rows")
     args = parser.parse_args()
     if args.quick:
         args.tasks, args.warmup, args.reps = [2, 16], 2, 5
@@ -221,6 +322,23 @@ def main() -> None:
                     steps[f"{name} torchjd"] = torchjd_step(
                         model, tasks, x, y, aggregator, optimizer
                     )
+                if name in AUTOGRAM:
+                    twin, *_ = build(num_tasks, args.batch)  # same seed: the same weights
+                    steps[f"{name} torchjd-autogram"] = torchjd_autogram_step(
+                        twin,
+                        tasks,
+                        x,
+                        y,
+                        AUTOGRAM[name],
+                        torch.optim.SGD(twin.parameters(), lr=1e-4),
+                    )
+        for name in args.seam:
+            steps[f"{name} custom loop"] = custom_loop_step(
+                model, tasks, x, y, make_weighting(name, num_tasks), optimizer
+            )
+            steps[f"{name} trainer.train_step"] = trainer_step(
+                model, tasks, x, y, make_weighting(name, num_tasks), engine
+            )
         for label, seconds in time_interleaved(steps, args.warmup, args.reps).items():
             rows.setdefault(label, {})[num_tasks] = seconds
         chosen = sorted(
@@ -237,6 +355,9 @@ def main() -> None:
         print_table(rows, args)  # so far: a cut-short run still leaves its numbers
 
     print_table(rows, args)
+    if not HAS_QUADPROG:
+        print("(quadprog missing: torchjd's UPGrad/DualProj ran with a scipy projector)")
+    print_speedups(rows, args)
 
 
 if __name__ == "__main__":

@@ -291,3 +291,19 @@ def test_strategy_kinds_cover_the_registry():
     kinds = (LossWeighting, GramianWeighting, JacobianAggregator)
     for name, options in STRATEGIES:
         assert isinstance(_core(make_weighting(name, NUM_TASKS, **options)), kinds), name
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["upgrad", "famo", "graddrop"])
+def test_cuda_matches_cpu(name):
+    """On the device of the losses (strategy moved with the model), the same gradients."""
+    grads = {}
+    for device in ("cpu", "cuda"):
+        model, tasks, x, y = make_problem("hps", seed=9)
+        model.to(device)
+        strategy = make_weighting(name, NUM_TASKS, **dict(STRATEGIES)[name]).to(device)
+        losses, rep = _losses(model, tasks, x.to(device), {k: v.to(device) for k, v in y.items()})
+        mtl_backward(losses, strategy, features=rep)
+        grads[device] = {k: v.cpu() for k, v in _grads(model).items()}
+    for key, grad in grads["cpu"].items():
+        torch.testing.assert_close(grads["cuda"][key], grad, rtol=1e-4, atol=1e-6)

@@ -118,7 +118,8 @@ def _(strategy: EveryK, step: Step) -> Tensor:
         strategy.cached.copy_(weights.detach().double())
     else:
         weights = strategy.cached.to(step.losses)
-        heads = torch.ones_like(weights) if strategy.directional else weights
-        step.apply_weights(weights, heads=heads)
+        step.apply_weights(
+            weights, heads=torch.ones_like(weights) if strategy.directional else None
+        )
     strategy.steps += 1
     return weights.detach()

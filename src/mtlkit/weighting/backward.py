@@ -180,6 +180,11 @@ class Step:
         given); task-specific: ``∇ Σ cₜLₜ`` with ``c = heads`` (default ``w``)."""
         weights = weights.detach().to(self.losses.dtype)
         leaf_jacobian = jacobian is not None and all(p.is_leaf for p in self.wrt)
+        if not leaf_jacobian and heads is None and self.max_norm == 0:  # one reverse pass
+            if self.shared or self.task:
+                objective = (weights * self.losses).sum()
+                torch.autograd.backward(objective, inputs=self.shared + self.task)
+            return
         if leaf_jacobian:
             self.reduced = True
             self._write_shared(self._shared_from_direction(weights.to(jacobian.dtype) @ jacobian))
@@ -252,6 +257,10 @@ def _no_shared(step: Step) -> Tensor:
 def _(strategy: GramianWeighting, step: Step) -> Tensor:
     if not step.wrt:
         return _no_shared(step)
+    if not strategy.needs_gramian:
+        weights = strategy(None, step.values).detach()
+        step.apply_weights(weights)
+        return weights
     jacobian = step.jacobian()
     weights = strategy(jacobian @ jacobian.T, step.values).detach()
     step.apply_weights(weights, jacobian=jacobian)
@@ -263,7 +272,10 @@ def _(strategy: JacobianAggregator, step: Step) -> Tensor:
     if not step.wrt:
         return _no_shared(step)
     jacobian = step.jacobian()
-    direction = strategy(jacobian).detach()
+    if strategy.per_sample_features and not all(p.is_leaf for p in step.wrt):
+        direction = strategy(jacobian, features=step.wrt).detach()
+    else:
+        direction = strategy(jacobian).detach()
     step.apply_direction(direction)
     return least_squares_weights(jacobian, direction).to(step.losses.dtype)
 

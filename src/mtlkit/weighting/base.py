@@ -112,8 +112,11 @@ class GramianWeighting(Weighting):
 
     uses_gradients = True
     gramian_only = True
+    needs_gramian: ClassVar[bool] = True
+    """False for weights that do not depend on ``G`` (Mean, Sum): ``forward(None, losses)``
+    then, and no Jacobian is computed."""
 
-    def forward(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:  # pragma: no cover
+    def forward(self, gramian: Tensor | None, losses: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
@@ -128,6 +131,9 @@ class JacobianAggregator(Weighting):
     weights ``w = G⁺ J d`` (``Jᵀw`` is the projection of ``d`` on the span of the rows)."""
 
     uses_gradients = True
+    per_sample_features: ClassVar[bool] = False
+    """Whether ``forward(J, features=...)`` wants the representation tensors (batch first) when
+    ``J`` is taken w.r.t. them (``mode="representation"``), to use the per-sample layout."""
 
     def forward(self, jacobian: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -9,6 +11,9 @@ from mtlkit.weighting.base import GramianWeighting
 
 
 class _Constant(GramianWeighting):
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
+
     def __init__(self, num_tasks: int) -> None:
         super().__init__()
         self.num_tasks = num_tasks
@@ -16,9 +21,14 @@ class _Constant(GramianWeighting):
     def _value(self, num_tasks: int) -> float:
         raise NotImplementedError
 
-    def forward(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
-        t = gramian.shape[0]
-        return torch.full((t,), self._value(t), dtype=gramian.dtype, device=gramian.device)
+    needs_gramian = False
+
+    def forward(self, gramian: Tensor | None, losses: Tensor | None = None) -> Tensor:
+        like = gramian if gramian is not None else losses
+        if like is None:
+            raise ValueError(f"{type(self).__name__}: needs the Gramian or the losses")
+        t = like.shape[0]
+        return torch.full((t,), self._value(t), dtype=like.dtype, device=like.device)
 
 
 class Mean(_Constant):
