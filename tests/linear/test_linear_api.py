@@ -178,7 +178,7 @@ def test_cv_selects_shared_and_mixing_from_lists_and_refits():
     best = np.unravel_index(np.argmin(cv.cv_errors_.mean(axis=2)), (4, 3))
     assert (cv.l1_ratio_, cv.shared_) == [(a, s) for a in (0.5, 1.0) for s in (0.0, 1.0)][best[0]]
     params = {"alpha": cv.alpha_, "l1_ratio": cv.l1_ratio_, "shared": cv.shared_}
-    ref = MultiTaskRegressor("l21", tol=1e-12, **params).fit(X, Y)
+    ref = MultiTaskRegressor("l21", tol=1e-12, max_iter=50000, **params).fit(X, Y)
     np.testing.assert_allclose(cv.coef_, ref.coef_, rtol=1e-5, atol=1e-7)
 
 

@@ -24,15 +24,18 @@ from ._solver import blas_threads, solve_path
 DEFAULT_MIXING_GRID: dict[str, tuple[str, tuple[float, ...]]] = {
     "elasticnet": ("l1_ratio", (0.1, 0.5, 1.0)),
     "l21": ("l1_ratio", (0.1, 0.5, 1.0)),
-    "mean": ("rho", (0.0, 0.01, 0.1, 1.0)),
+    "mean": ("rho", (0.001, 0.01, 0.1, 1.0)),
     "graph": ("rho", (0.01, 0.1, 1.0)),
     "clustered": ("rho", (0.01, 0.1, 1.0)),
 }
 #: ``shared`` candidates searched by default (``shared="auto"``): penalties that shrink every
 #: task toward zero also try the shared-component form (None: without it); ``l2``, ``mean`` and
-#: ``graph`` are left as they are (``l2`` with a shared component is ``mean``).
+#: ``graph`` are left as they are (``l2`` with a shared component is ``mean``). ς = 0.001 (like
+#: ρ = 0.001 for ``mean``) leaves ``w₀`` all but free (on School ς = 0.001 and ς = 0 give the
+#: same EV) yet bounded: with ς = 0 a logistic loss on pooled rows that are linearly separable
+#: (more features than rows) has no minimizer, and FISTA ran to ``max_iter`` at every λ.
 DEFAULT_SHARED_GRID: dict[str, tuple[float | None, ...]] = {
-    name: (None, 0.0) for name in ("l1", "elasticnet", "l21", "trace", "clustered")
+    name: (None, 0.001) for name in ("l1", "elasticnet", "l21", "trace", "clustered")
 }
 
 
@@ -46,6 +49,12 @@ def _candidates(values, default: tuple) -> list:
     return [None if v is None else float(v) for v in values]
 
 
+#: The default CV grid: ``CV_N_ALPHAS`` values from λ_max down to ``CV_DEPTH`` times the default
+#: depth of :func:`regularization_path` (so 1e-5 λ_max for sparse penalties, 1e-7 λ_max =
+#: 1e-5 L_data / μ_R for smooth ones): logistic losses on few, high-dimensional rows want λ
+#: that small (scikit-learn's ``LogisticRegressionCV`` goes to C = 1e4, λ = 1e-4 / n), and the
+#: early stop below skips the small values whenever the CV error has already turned up.
+CV_N_ALPHAS, CV_DEPTH = 30, 1e-2
 #: Early stop of a candidate's λ path: once its fold-averaged held-out error has stayed above
 #: ``(1 + STOP_RISE)`` × its minimum so far for ``STOP_PATIENCE`` consecutive λ values.
 STOP_RISE, STOP_PATIENCE = 0.01, 2
@@ -201,7 +210,12 @@ class _CrossValidated(_LinearMultiTask):
             grids = np.array(
                 [
                     path_alphas(
-                        self._solver_loss(full_loss, mix["shared"]), pen, self.alphas, self.eps
+                        self._solver_loss(full_loss, mix["shared"]),
+                        pen,
+                        self.alphas,
+                        self.eps,
+                        n_default=CV_N_ALPHAS,
+                        depth=CV_DEPTH,
                     )
                     for mix, pen in zip(mixings, penalties, strict=True)
                 ]
@@ -267,34 +281,65 @@ class _CrossValidated(_LinearMultiTask):
 
 
 class MultiTaskRegressorCV(_RegressorOutputs, RegressorMixin, _CrossValidated):
-    """:class:`MultiTaskRegressor` with λ (and ``l1_ratio`` or ``rho`` when given as a list)
-    chosen by K-fold cross-validation on the task-averaged mean squared error.
+    """:class:`MultiTaskRegressor` with λ, the mixing parameter and the shared component chosen
+    by K-fold cross-validation on the task-averaged mean squared error.
 
     Folds are drawn within each task (every task contributes ~1/K of its labelled rows to each
-    fold); for each candidate mixing value the λ path from λ_max is solved on each fold's training
-    rows with warm starts and scored on its held-out rows. The best pair is refitted on all rows.
+    fold). For every candidate combination (mixing value × ``shared`` value) the λ path from
+    λ_max down is solved on each fold's training rows with warm starts and scored on its held-out
+    rows; the best (λ, combination) is refitted on all rows, warm-started along its path.
+
+    Defaults, used when the user gives none (the rule: search what decides whether tasks are
+    pulled toward each other or toward zero, on a small grid, with a λ grid deep enough for
+    few, high-dimensional rows):
+
+    ================  ==============================  ==================================
+    penalty           mixing candidates               ``shared`` candidates
+    ================  ==============================  ==================================
+    ``mean``          ``rho`` ∈ {0.001, 0.01, 0.1, 1}  none
+    ``graph``         ``rho`` ∈ {0.01, 0.1, 1}         none
+    ``clustered``     ``rho`` (η) ∈ {0.01, 0.1, 1}     {None, 0.001}
+    ``l21``           ``l1_ratio`` ∈ {0.1, 0.5, 1}     {None, 0.001}
+    ``elasticnet``    ``l1_ratio`` ∈ {0.1, 0.5, 1}     {None, 0.001}
+    ``l1``, ``trace``  —                               {None, 0.001}
+    ``l2``            —                               none
+    ================  ==============================  ==================================
+
+    (``shared`` None: no shared component; with one task it is never searched.) λ: 30 values
+    from λ_max down to 1e-5 λ_max (sparse penalties) or 1e-7 λ_max (smooth penalties, whose
+    λ_max is 100 L_data / μ_R), each candidate's walk stopped early once its CV error has turned
+    up (``early_stopping``).
 
     Parameters
     ----------
     penalty, edges, n_clusters, fit_intercept, tol, max_iter, precompute, task_weighting
         As in :class:`MultiTaskRegressor`.
     alphas : int, array-like or None
-        λ candidates, or their number (default 20) on a geometric grid from λ_max.
+        λ candidates, or their number (default 30) on the geometric grid above.
     l1_ratio, rho : float, array-like or None
-        Mixing candidates for ``elasticnet``/``l21`` and ``mean``/``graph``/``clustered``.
-    shared : float, array-like or None
-        ``ς`` of the shared component (see :class:`MultiTaskRegressor`), or candidates for it;
-        every combination with the mixing candidates is cross-validated.
+        Mixing value(s) for ``elasticnet``/``l21`` and ``mean``/``graph``/``clustered``; None
+        searches the default grid above.
+    shared : "auto", float, array-like or None
+        ``ς`` of the shared component (see :class:`MultiTaskRegressor`), or candidates for it
+        (None in a list: without a shared component); ``"auto"`` (default) searches the grid
+        above; None never uses one. Every combination with the mixing candidates is
+        cross-validated.
     cv : int
         Number of folds K.
     eps : float or None
-        λ_min / λ_max of the default grid (see :func:`regularization_path`).
+        λ_min / λ_max of the default grid (None: the depths above).
+    early_stopping : bool
+        Stop a candidate's λ walk once its fold-averaged CV error has stayed more than 1% above
+        its minimum so far for 2 consecutive λ values (the skipped entries of ``cv_errors_`` are
+        NaN); False solves every λ.
     random_state : int, RandomState or None
         Seed of the fold assignment.
 
     Attributes
     ----------
-    alpha_, l1_ratio_, rho_, shared_ : the selected values.
+    alpha_, l1_ratio_, rho_, shared_ : the selected values (None where not applicable).
+    mixings_ : list of dict
+        The candidate combinations (``l1_ratio``, ``rho``, ``shared``), rows of ``cv_errors_``.
     alphas_ : ndarray (n_alphas,) or (n_mixings, n_alphas)
     cv_errors_ : ndarray (n_alphas, K) or (n_mixings, n_alphas, K): held-out error per fold.
     coef_, shared_coef_, intercept_, n_iter_, dual_gap_, kkt_residual_, objective_ : of the

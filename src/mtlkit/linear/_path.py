@@ -16,11 +16,14 @@ def default_eps(penalty) -> float:
     return SPARSE_EPS if penalty.sparse_path else SMOOTH_EPS
 
 
-def path_alphas(loss, penalty, alphas, eps) -> np.ndarray:
-    """``alphas`` as given (sorted decreasing), or ``alphas`` values geometric from λ_max."""
+def path_alphas(
+    loss, penalty, alphas, eps, *, n_default: int = 20, depth: float = 1.0
+) -> np.ndarray:
+    """``alphas`` as given (sorted decreasing), or ``alphas`` values (``n_default`` if None)
+    geometric from λ_max to ``eps · λ_max`` (``eps`` None: ``depth · default_eps(penalty)``)."""
     if alphas is None or np.isscalar(alphas):
-        n = 20 if alphas is None else int(alphas)
-        eps = default_eps(penalty) if eps is None else eps
+        n = n_default if alphas is None else int(alphas)
+        eps = depth * default_eps(penalty) if eps is None else eps
         return alpha_grid(lambda_max(loss, penalty), n, eps)
     alphas = np.sort(np.asarray(alphas, dtype=np.float64))[::-1]
     if alphas.size == 0 or np.any(alphas <= 0):

@@ -48,12 +48,12 @@ class MeanRegularization(QuadraticCoupling):
         self.rho = float(rho)
 
     def value(self, W):
-        wbar = W.mean(axis=0)
-        dev = W - wbar
-        return 0.5 * float(np.vdot(dev, dev) + self.rho * W.shape[0] * np.vdot(wbar, wbar))
+        # Σ_t ‖w_t − w̄‖² = ‖W‖² − T‖w̄‖²; sums, not ``mean`` (this runs every FISTA iteration).
+        total = W.sum(axis=0)
+        return 0.5 * float(np.vdot(W, W) - (1.0 - self.rho) * np.vdot(total, total) / W.shape[0])
 
     def grad(self, W):
-        return W - (1.0 - self.rho) * W.mean(axis=0)
+        return W - ((1.0 - self.rho) / W.shape[0]) * W.sum(axis=0)
 
     def metric(self, lam, L_data):
         """``M ∝ L_data I + λQ`` (eigenvalue ``L_data + λ`` on the task deviations, ``L_data + λρ``
@@ -78,12 +78,10 @@ class _MeanMetric:
         self.a, self.m = a / top, m / top
 
     def apply(self, D):
-        mean = D.mean(axis=0)
-        return self.a * D + (self.m - self.a) * mean
+        return self.a * D + ((self.m - self.a) / D.shape[0]) * D.sum(axis=0)
 
     def solve(self, G):
-        mean = G.mean(axis=0)
-        return G / self.a + (1.0 / self.m - 1.0 / self.a) * mean
+        return G / self.a + ((1.0 / self.m - 1.0 / self.a) / G.shape[0]) * G.sum(axis=0)
 
 
 def laplacian(edges, n_tasks: int) -> np.ndarray:
