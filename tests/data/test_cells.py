@@ -1,0 +1,62 @@
+"""Properties of how cells are read (mtlkit.data.cells): missing, numbers, category labels."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mtlkit.data.cells import FLOAT32_MAX, DataError, labels, location, numbers, numeric_share
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(-(2**53) + 1, 2**53 - 1))
+def test_an_integer_code_has_one_label_however_it_is_stored(k):
+    forms = [pd.Series([k]), pd.Series([float(k)]), pd.Series([f"{k}.0"]), pd.Series([f" {k} "])]
+    assert {labels(s).iloc[0] for s in forms} == {str(k)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=st.floats(-FLOAT32_MAX, FLOAT32_MAX, allow_nan=False))
+def test_a_number_and_its_text_have_the_same_label(x):
+    assert labels(pd.Series([x])).iloc[0] == labels(pd.Series([repr(x)])).iloc[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cells=st.lists(
+        st.one_of(st.none(), st.floats(allow_nan=False), st.sampled_from(["1", "x", "NA"])),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_numbers_are_finite_float32_or_an_error_naming_the_row(cells):
+    series = pd.Series(cells, dtype=object)
+    try:
+        values = numbers(series, "feature column 'c'")
+    except DataError as err:
+        assert str(err).startswith("feature column 'c', index ")
+        row = int(str(err).split("index ")[1].split(":")[0])
+        cell = cells[row]
+        assert isinstance(cell, str) and cell != "1" or abs(float(cell)) > FLOAT32_MAX
+        return
+    present = np.array([c is not None for c in cells])
+    assert np.isnan(values[~present]).all()
+    assert (np.abs(values[present]) <= FLOAT32_MAX).all()
+
+
+def test_pandas_na_strings_are_values_and_named_in_errors():
+    series = pd.Series(["1", "NA", None], dtype=object)
+    assert labels(series).tolist() == ["1", "NA", None]
+    with pytest.raises(DataError, match=r"index 1: non-numeric value 'NA' \(pass --na-values NA"):
+        numbers(series, "feature column 'c'")
+    assert numeric_share(series) == 0.5
+
+
+def test_locations_name_csv_lines_and_parquet_rows():
+    frame = pd.DataFrame({"a": [1, 2]})
+    assert location(frame, 1) == "index 1"
+    frame.attrs["source"] = "d.csv"
+    assert location(frame, 1) == "line 3 of 'd.csv'"  # the header is line 1
+    frame.attrs["source"] = "d.parquet"
+    assert location(frame, 1) == "row 2 of 'd.parquet'"
