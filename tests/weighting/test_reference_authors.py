@@ -160,6 +160,17 @@ def aligned_mtl_reference(j: np.ndarray, scale_mode: str) -> np.ndarray:
     return balance.sum(axis=1) @ j / len(g)
 
 
+def test_aligned_mtl_float32_dependent_rows_agree_with_float64():
+    """Defect 1 for Aligned-MTL: the float64 tolerance kept a float32 rounding eigenvalue."""
+    ta = pytest.importorskip("torchjd.aggregation")
+    strategy = make_weighting("aligned_mtl", T)
+    for j in steps("dependent", torch.float32):
+        w32 = weights_of(strategy, gramian_of(j))
+        w64 = weights_of(strategy, gramian_of(j.double()))
+        torch.testing.assert_close(w32.double(), w64, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(w32 @ j, ta.AlignedMTL()(j), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("scale_mode", ["min", "median", "rmse"])
 @pytest.mark.parametrize(("kind", "dtype"), CASES, ids=CASE_IDS)
 def test_aligned_mtl(kind, dtype, scale_mode):
