@@ -5,8 +5,10 @@ Each reference below is written here, from the formulas of the code named in its
 hard Jacobians: exactly linearly dependent rows (task 3 = task 1 + task 2) in float32 and
 float64, a Gramian with eigenvalue ratio ≥ 1e4, gradient norms that differ by 1e4, and
 near-duplicate and opposed tasks. Where the authors' solver is iterative or inexact (MGDA's
-Frank–Wolfe, Nash-MTL's sequence of convex programs, CAGrad's default-tolerance SLSQP) the
-reference solves the same problem exactly by another route (KKT enumeration, a root finder).
+Frank–Wolfe, Nash-MTL's sequence of convex programs) the reference solves the same problem
+exactly by another route (KKT enumeration, a root finder); CAGrad's SLSQP runs at a tight
+tolerance from several starts. Stateful strategies (GradVac, DB-MTL, FAMO, UW, DWA, GradNorm)
+are replayed step by step and their state compared.
 """
 
 from __future__ import annotations
