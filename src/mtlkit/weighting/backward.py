@@ -305,7 +305,9 @@ def mtl_backward(
         the batch.
     strategy:
         A strategy object, or the registry name of a stateless one (a stateful strategy must be
-        built once with :func:`~mtlkit.weighting.make_weighting` and passed each step).
+        built once with :func:`~mtlkit.weighting.make_weighting` and passed each step). On a
+        GPU, move a stateful strategy with the model (``strategy.to(device)``); the gradients
+        are computed on the device of the losses.
     features:
         The shared representation (tensor or tensors) the task heads read. Shared parameters
         are those leading to it; ``mode="representation"`` strategies differentiate w.r.t. it.

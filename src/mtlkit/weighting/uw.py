@@ -43,7 +43,7 @@ class UncertaintyWeighting(LossWeighting):
 
     def forward(self, losses: Tensor) -> Tensor:
         """``wₜ = ½ exp(−sₜ)``, differentiable in ``s``."""
-        return (0.5 * torch.exp(-self.log_vars)).to(losses.dtype)
+        return (0.5 * torch.exp(-self.log_vars)).to(losses)
 
     def penalty(self) -> Tensor:
         """``½ Σₜ sₜ``."""
