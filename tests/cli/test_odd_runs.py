@@ -9,6 +9,7 @@ CLI runs in-process on the penguins data for one or two epochs. Add a case by ad
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -20,9 +21,8 @@ import pytest
 import torch
 import yaml
 
+import mtlkit.training.checkpoint as checkpoint_module
 from mtlkit.cli.main import main
-from mtlkit.training import checkpoint as checkpoint_module
-from mtlkit.training import run as run_module
 from mtlkit.training.trainer import Trainer
 
 QUICK = ["--dataset", "penguins", "--epochs", "1", "--no-progress", "--batch-size", "64"]
@@ -139,11 +139,6 @@ BAD_FLAGS = [
     (["--set", "optim.scheduler=nope"], "optim.scheduler: unknown scheduler"),
     (["--set", "optim.scheduler=steplr"], "optim.scheduler_options"),
     (["--set", "training.monitor=species:mse"], "training.monitor"),
-    # the baseline is checked before the main run writes anything
-    (
-        ["--arch", "mmoe", "--set", "model.arch_options.num_experts=2", "--baselines"],
-        "'stl'",
-    ),
     # files named by the config
     (["--init-from", "/nonexistent/run"], "model.init_from"),
     (["--set", "model.pretrained_encoder=/nonexistent.pt"], "model.pretrained_encoder"),
@@ -222,9 +217,9 @@ def test_unwritable_output_folder(tmp_path, monkeypatch):
 
 
 def test_missing_optional_dependency_is_found_before_writing(tmp_path, monkeypatch):
-    real = run_module.importlib.util.find_spec
+    real = importlib.util.find_spec
     monkeypatch.setattr(
-        run_module.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name == "tensorboard" else real(name, *a),
     )
@@ -518,3 +513,30 @@ def test_resume_finishes_interrupted_baselines(tmp_path, monkeypatch):
 
 def _raise_keyboard_interrupt(*args, **kwargs):
     raise KeyboardInterrupt
+
+
+def test_skipped_batches_are_reported_and_an_all_skipped_epoch_stops(tmp_path):
+    out = tmp_path / "run"
+    skip = ["--set", "training.on_nonfinite=skip", "--lr", "1e30", "--out", str(out)]
+    code, printed, err = _cli("train", *QUICK, *skip)  # the first step blows the weights up
+    assert code == 0, err
+    skipped = _strict(out / "summary.json")["skipped_batches"]
+    assert skipped >= 1 and f"skipped {skipped} batch(es) with a non-finite loss" in printed
+    code, _, err = _cli("train", *QUICK, *skip, "--epochs", "3", "--overwrite")
+    assert code == 1 and "every batch of epoch" in err and len(err.strip().splitlines()) == 1
+    assert _strict(out / "metrics.jsonl")  # the epochs before it are logged and checkpointed
+
+
+def test_baselines_keep_only_the_options_stl_has(tmp_path):
+    """``--arch mmoe`` options (num_experts) are mmoe's; the stl baselines keep head_hidden."""
+    out = tmp_path / "run"
+    options = ["--set", "model.arch_options={num_experts: 2, head_hidden: 4}"]
+    mmoe = ["--arch", "mmoe", *options, "--baselines", "--epochs", "2"]
+    code, _, err = _cli("train", *QUICK, *mmoe, "--out", str(out))
+    assert code == 0, err
+    stl = yaml.safe_load((out / "stl" / "config.yaml").read_text())["model"]
+    assert stl["arch"] == "stl" and stl["arch_options"] == {"head_hidden": 4}
+    summary = _strict(out / "summary.json")
+    assert "baseline_test" in summary
+    # Δm is a number, or null with the reason (a baseline metric of 0 after 2 epochs)
+    assert isinstance(summary["delta_m"], float) or summary["delta_m_undefined"]

@@ -38,7 +38,8 @@ def config_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_node_run(tmp_path_factory, config_file):
-    """Two torchrun launches, ``--nnodes=2``, node ranks 0 and 1, one process each."""
+    """Two torchrun launches, ``--nnodes=2``, node ranks 0 and 1, one process each, with the
+    single-task baselines."""
     out = tmp_path_factory.mktemp("runs") / "two-nodes"
     port = free_port()
     commands = [
@@ -55,6 +56,7 @@ def two_node_run(tmp_path_factory, config_file):
             str(config_file),
             "--out",
             str(out),
+            "--baselines",
         )
         for node in (0, 1)
     ]
@@ -70,6 +72,9 @@ def test_two_nodes_on_loopback_produce_one_run_directory(two_node_run):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs_run"] == EPOCHS
     assert set(summary["test"]) == {"task0", "task1", "task2"}
+    # --baselines: both ranks trained the single-task models, rank 0 added Δm to the summary
+    assert set(summary["baseline_test"]) == set(summary["test"]) and "delta_m" in summary
+    assert json.loads((out / "stl" / "summary.json").read_text())["epochs_run"] == EPOCHS
     assert (out / "model.pt").is_file() and (out / "checkpoint.pt").is_file()
     assert not list(out.glob(".*.tmp"))  # no leftovers of the atomic writes
     # only rank 0 prints the report

@@ -11,6 +11,7 @@ KEY=VALUE`` (a YAML value). :func:`run_config` merges them into ``--config`` (or
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -192,5 +193,6 @@ def run_directory(config: Config, suffix: str, overwrite: bool) -> Path:
         config.data.path = str(Path(config.data.path).resolve())
     name = Path(config.data.path).stem if config.data.path else config.data.dataset
     out = Path(config.out or f"runs/{name}-{suffix}")
-    check_new_run_directory(out, overwrite)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 checks (and then writes)
+        check_new_run_directory(out, overwrite)
     return out

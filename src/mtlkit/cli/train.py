@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import signal
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import Any
 from mtlkit.analysis import comparison_table, delta_m
 from mtlkit.cli.commands import _metrics_of
 from mtlkit.cli.flags import config_overrides, run_config, run_directory
-from mtlkit.config import Config, ConfigError, from_dict, load_config, merge, with_overrides
+from mtlkit.config import Config, ConfigError, from_dict, load_config, merge
 from mtlkit.data import DatasetBundle
 from mtlkit.data.table import label_report
 from mtlkit.runs.build import build_model, load_bundle, prepare_transfer
@@ -73,8 +74,11 @@ def _train(args: argparse.Namespace) -> int:
         print(describe(model))
         return 0
     baseline = _baseline_config(config)
-    if baseline is not None:
-        check_run(baseline, bundle)  # a baseline that cannot train fails before anything is written
+    if baseline is not None:  # a baseline that cannot train fails before anything is written
+        try:
+            check_run(baseline, bundle)
+        except ConfigError as err:
+            raise ConfigError(f"--baselines: the single-task models (arch stl): {err}") from None
     print(f"{bundle.name}: {len(bundle.tasks)} tasks")
     print("\n".join(label_report(bundle)))
     result = train_run(config, out, overwrite=args.overwrite, bundle=bundle)
@@ -83,11 +87,23 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _baseline_config(config: Config) -> Config | None:
+    """The single-task baselines: ``stl`` with the same encoder, data and optimizer.
+
+    Of ``model.arch_options`` they keep those ``stl`` has (``head_hidden``); the others belong
+    to the multi-task architecture (``num_experts``...).
+    """
     if not config.baselines or config.model.arch == "stl":
         return None
-    return with_overrides(
-        config, {"model.arch": "stl", "weighting.name": "ew", "weighting.options": {}}
-    )
+    from mtlkit.models.architectures import ARCHITECTURES
+
+    accepted = inspect.signature(ARCHITECTURES["stl"]).parameters
+    data = config.to_dict()
+    data["model"]["arch"] = "stl"
+    data["model"]["arch_options"] = {
+        k: v for k, v in config.model.arch_options.items() if k in accepted
+    }
+    data["weighting"] = {"name": "ew", "options": {}}
+    return from_dict(Config, data)
 
 
 def _baseline_test(
@@ -118,13 +134,19 @@ def _report(
     metrics = _metrics_of(bundle.tasks)
     results = {config.model.arch: result.test}
     delta: dict[str, float] = {}
+    undefined = None
     if baseline is not None:
         baseline_test = _baseline_test(baseline, out, bundle)
         results = {"stl": baseline_test, config.model.arch: result.test}
-        delta = {config.model.arch: delta_m(result.test, baseline_test, metrics)}
+        try:
+            delta = {config.model.arch: delta_m(result.test, baseline_test, metrics)}
+        except ValueError as err:  # e.g. a baseline metric of 0: the relative change is undefined
+            undefined = f"Δm is undefined: {err}"
         if result.is_main:  # under torchrun, rank 0 alone writes the run directory
             summary = read_json(out / "summary.json", "summary")
-            summary["delta_m"] = delta[config.model.arch]
+            summary["delta_m"] = delta.get(config.model.arch)
+            if undefined:
+                summary["delta_m_undefined"] = undefined
             summary["baseline_test"] = baseline_test
             atomic_write_text(strict_json(summary, indent=2), out / "summary.json")
     skipped = result.history[-1].get("skipped_batches", 0) if result.history else 0
@@ -132,6 +154,8 @@ def _report(
         print(f"skipped {skipped} batch(es) with a non-finite loss (training.on_nonfinite: skip)")
     print(f"\n{bundle.name}: test metrics ({out})")
     print(comparison_table(results, metrics, delta))
+    if undefined:
+        print(undefined)
     if result.before:
         old = {t: m for t, m in metrics.items() if t in result.before}
         moved = {"before": result.before, "after": {t: result.test[t] for t in old}}
