@@ -11,7 +11,6 @@ from mtlkit.weighting.base import (
     GramianWeighting,
     JacobianAggregator,
     LossWeighting,
-    StepContext,
     Weighting,
 )
 from mtlkit.weighting.engine import GradientEngine
@@ -27,7 +26,6 @@ __all__ = [
     "JacobianAggregator",
     "LossWeighting",
     "RepresentationGradients",
-    "StepContext",
     "Weighting",
     "aggregate",
     "make_weighting",

@@ -32,13 +32,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
-
-from mtlkit.weighting.engine import GradientEngine
 
 
 class Weighting(nn.Module):
@@ -73,19 +70,6 @@ class Weighting(nn.Module):
     def on_epoch_end(self, epoch_losses: Tensor) -> None:
         """Called with the mean training loss of each task after every epoch."""
 
-    def backward(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        """Thin alias of :func:`mtlkit.mtl_backward` for the former call contract."""
-        from mtlkit.weighting.backward import mtl_backward
-
-        return mtl_backward(
-            list(losses.unbind()) if isinstance(losses, Tensor) else list(losses),
-            self,
-            features=ctx.representation,
-            shared_params=ctx.shared_params,
-            task_params=ctx.task_params,
-            engine=ctx.engine,
-        )
-
 
 class LossWeighting(Weighting):
     """``w = f(L)``; the update is ``∇ Σₜ wₜLₜ`` (shared and task-specific parameters alike).
@@ -101,10 +85,6 @@ class LossWeighting(Weighting):
         """A term added to the objective for the strategy's own parameters (default: none)."""
         return None
 
-    def weights(self, losses: Tensor) -> Tensor:
-        """Alias of ``forward`` (detached)."""
-        return self(losses).detach()
-
 
 class GramianWeighting(Weighting):
     """``w = f(G)`` with ``G = J Jᵀ``; the shared parameters receive ``Jᵀw`` and the
@@ -118,10 +98,6 @@ class GramianWeighting(Weighting):
 
     def forward(self, gramian: Tensor | None, losses: Tensor | None = None) -> Tensor:
         raise NotImplementedError
-
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
-        """Alias of ``forward``."""
-        return self(gramian)
 
 
 class JacobianAggregator(Weighting):
@@ -138,27 +114,11 @@ class JacobianAggregator(Weighting):
     def forward(self, jacobian: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
-        """Alias of ``forward``."""
-        return self(jacobian)
-
 
 def least_squares_weights(jacobian: Tensor, direction: Tensor) -> Tensor:
     """``w`` minimising ``‖Jᵀw − d‖``: ``w = (J Jᵀ)⁺ J d``."""
     jacobian = jacobian.detach().double()
     return torch.linalg.pinv(jacobian @ jacobian.T) @ (jacobian @ direction.detach().double())
-
-
-@dataclass
-class StepContext:
-    """The former call contract of ``Weighting.backward`` (kept for :meth:`Weighting.backward`)."""
-
-    shared_params: Sequence[nn.Parameter]
-    task_params: Sequence[nn.Parameter]
-    engine: GradientEngine = field(default_factory=GradientEngine)
-    step: int = 0
-    epoch: int = 0
-    representation: Tensor | None = None
 
 
 def _task_index(dims: tuple[int, ...], index: Tensor, ndim: int) -> tuple:
