@@ -1,4 +1,10 @@
-"""λ (and the mixing parameter) by K-fold cross-validation over the regularization path."""
+"""λ, the mixing parameter and the shared component by K-fold cross-validation.
+
+Candidates not given by the user come from small default grids (``DEFAULT_MIXING_GRID``,
+``DEFAULT_SHARED_GRID``, a λ grid of ``CV_N_ALPHAS`` values); each candidate's λ path is walked
+with warm starts and stopped early once its CV error has turned up (``STOP_RISE``,
+``STOP_PATIENCE``). See docs/linear.md, section Cross-validation.
+"""
 
 from __future__ import annotations
 

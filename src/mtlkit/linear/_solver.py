@@ -114,7 +114,8 @@ def fista(
     ``L`` is the initial Lipschitz estimate; backtracking doubles it until the quadratic upper
     bound holds at the trial point. With a ``problem.metric`` ``M`` (smooth penalties only) the
     steps are ``W − M⁻¹∇/L`` and the bound and restart test use ``‖·‖_M``: preconditioned
-    FISTA, the same method in the variables ``M^{1/2} W``.
+    FISTA, the same method in the variables ``M^{1/2} W``; the intercepts use the scalar metric
+    ``problem.b_scale`` the same way.
     """
     metric, b_scale = problem.metric, problem.b_scale
     W, b = W.copy(), b.copy()
