@@ -540,3 +540,18 @@ def test_baselines_keep_only_the_options_stl_has(tmp_path):
     assert "baseline_test" in summary
     # Δm is a number, or null with the reason (a baseline metric of 0 after 2 epochs)
     assert isinstance(summary["delta_m"], float) or summary["delta_m_undefined"]
+
+
+@pytest.mark.parametrize("failing_write", [1, 2], ids=["tasks.json", "config.yaml"])
+def test_disk_full_while_starting_leaves_nothing_behind(tmp_path, monkeypatch, failing_write):
+    real = os.fsync
+    monkeypatch.setattr(
+        checkpoint_module.os, "fsync", _fail_on_call(failing_write, OSError(28, "full"), real)
+    )
+    out = tmp_path / "run"
+    code, _, err = _cli("train", *QUICK, "--out", str(out))
+    _assert_one_line_error(code, err, "cannot write")
+    assert not out.exists() or not any(out.iterdir())
+    monkeypatch.undo()
+    code, _, err = _cli("train", *QUICK, "--out", str(out))  # the retry is not blocked
+    assert code == 0, err

@@ -86,7 +86,8 @@ class RunInterrupted(Exception):
 
 
 def _on_main(ctx: DistContext | None, action: Callable[[], None]) -> None:
-    """Run ``action`` on rank 0; its :class:`ConfigError` is raised on every rank (no hang)."""
+    """Run ``action`` on rank 0; its error (a ``ValueError``: :class:`ConfigError`,
+    :class:`FileError`) is raised on every rank as a :class:`ConfigError` (no rank hangs)."""
     if ctx is None:
         action()
         return
@@ -94,7 +95,7 @@ def _on_main(ctx: DistContext | None, action: Callable[[], None]) -> None:
     if ctx.is_main:
         try:
             action()
-        except ConfigError as err:
+        except ValueError as err:
             message = str(err)
     message = ctx.broadcast_object(message, what="run directory check")
     if message is not None:
@@ -170,19 +171,8 @@ def train_run(
     try:
         if state is not None:
             restore(state, trainer, loader, path)
-        if path is not None and is_main:
-            remove_temp_files(path)
-            if resume:
-                keep_log_lines(path, trainer.epoch)
-                config_text = yaml.safe_dump(config.to_dict(), sort_keys=False)
-                if (path / "config.yaml").read_text() != config_text:  # a new --epochs
-                    atomic_write_text(config_text, path / "config.yaml")
-            else:
-                clear_run_directory(path)
-                metadata = strict_json(bundle_metadata(bundle, config), indent=2)
-                atomic_write_text(metadata, path / "tasks.json")
-                config_text = yaml.safe_dump(config.to_dict(), sort_keys=False)
-                atomic_write_text(config_text, path / "config.yaml")
+        if path is not None:
+            _on_main(ctx, lambda: _prepare_files(path, config, bundle, resume, trainer.epoch))
         if ctx is not None:
             ctx.barrier("start")
         return _train(config, trainer, loader, bundle, path, ctx, before, transfer, on_epoch_end)
@@ -191,6 +181,33 @@ def train_run(
         raise RunInterrupted(message, getattr(err, "signal_number", signal.SIGINT)) from None
     finally:
         lock.__exit__(None, None, None)
+
+
+def _prepare_files(
+    path: Path, config: Config, bundle: DatasetBundle, resume: bool, epochs_done: int
+) -> None:
+    """The run directory's files before training: a new run's, or a resumed one's trimmed.
+
+    A new run writes ``tasks.json``, then ``config.yaml`` (what marks a run directory); if
+    either cannot be written (a full disk), neither is left behind to block the retry.
+    """
+    remove_temp_files(path)
+    config_text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    if resume:
+        keep_log_lines(path, epochs_done)
+        if (path / "config.yaml").read_text() != config_text:  # a new --epochs
+            atomic_write_text(config_text, path / "config.yaml")
+        return
+    clear_run_directory(path)
+    try:
+        atomic_write_text(
+            strict_json(bundle_metadata(bundle, config), indent=2), path / "tasks.json"
+        )
+        atomic_write_text(config_text, path / "config.yaml")
+    except FileError:
+        for name in ("tasks.json", "config.yaml"):
+            (path / name).unlink(missing_ok=True)
+        raise
 
 
 def _interrupted_message(trainer: Trainer, epochs: int, path: Path | None) -> str:
