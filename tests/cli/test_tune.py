@@ -15,6 +15,7 @@ import yaml
 
 from mtlkit.cli.main import main
 from mtlkit.config import Config, from_dict, read_config_file
+from mtlkit.config.schema import ModelConfig
 from mtlkit.data import load_dataset
 from mtlkit.tuning import kfold_bundles, parse_space, read_tune_config, suggest
 
@@ -84,6 +85,7 @@ def test_rerun_continues_an_interrupted_study(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(study_module, "train_run", interrupted_on_third_trial)
     assert main(["tune", "--config", config, "--out", str(out)]) == 130
+    assert "rerun the same command to continue it" in capsys.readouterr().err
     first = {t.number: (t.state.name, t.value) for t in load(out).trials}
     assert [s for s, _ in first.values()] == ["COMPLETE", "COMPLETE", "FAIL"]
 
@@ -249,7 +251,7 @@ def test_space_types_conditions_and_list_choices():
                 "when": {"regularization.kind": "l2"},
             },
         },
-        Config().to_dict(),
+        Config(model=ModelConfig(arch="mmoe")).to_dict(),  # num_experts is an MMoE option
     )
     assert [p.kind for p in space] == ["float", "int", "categorical", "categorical", "float"]
     fixed = {

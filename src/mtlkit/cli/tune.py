@@ -55,6 +55,27 @@ def _split_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
 
 
 def tune(args: argparse.Namespace) -> int:
+    import signal
+
+    from mtlkit.cli.train import sigterm_as_interrupt
+    from mtlkit.runs.train import RunInterrupted
+
+    with sigterm_as_interrupt():
+        try:
+            return _tune(args)
+        except (KeyboardInterrupt, RunInterrupted) as err:
+            if isinstance(err, RunInterrupted):
+                signal_number = err.exit_code - 128
+            else:
+                signal_number = getattr(err, "signal_number", signal.SIGINT)
+            raise RunInterrupted(
+                "interrupted; the study keeps its finished trials (the one under way is marked "
+                "failed): rerun the same command to continue it",
+                signal_number,
+            ) from None
+
+
+def _tune(args: argparse.Namespace) -> int:
     from mtlkit.tuning import read_tune_config
     from mtlkit.tuning import tune as run_study
 
