@@ -206,6 +206,9 @@ def test_kfold_cv_scores_each_trial_by_the_mean_over_folds(tmp_path):
         assert trial.value == pytest.approx(sum(folds) / 3)
         assert sorted(trial.intermediate_values) == [1, 2, 3]  # step = fold · epochs + epoch
     assert "by 3-fold CV" in (out / "config.yaml").read_text()
+    for row in read_trials(out):
+        folds = json.loads(row["fold_values"])
+        assert float(row["value"]) == pytest.approx(sum(folds) / 3, rel=1e-5)
 
 
 def test_kfold_bundles_partition_train_and_val_and_keep_test():

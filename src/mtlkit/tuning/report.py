@@ -50,18 +50,24 @@ def _cell(value: Any) -> str:
 
 
 def trials_csv(study: Any) -> str:
-    """One row per trial: number, state, value, epochs reported, seconds, the sampled fields."""
+    """One row per trial: number, state, value, epochs reported, seconds, the sampled fields.
+
+    With K-fold CV a ``fold_values`` column holds each fold's value (their mean is ``value``).
+    """
     trials = study.get_trials(deepcopy=False)
     keys: list[str] = []
     for trial in trials:
         keys += [k for k in trial.user_attrs.get("overrides", {}) if k not in keys]
+    folds = any("fold_values" in t.user_attrs for t in trials)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*TRIAL_COLUMNS, *keys])
+    writer.writerow([*TRIAL_COLUMNS, *(["fold_values"] if folds else []), *keys])
     for trial in trials:
         overrides = trial.user_attrs.get("overrides", {})
         value = trial_value(trial)
         row = [trial.number, _state(trial), value, len(trial.intermediate_values), _seconds(trial)]
+        if folds:
+            row.append(trial.user_attrs.get("fold_values"))
         writer.writerow([_cell(v) for v in row] + [_cell(overrides.get(k)) for k in keys])
     return buffer.getvalue()
 
