@@ -131,23 +131,20 @@ class Objective:
     """Train one configured run per trial (one per fold with ``cv_folds``) and return its score.
 
     ``base`` is the config every trial starts from; a trial sets the ``space`` fields it
-    samples, ``training.monitor`` to ``metric`` and turns progress bars off.
+    samples, ``training.monitor`` to ``metric`` and turns progress bars off. ``direction``
+    (``minimize`` or ``maximize``) follows from the metric.
     """
 
     def __init__(
-        self,
-        base: Config,
-        space: list[Param],
-        metric: str,
-        direction: str,
-        cv_folds: int | None = None,
+        self, base: Config, space: list[Param], metric: str, cv_folds: int | None = None
     ) -> None:
         self.base = base.to_dict()
         self.space = space
         self.metric = metric
-        self.sign = 1.0 if direction == "maximize" else -1.0
         self.cv_folds = cv_folds
         self._bundles: dict[str, list[DatasetBundle]] = {}
+        self.direction = metric_direction(metric, self.bundles(self.config({}))[0])
+        self.sign = 1.0 if self.direction == "maximize" else -1.0
 
     def config(self, overrides: dict[str, Any], progress: bool = False) -> Config:
         """The base config with a trial's ``overrides`` and the tuned metric as monitor."""

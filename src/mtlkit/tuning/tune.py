@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from mtlkit.config import Config, ConfigError
-from mtlkit.runs import load_bundle
 from mtlkit.training import NonFiniteLossError
 from mtlkit.tuning.report import describe_trial, write_outputs
 from mtlkit.tuning.space import DEFAULT_SPACE, parse_space
@@ -18,7 +17,6 @@ from mtlkit.tuning.study import (
     check_space_fits,
     finished,
     import_optuna,
-    metric_direction,
     open_study,
     scoring_fields,
 )
@@ -57,10 +55,10 @@ def tune(
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     space = parse_space(settings.space or DEFAULT_SPACE, base.to_dict())
     metric = settings.metric or base.training.monitor
-    direction = metric_direction(metric, load_bundle(base))
+    objective = Objective(base, space, metric, settings.cv_folds)
+    direction = objective.direction
     if settings.direction is not None and settings.direction != direction:
         raise ConfigError(f"tune.direction: {metric!r} is to {direction}, not {settings.direction}")
-    objective = Objective(base, space, metric, direction, settings.cv_folds)
     objective.check()
     scoring = scoring_fields(base, metric, settings.cv_folds)
     epochs = base.training.epochs
