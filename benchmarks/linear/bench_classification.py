@@ -128,6 +128,7 @@ def accuracy(tasks, preds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, …")
     parser.add_argument("--datasets", type=str, default=",".join(DATASETS))
     parser.add_argument("--penalties", type=str, default=",".join(PENALTIES))
     parser.add_argument("--train", type=int, default=30, help="labelled rows per task")
@@ -144,7 +145,7 @@ def main():
         acc = {m: [] for m in methods}
         secs = {m: 0.0 for m in methods}
         chosen = {m: "" for m in methods}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             tasks = make_tasks(name, seed, args)
             for m in methods:
                 t0 = time.perf_counter()
@@ -157,7 +158,12 @@ def main():
                     chosen[m] = ", ".join(f"{k}={v:g}" for k, v in picked.items())
                 secs[m] += time.perf_counter() - t0
                 acc[m].append(accuracy(tasks, preds))
-                print(f"  {name} seed={seed} {m}: {acc[m][-1]:.3f}", file=sys.stderr)
+                print(
+                    f"  {name} seed={seed} {m}: {acc[m][-1]:.3f} "
+                    f"({time.perf_counter() - t0:.1f} s) {chosen[m]}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         base = np.mean(acc[methods[0]])
         for m in methods:
             a = np.array(acc[m])
