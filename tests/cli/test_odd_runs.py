@@ -422,7 +422,7 @@ INTERRUPTIONS = {
     "checkpoint-write-epoch-2": (checkpoint_module.torch, "save", 2),
     "validation-epoch-2": (Trainer, "evaluate", 2),
     "final-test-evaluation": (Trainer, "evaluate", 3),
-    "train-step-5": (Trainer, "train_step", 5),
+    "train-step-5": (Trainer, "_update", 5),  # the 5th optimizer step
     "model-write": (checkpoint_module.torch, "save", 3),
 }
 
@@ -555,3 +555,21 @@ def test_disk_full_while_starting_leaves_nothing_behind(tmp_path, monkeypatch, f
     monkeypatch.undo()
     code, _, err = _cli("train", *QUICK, "--out", str(out))  # the retry is not blocked
     assert code == 0, err
+
+
+@pytest.mark.parametrize("command", ["init-from", "pretrained-encoder", "predict"])
+def test_damaged_weights_named_by_other_commands(run_copy, tmp_path, command):
+    (run_copy / "model.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    out = tmp_path / "out"
+    if command == "init-from":
+        argv = ["train", *QUICK, "--init-from", str(run_copy), "--out", str(out)]
+    elif command == "pretrained-encoder":
+        weights = f"model.pretrained_encoder={run_copy / 'model.pt'}"
+        argv = ["train", *QUICK, "--set", weights, "--out", str(out)]
+    else:
+        rows = tmp_path / "rows.csv"
+        rows.write_text("bill_length_mm,bill_depth_mm,flipper_length_mm,island\n39,18,181,Dream\n")
+        argv = ["predict", str(run_copy), "--input", str(rows), "--output", str(out)]
+    code, _, err = _cli(*argv)
+    _assert_one_line_error(code, err, "model.pt")
+    assert "truncated or not a file saved by mtlkit" in err and not out.exists()
