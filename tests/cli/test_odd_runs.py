@@ -573,3 +573,30 @@ def test_damaged_weights_named_by_other_commands(run_copy, tmp_path, command):
     code, _, err = _cli(*argv)
     _assert_one_line_error(code, err, "model.pt")
     assert "truncated or not a file saved by mtlkit" in err and not out.exists()
+
+
+def test_a_lock_from_another_host_is_not_taken_over(run_copy):
+    (run_copy / ".lock").write_text("123 some-other-node\n")  # cannot check that pid from here
+    code, _, err = _cli("train", "--resume", str(run_copy))
+    _assert_one_line_error(code, err, "is in use by process 123 on some-other-node")
+    assert (run_copy / ".lock").read_text() == "123 some-other-node\n"
+
+
+@pytest.mark.parametrize("change", ["deleted", "edited"])
+def test_resume_refuses_a_data_file_that_is_gone_or_changed(tmp_path, change):
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n" + "".join(f"{i},{i % 7},{2 * i}\n" for i in range(40)))
+    out = tmp_path / "run"
+    code, _, err = _cli(
+        "train", "--data", str(table), "--task", "y:regression:y", *QUICK[2:], "--out", str(out)
+    )
+    assert code == 0, err
+    checkpoint = out / "checkpoint.pt"
+    checkpoint.unlink()  # as if killed before it: --resume would train from scratch
+    if change == "deleted":
+        table.unlink()
+    else:
+        table.write_text(table.read_text().replace("3,3,6", "3,3,7"))
+    code, _, err = _cli("train", "--resume", str(out))
+    _assert_one_line_error(code, err, "gone" if change == "deleted" else "changed")
+    assert not checkpoint.exists()
