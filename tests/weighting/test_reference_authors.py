@@ -233,6 +233,21 @@ def test_cagrad(kind, dtype):
         assert_direction(w.double() @ j.double(), expected, j, 1e-4 + rtol_for(dtype, kind))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cagrad_pareto_stationary_gives_the_mean(dtype):
+    """A zero gradient, or exactly opposed ones, make g_w = 0: the authors' update is g₀ (their
+    c/(‖g_w‖ + 1e-8) times g_w = 0), with weights 1/T, not √φ/1e-8 on a head."""
+    strategy = make_weighting("cagrad", T)
+    (j,) = steps("opposed", dtype, n=1)
+    for jac in (j * torch.tensor([[1.0], [0.0], [1.0]], dtype=dtype), torch.stack([j[0], -j[0]])):
+        t = jac.shape[0]
+        strategy = make_weighting("cagrad", t)
+        w = weights_of(strategy, gramian_of(jac))
+        expected = cagrad_reference(jac.double().numpy(), 0.5, 1)
+        assert_direction(w.double() @ jac.double(), expected, jac, 1e-4 + rtol_for(dtype))
+        assert float(w.abs().max()) <= 1.0
+
+
 @pytest.mark.parametrize(("c", "rescale"), [(0.4, 0), (0.9, 2)])
 def test_cagrad_options(c, rescale):
     strategy = make_weighting("cagrad", T, c=c, rescale=rescale)
