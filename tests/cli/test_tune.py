@@ -123,21 +123,22 @@ def test_rerun_continues_an_interrupted_study(tmp_path, monkeypatch, capsys):
 def test_a_killed_study_continues_where_it_stopped(tmp_path):
     """SIGKILL in the middle of a trial: the rerun keeps the finished trials and adds the rest."""
     config = write_config(
-        tmp_path, {"space": {"optim.lr": [0.003, 0.01]}, "trials": 3}, training={"epochs": 20}
+        tmp_path, {"space": {"optim.lr": [0.003, 0.01]}, "trials": 3}, training={"epochs": 60}
     )
     out = tmp_path / "study"
     command = [sys.executable, "-m", "mtlkit", "tune", "--config", config, "--out", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
 
-    def in_second_trial():  # trial 0 done, trial 1 has reported an epoch
+    def in_second_trial():  # trial 0 done, trial 1 (60 epochs) started
         if not (out / "trials.csv").exists():  # written when trial 0 has finished
             return False
         trials = load(out).trials
-        return len(trials) == 2 and trials[1].intermediate_values
+        return len(trials) == 2 and trials[1].state.name == "RUNNING"
 
-    while not in_second_trial() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while not in_second_trial():
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
     process.kill()
     process.wait()
     before = load(out).trials
