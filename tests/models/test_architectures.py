@@ -137,7 +137,7 @@ def test_describe_reports_the_parameter_count(arch, options):
         ("cross_stitch", {"stitch_after": [5]}, "stitch_after"),
         ("cross_stitch", {"granularity": "pixel"}, "granularity"),
         ("multi_input", {"fusion": "product"}, "fusion"),
-        ("mtan", {"heads": 2}, "bad options"),
+        ("mtan", {"heads": 2}, "model 'mtan': model.arch_options: unknown option 'heads'"),
     ],
 )
 def test_bad_options_are_reported(arch, options, message):

@@ -9,11 +9,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import importlib
 import math
 import types
 import typing
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from typing import Any
+
+from mtlkit._param_validation import Interval
 
 
 class ConfigError(ValueError):
@@ -156,51 +160,28 @@ class Config:
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True)
-class Interval:
-    """The allowed values of a numeric field: ``low`` to ``high`` (``None``: unbounded).
-
-    ``closed`` says which ends belong to it: ``both``, ``left``, ``right`` or ``neither``.
-    """
-
-    low: float | None
-    high: float | None
-    closed: str = "both"
-
-    def __contains__(self, value: float) -> bool:
-        left = self.closed in ("both", "left")
-        right = self.closed in ("both", "right")
-        if self.low is not None and (value < self.low or (value == self.low and not left)):
-            return False
-        return self.high is None or value < self.high or (value == self.high and right)
-
-    def __str__(self) -> str:
-        left = ">=" if self.closed in ("both", "left") else ">"
-        if self.high is None:
-            return f"{left} {self.low}"
-        brackets = {"both": "[]", "left": "[)", "right": "(]", "neither": "()"}[self.closed]
-        return f"in {brackets[0]}{self.low}, {self.high}{brackets[1]}"
-
-
 _RANGES: dict[str, Interval] = {
-    "data.batch_size": Interval(1, None),
-    "data.val_size": Interval(0.0, 0.9),
-    "data.test_size": Interval(0.0, 0.9),
-    "optim.lr": Interval(0.0, None, closed="neither"),
-    "training.epochs": Interval(1, None),
-    "training.grad_clip": Interval(0.0, None, closed="neither"),
-    "training.patience": Interval(1, None),
-    "regularization.strength": Interval(0.0, None),
-    "regularization.l1_ratio": Interval(0.0, 1.0),
-    "optim.trunk_lr_scale": Interval(0.0, None),
-    "threads": Interval(1, None),
-    "model.freeze_stages": Interval(1, None),
+    "data.batch_size": Interval(Integral, 1, None),
+    "data.val_size": Interval(Real, 0.0, 0.9),
+    "data.test_size": Interval(Real, 0.0, 0.9, closed="right"),
+    "optim.lr": Interval(Real, 0.0, None, closed="neither"),
+    "training.epochs": Interval(Integral, 1, None),
+    "training.grad_clip": Interval(Real, 0.0, None, closed="neither"),
+    "training.patience": Interval(Integral, 1, None),
+    "regularization.strength": Interval(Real, 0.0, None),
+    "regularization.l1_ratio": Interval(Real, 0.0, 1.0),
+    "optim.trunk_lr_scale": Interval(Real, 0.0, None),
+    "threads": Interval(Integral, 1, None),
+    "model.freeze_stages": Interval(Integral, 1, None),
 }
+_COMPONENT_CHOICES: dict[str, str] = {
+    "data.sampling": "mtlkit.data.loaders:SAMPLING_RULES",
+    "data.split": "mtlkit.data.table:SPLIT_METHODS",
+    "training.mode": "mtlkit.training.trainer:TRAINING_MODES",
+}
+"""Fields whose choices the component declares (``module:NAME``, imported when checked)."""
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "data.sampling": ("joint", "round_robin", "proportional"),
-    "data.split": ("random", "stratified", "column"),
     "training.on_nonfinite": ("stop", "skip"),
-    "training.mode": ("joint", "alternating"),
     "regularization.kind": ("none", "l1", "l2", "elasticnet"),
     "regularization.scope": ("shared", "all"),
     "model.freeze": ("none", "trunk", "shared", "old_heads"),
@@ -292,18 +273,45 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
         if where == "data.tasks":
             for i, item in enumerate(kwargs[key]):
                 _check_table_task(f"data.tasks[{i}]", item)
-    return cls(**kwargs)
+    section = cls(**kwargs)
+    _check_component_options(section)
+    return section
+
+
+def choices(path: str) -> tuple[str, ...] | None:
+    """The allowed values of a string field: the config's own or its component's."""
+    if path in _COMPONENT_CHOICES:
+        module, _, name = _COMPONENT_CHOICES[path].partition(":")
+        return tuple(getattr(importlib.import_module(module), name))
+    return _CHOICES.get(path)
 
 
 def _check_value(path: str, value: Any) -> None:
     if path in _RANGES and value is not None and value not in _RANGES[path]:
-        raise ConfigError(f"{path}: expected a value {_RANGES[path]}, got {value!r}")
-    if path in _CHOICES and value not in _CHOICES[path]:
-        close = difflib.get_close_matches(str(value), _CHOICES[path], n=1)
+        raise ConfigError(f"{path}: expected {_RANGES[path]}, got {value!r}")
+    allowed = choices(path) if path in _CHOICES or path in _COMPONENT_CHOICES else None
+    if allowed is not None and value not in allowed:
+        close = difflib.get_close_matches(str(value), allowed, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(
-            f"{path}: expected one of {', '.join(_CHOICES[path])}, got {value!r}{hint}"
-        )
+        raise ConfigError(f"{path}: expected one of {', '.join(allowed)}, got {value!r}{hint}")
+
+
+def _check_component_options(section: Any) -> None:
+    """``model.arch_options`` and ``weighting.options``, checked by the component's constraints.
+
+    Imports the registry (and torch) only when there are options to check.
+    """
+    try:
+        if isinstance(section, ModelConfig) and section.arch_options:
+            from mtlkit.models.architectures import check_arch_options
+
+            check_arch_options(section.arch, dict(section.arch_options))
+        if isinstance(section, WeightingConfig) and section.options:
+            from mtlkit.weighting.registry import check_strategy_options
+
+            check_strategy_options(section.name, dict(section.options))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_table_task(path: str, task: Any) -> None:

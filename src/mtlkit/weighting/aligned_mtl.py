@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit._param_validation import Options
 from mtlkit.weighting._qp import range_basis, to_numpy
 from mtlkit.weighting.base import GramianWeighting
 
@@ -46,6 +47,11 @@ class AlignedMTL(GramianWeighting):
     """Aligned-MTL (Senushkin et al., "Independent Component Alignment for Multi-Task
     Learning", CVPR 2023, Algorithm 1), with the mean as preference vector (torchjd's
     convention; the authors' code sums, i.e. T times larger)."""
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "scale_mode": [Options(("min", "median", "rmse"))],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     def __init__(self, num_tasks: int, scale_mode: ScaleMode = "min") -> None:
         super().__init__()

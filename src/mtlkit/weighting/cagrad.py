@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from numbers import Real
+from typing import ClassVar
+
 import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit._param_validation import Interval, Options
 from mtlkit.weighting._qp import cagrad_subproblem, to_numpy
 from mtlkit.weighting.base import GramianWeighting
 
@@ -42,6 +46,12 @@ class CAGrad(GramianWeighting):
     radius scale and ``rescale`` the final division (defaults 0.5 and 1, the authors': step
     divided by ``1 + c²``). The convex T-dimensional subproblem is solved with SciPy SLSQP.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "c": [Interval(Real, 0, None)],
+        "rescale": [Options(tuple(RESCALES))],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     def __init__(self, num_tasks: int, c: float = 0.5, rescale: int = 1) -> None:
         super().__init__()

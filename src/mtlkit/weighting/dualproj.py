@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -24,6 +26,9 @@ class DualProj(GramianWeighting):
 
     ``A(J) = π_J((1/T) Σₜ gₜ)``; a T × T non-negative least-squares problem (SciPy).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from numbers import Real
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
+from mtlkit._param_validation import Interval
 from mtlkit.weighting.base import LossWeighting
 
 
@@ -22,6 +26,11 @@ class DWA(LossWeighting):
     custom loop, call ``strategy.on_epoch_end(mean_losses)`` after every epoch (the trainer
     does).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     per_task_state = {"history": (1,)}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -13,6 +15,9 @@ class EqualWeighting(LossWeighting):
 
     With the tasks' ``weight`` fields this is the fixed-weight objective Σₜ αₜLₜ.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     sums_losses = True
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from numbers import Real
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
+from mtlkit._param_validation import Interval
 from mtlkit.weighting.base import LossWeighting, tasks_only
 
 
@@ -39,6 +43,15 @@ class FAMO(LossWeighting):
     authors' ``1e-8`` in ``Dₜ = Lₜ − Lₜ* + eps`` (weights and logit gradient); Adam's own
     epsilon is torch's default ``1e-8``, as in the authors' ``torch.optim.Adam``.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None)],
+        "min_losses": [Interval(Real, None, None)],
+        "betas": [list, tuple],
+        "eps": [Interval(Real, 0, None, closed="neither")],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     wants_losses_after_step = True
     per_task_state = {"logits": (0,), "min_losses": (0,), "exp_avg": (0,), "exp_avg_sq": (0,)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -12,6 +13,11 @@ from mtlkit.weighting.base import LossWeighting
 
 class FixedWeighting(LossWeighting):
     """Constant per-task multipliers ``weights`` (one per task, non-negative)."""
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "weights": [list, tuple],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     per_task_state = {"fixed": (0,)}
 

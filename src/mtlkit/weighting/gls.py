@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -17,6 +19,9 @@ def geometric_loss(losses: Tensor) -> Tensor:
 class GeometricLoss(LossWeighting):
     """Chennupati et al., "MultiNet++: Multi-Stream Feature Aggregation and Geometric Loss
     Strategy for Multi-Task Learning", CVPR Workshops 2019."""
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__()

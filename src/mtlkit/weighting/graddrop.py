@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from mtlkit._param_validation import Interval
 from mtlkit.weighting._random import SeededMixin
 from mtlkit.weighting.base import JacobianAggregator
 
@@ -64,6 +67,12 @@ class GradDrop(SeededMixin, JacobianAggregator):
     acts on the shared parameters' gradients (as torchjd's GradDrop).
     ``leak`` is the fraction of every gradient always let through.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "leak": [Interval(Real, 0, 1)],
+        "seed": [Interval(Integral, None, None), None],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     per_sample_features = True
 

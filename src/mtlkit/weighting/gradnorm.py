@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from numbers import Real
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
+from mtlkit._param_validation import Interval
 from mtlkit.weighting.base import LossWeighting
 
 
@@ -36,6 +40,13 @@ class GradNorm(LossWeighting):
     on a module the user names (``layer="encoder.fc2"``; the trainer resolves the name).
     Weights and ``Lₜ(0)`` are buffers.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "alpha": [Interval(Real, 0, None)],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "layer": [str],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     uses_gradients = True
     gramian_only = True  # only the gradient norms, the diagonal of G

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit._param_validation import Interval
 from mtlkit.weighting._random import SeededMixin
 from mtlkit.weighting.base import GramianWeighting
 
@@ -61,6 +64,13 @@ class GradVac(SeededMixin, GramianWeighting):
     vector. ``beta`` is the EMA rate of the similarity targets ``φ̂`` (buffer ``targets``, start
     0, so the first step is PCGrad). Visiting orders come from the seeded generator.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "beta": [Interval(Real, 0, 1)],
+        "eps": [Interval(Real, 0, None, closed="neither")],
+        "seed": [Interval(Integral, None, None)],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     per_task_state = {"targets": (0, 1)}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -33,6 +35,9 @@ def imtlg_weights(gramian: Tensor) -> Tensor:
 class IMTLG(GramianWeighting):
     """Impartial MTL, gradient part (Liu et al., "Towards Impartial Multi-task Learning",
     ICLR 2021). ``d = Jᵀw`` with equal projection on every task's gradient direction."""
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -26,6 +28,9 @@ class MGDA(GramianWeighting):
     (``dᵀgₜ ≥ ‖d‖²`` for every task). ``mgda_ub`` is the same weighting computed from the
     gradients with respect to the shared representation (MGDA-UB, the paper's upper bound).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__()

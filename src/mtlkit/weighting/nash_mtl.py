@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from numbers import Real
+from typing import ClassVar
+
 import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit._param_validation import Interval
 from mtlkit.weighting._qp import nash_bargaining
 from mtlkit.weighting.base import GramianWeighting
 
@@ -58,6 +62,12 @@ class NashMTL(GramianWeighting):
     step, as the authors' ``clip_grad_norm_(shared_parameters, max_norm)``; the heads are not
     clipped and the weights reported are the unclipped solution.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "ridge": [Interval(Real, 0, None)],
+        "max_norm": [Interval(Real, 0, None)],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     per_task_state = {"previous": (0,)}
 

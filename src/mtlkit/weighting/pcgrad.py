@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from mtlkit._param_validation import Interval
 from mtlkit.weighting._random import SeededMixin
 from mtlkit.weighting.base import GramianWeighting
 
@@ -43,6 +46,11 @@ class PCGrad(SeededMixin, GramianWeighting):
     ``d = Σᵢ gᵢᴾᶜ`` (a sum, as in the paper). Each task visits the others in a fresh random
     order drawn from the strategy's own seeded generator (``seed``).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "seed": [Interval(Integral, None, None), None],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     def __init__(self, num_tasks: int, seed: int | None = 0) -> None:
         super().__init__()

@@ -9,8 +9,10 @@ accepts the engine-level options ``mode`` (``"exact"`` or ``"representation"``) 
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from numbers import Integral
+from typing import Any, ClassVar
 
+from mtlkit._param_validation import Interval, Options, validate_params
 from mtlkit.weighting.aligned_mtl import AlignedMTL
 from mtlkit.weighting.approx import EveryK, RepresentationGradients
 from mtlkit.weighting.base import GramianWeighting, JacobianAggregator, Weighting
@@ -37,6 +39,8 @@ from mtlkit.weighting.uw import UncertaintyWeighting
 
 class MGDAUB(RepresentationGradients):
     """MGDA-UB (Sener & Koltun, 2018): MGDA on the gradients w.r.t. the shared representation."""
+
+    _parameter_constraints: ClassVar[dict[str, list]] = MGDA._parameter_constraints
 
     def __init__(self, num_tasks: int, **options: Any) -> None:
         super().__init__(MGDA(num_tasks, **options))
@@ -82,6 +86,27 @@ AGGREGATIONS: tuple[str, ...] = tuple(
 function of the Jacobian of the losses themselves, so DB-MTL's log-losses are not one)."""
 
 MODES = ("exact", "representation")
+ENGINE_CONSTRAINTS: dict[str, list] = {
+    "mode": [Options(MODES)],
+    "every": [Interval(Integral, 1, None)],
+}
+"""The options every strategy accepts (see :func:`make_weighting`)."""
+
+
+def strategy_constraints(name: str) -> dict[str, list]:
+    """The allowed ``weighting.options`` of the strategy ``name``: its own and the engine's."""
+    return {**WEIGHTINGS[name.lower()]._parameter_constraints, **ENGINE_CONSTRAINTS}  # type: ignore[attr-defined]
+
+
+def check_strategy_options(name: str, options: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming the strategy and option for an unknown or bad option.
+
+    An unknown ``name`` is left to :func:`make_weighting` (which suggests a close name).
+    """
+    if name.lower() in WEIGHTINGS:
+        validate_params(
+            strategy_constraints(name), options, f"weighting {name!r}: weighting.options"
+        )
 
 
 def make_weighting(
@@ -98,8 +123,7 @@ def make_weighting(
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         choices = ", ".join(sorted(WEIGHTINGS))
         raise ValueError(f"weighting: unknown strategy {name!r}{hint}; choose from {choices}")
-    if mode not in MODES:
-        raise ValueError(f"weighting.mode: expected one of {MODES}, got {mode!r}")
+    check_strategy_options(name, {"mode": mode, "every": every, **options})
     try:
         strategy = WEIGHTINGS[key](num_tasks=num_tasks, **options)
     except TypeError as err:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
+from mtlkit._param_validation import Interval
 from mtlkit.weighting._random import SeededMixin
 from mtlkit.weighting.base import LossWeighting
 
@@ -13,6 +17,11 @@ class RandomLossWeighting(SeededMixin, LossWeighting):
     """Lin et al., "Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-Task
     Learning", TMLR 2022: ``w = softmax(z)``, ``z ~ N(0, I_T)``, drawn every step from the
     strategy's seeded generator (the weights sum to 1, as in the paper)."""
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "seed": [Interval(Integral, None, None), None],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     def __init__(self, num_tasks: int, seed: int | None = 0) -> None:
         super().__init__()

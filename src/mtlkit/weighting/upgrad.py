@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -28,6 +30,9 @@ class UPGrad(GramianWeighting):
     ``A(J) = (1/T) Σᵢ π_J(gᵢ)``, ``π_J(x) = argmin_{y : Jy ≥ 0} ‖y − x‖``. Each projection is a
     T × T non-negative least-squares problem on the Gramian (SciPy, exact active set).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+    """Each option's allowed values (checked by :func:`mtlkit.weighting.make_weighting`)."""
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__()

@@ -11,6 +11,7 @@ import difflib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mtlkit._param_validation import validate_params
 from mtlkit.models.architectures.cgc import CGC, build_cgc
 from mtlkit.models.architectures.common import OwnedModel, describe
 from mtlkit.models.architectures.cross_stitch import CrossStitch, build_cross_stitch
@@ -38,6 +39,30 @@ ARCHITECTURES: dict[str, Callable[..., MultiTaskModel]] = {
     "multi_input": build_multi_input,
 }
 
+ARCHITECTURE_CLASSES: dict[str, type[MultiTaskModel]] = {
+    "hps": HardParameterSharing,
+    "stl": SingleTaskModels,
+    "mmoe": MMoE,
+    "omoe": OMoE,
+    "cgc": CGC,
+    "ple": ProgressiveLayeredExtraction,
+    "dselect_k": DSelectK,
+    "cross_stitch": CrossStitch,
+    "mtan": MTAN,
+    "multi_input": MultiInputFusion,
+}
+"""The class each builder returns; it declares its options' ``_parameter_constraints``."""
+
+
+def check_arch_options(arch: str, options: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming ``model.arch_options.<name>`` for an unknown or bad option.
+
+    An unknown ``arch`` is left to :func:`make_model` (which suggests a close name).
+    """
+    if arch in ARCHITECTURE_CLASSES:
+        constraints = ARCHITECTURE_CLASSES[arch]._parameter_constraints  # type: ignore[attr-defined]
+        validate_params(constraints, options, f"model {arch!r}: model.arch_options")
+
 
 def make_model(
     arch: str, encoder_factory: EncoderFactory, tasks: Sequence[Task], **options: Any
@@ -50,6 +75,7 @@ def make_model(
             f"model.arch: unknown architecture {arch!r}{hint}; "
             f"choose from {', '.join(ARCHITECTURES)}"
         )
+    check_arch_options(arch, options)
     try:
         return ARCHITECTURES[arch](encoder_factory, tasks, **options)
     except TypeError as err:
@@ -58,6 +84,7 @@ def make_model(
 
 __all__ = [
     "ARCHITECTURES",
+    "ARCHITECTURE_CLASSES",
     "CGC",
     "MMoE",
     "MTAN",
@@ -69,6 +96,7 @@ __all__ = [
     "OwnedModel",
     "ProgressiveLayeredExtraction",
     "SingleTaskModels",
+    "check_arch_options",
     "describe",
     "make_model",
 ]

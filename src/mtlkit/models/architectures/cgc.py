@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from numbers import Integral
+from typing import Any, ClassVar
 
-from mtlkit.models.architectures.ple import ProgressiveLayeredExtraction
+from mtlkit._param_validation import Interval, Options
+from mtlkit.models.architectures.ple import GATE_INPUTS, ProgressiveLayeredExtraction
 from mtlkit.models.base import EncoderFactory
 from mtlkit.tasks import Task
 
@@ -21,6 +23,15 @@ class CGC(ProgressiveLayeredExtraction):
     Shape contract: input ``(N, ...)``; experts ``(N, D)``; gate t ``(N, task_experts +
     shared_experts)`` summing to one; head t ``(N, num_outputsₜ)``.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "shared_experts": [Interval(Integral, 0, None)],
+        "task_experts": [Interval(Integral, 0, None)],
+        "gate_input": [Options(GATE_INPUTS)],
+        "head_hidden": [Interval(Integral, 1, None), None],
+        "input_shape": [list, tuple, None],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.models.make_model`)."""
 
     def __init__(
         self,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from mtlkit._param_validation import Interval, Options
 from mtlkit.models.architectures.common import OwnedModel
 from mtlkit.models.base import EncoderFactory, make_head
 from mtlkit.models.encoders.staged import stage_list, stage_shapes
@@ -34,6 +36,15 @@ class CrossStitch(OwnedModel):
     are the stitch rows before the last stitch point. Column t's stages after the last stitch, its
     last stitch row ``αₜ`` and head t are task-specific. ``parameter_owners()`` is exact.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "stitch_after": [list, tuple, None],
+        "granularity": [Options(GRANULARITIES)],
+        "self_weight": [Interval(Real, 0, 1)],
+        "head_hidden": [Interval(Integral, 1, None), None],
+        "input_shape": [list, tuple, None],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.models.make_model`)."""
 
     def __init__(
         self,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
+from mtlkit._param_validation import Interval, Options
 from mtlkit.models.architectures.mmoe import MMoE
+from mtlkit.models.architectures.ple import GATE_INPUTS
 from mtlkit.models.base import EncoderFactory
 from mtlkit.tasks import Task
 
@@ -22,6 +25,16 @@ class DSelectK(MMoE):
     Shape contract as :class:`MMoE`: experts ``(N, D)``, gate t ``(N, E)``, head t
     ``(N, num_outputsₜ)``.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "num_experts": [Interval(Integral, 1, None)],
+        "k": [Interval(Integral, 1, None)],
+        "gamma": [Interval(Real, 0, None, closed="neither")],
+        "gate_input": [Options(GATE_INPUTS)],
+        "head_hidden": [Interval(Integral, 1, None), None],
+        "input_shape": [list, tuple, None],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.models.make_model`)."""
 
     def __init__(
         self,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from numbers import Integral
+from typing import ClassVar
 
 from torch import Tensor, nn
 
+from mtlkit._param_validation import Interval
 from mtlkit.models.base import EncoderFactory, Inputs, MultiTaskModel, make_head
 from mtlkit.tasks import Task
 
@@ -17,6 +20,11 @@ class HardParameterSharing(MultiTaskModel):
     ``(N, num_outputsₜ)``. With multi-input data each task's own input goes through the same
     encoder.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "head_hidden": [Interval(Integral, 1, None), None],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.models.make_model`)."""
 
     def __init__(
         self, encoder: nn.Module, tasks: Sequence[Task], head_hidden: int | None = None

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from numbers import Integral
+from typing import Any, ClassVar
 
-from mtlkit.models.architectures.ple import ProgressiveLayeredExtraction
+from mtlkit._param_validation import Interval, Options
+from mtlkit.models.architectures.common import GATES
+from mtlkit.models.architectures.ple import GATE_INPUTS, ProgressiveLayeredExtraction
 from mtlkit.models.base import EncoderFactory
 from mtlkit.tasks import Task
 
@@ -22,6 +25,16 @@ class MMoE(ProgressiveLayeredExtraction):
     Shape contract: input ``(N, ...)``; each expert gives ``(N, D)``; gate t gives ``(N, E)``
     summing to one; head t gives ``(N, num_outputsₜ)``.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "num_experts": [Interval(Integral, 1, None)],
+        "gate_input": [Options(GATE_INPUTS)],
+        "head_hidden": [Interval(Integral, 1, None), None],
+        "input_shape": [list, tuple, None],
+        "gate": [Options(tuple(GATES))],
+        "gate_options": [dict, None],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.models.make_model`)."""
 
     def __init__(
         self,

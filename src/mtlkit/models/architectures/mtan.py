@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from numbers import Integral
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mtlkit._param_validation import Interval
 from mtlkit.models.architectures.common import OwnedModel
 from mtlkit.models.base import EncoderFactory, make_head
 from mtlkit.models.encoders.staged import stage_list, stage_shapes
@@ -88,6 +90,12 @@ class MTAN(OwnedModel):
     Sharing: the shared network receives every task's gradient; task t's attention blocks and
     head are task-specific.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "head_hidden": [Interval(Integral, 1, None), None],
+        "input_shape": [list, tuple, None],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.models.make_model`)."""
 
     def __init__(
         self,

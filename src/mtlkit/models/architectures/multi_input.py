@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from numbers import Integral
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from mtlkit._param_validation import Interval, Options
 from mtlkit.models.architectures.common import OwnedModel, mlp
 from mtlkit.models.base import EncoderFactory, Inputs, make_head
 from mtlkit.tasks import Task
@@ -45,6 +47,17 @@ class MultiInputFusion(OwnedModel):
     fusion including b; shared layers (and a shared encoder) by all tasks whose heads they reach;
     ``K`` by the attention-reading tasks; queries and heads are task-specific.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "fusion": [Options(FUSIONS)],
+        "head_input": [Options(HEAD_INPUTS), dict],
+        "shared_encoder": [bool],
+        "shared_layers": [list, tuple],
+        "project": [Interval(Integral, 1, None), None],
+        "attention_dim": [Interval(Integral, 1, None), None],
+        "head_hidden": [Interval(Integral, 1, None), None],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.models.make_model`)."""
 
     def __init__(
         self,

@@ -4,12 +4,15 @@ mixture-of-experts family (MMoE, CGC, DSelect-k are special cases)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from numbers import Integral
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from mtlkit._param_validation import Interval, Options
 from mtlkit.models.architectures.common import (
+    GATES,
     OwnedModel,
     flat_size,
     make_gate,
@@ -46,6 +49,19 @@ class ProgressiveLayeredExtraction(OwnedModel):
     level, task t's experts, its gate, and its gate one level below are task-specific.
     ``parameter_owners()`` gives the exact owners of every parameter.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "num_levels": [Interval(Integral, 1, None)],
+        "shared_experts": [Interval(Integral, 0, None)],
+        "task_experts": [Interval(Integral, 0, None)],
+        "level_hidden": [list, tuple, None],
+        "gate_input": [Options(GATE_INPUTS)],
+        "gate": [Options(tuple(GATES))],
+        "gate_options": [dict, None],
+        "head_hidden": [Interval(Integral, 1, None), None],
+        "input_shape": [list, tuple, None],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.models.make_model`)."""
 
     def __init__(
         self,

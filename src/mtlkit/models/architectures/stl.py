@@ -7,15 +7,23 @@ weighting strategy reduces to training each task on its own loss.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from numbers import Integral
+from typing import ClassVar
 
 from torch import nn
 
+from mtlkit._param_validation import Interval
 from mtlkit.models.base import EncoderFactory, Inputs, MultiTaskModel, make_head
 from mtlkit.tasks import Task
 
 
 class SingleTaskModels(MultiTaskModel):
     """``outputₜ = headₜ(encoderₜ(x))`` with one encoder per task."""
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "head_hidden": [Interval(Integral, 1, None), None],
+    }
+    """Each option's allowed values (checked by :func:`mtlkit.models.make_model`)."""
 
     def __init__(
         self, encoder_factory: EncoderFactory, tasks: Sequence[Task], head_hidden: int | None = None
