@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from mtlkit._param_validation import Interval, Options
-from mtlkit.weighting._qp import cagrad_subproblem, to_numpy
+from mtlkit.weighting._qp import cagrad_subproblem, range_basis, to_numpy
 from mtlkit.weighting.base import GramianWeighting
 
 RESCALES = {0: lambda c: 1.0, 1: lambda c: 1.0 + c**2, 2: lambda c: 1.0 + c}
@@ -26,7 +26,11 @@ def cagrad_weights(gramian: Tensor, c: float = 0.5, rescale: int = 1) -> Tensor:
     ``max_d min_t gₜᵀd`` s.t. ``‖d − g₀‖ ≤ c‖g₀‖`` (Liu et al. 2021, Algorithm 1). ``s`` is the
     authors' final rescaling (:data:`RESCALES`, ``rescale=1``: ``1 + c²``). As in the authors'
     code there is no cut-off: ``√φ / (‖g_w‖ + 1e-8)``, ``G`` scaled to unit trace, so a task
-    whose gradient is 1e4 times smaller than another's still moves the update.
+    whose gradient is 1e4 times smaller than another's still moves the update. ``w`` is first
+    projected on the range of ``G`` (:func:`~mtlkit.weighting._qp.range_basis`), which leaves
+    ``g_w`` unchanged: where ``w`` sits on a zero gradient or on exactly cancelling ones
+    (``g_w = 0``, the authors' update is then ``g₀``) the weights, which the task-specific
+    parameters receive, stay ``1/T`` instead of growing like ``√φ / 1e-8``.
     """
     g = to_numpy(gramian)  # unit trace: the weights are invariant to the scale of G
     t = g.shape[0]
@@ -37,7 +41,8 @@ def cagrad_weights(gramian: Tensor, c: float = 0.5, rescale: int = 1) -> Tensor:
         w = cagrad_subproblem(g, c)
         sqrt_phi = c * np.sqrt(max(float(g.mean()), 0.0))
         gw_norm = np.sqrt(max(float(w @ g @ w), 0.0))
-        weights = np.full(t, 1.0 / t) + sqrt_phi / (gw_norm + 1e-8) * w
+        q = range_basis(g, gramian.dtype)  # weights moving Jᵀw; the rest only moves heads
+        weights = np.full(t, 1.0 / t) + sqrt_phi / (gw_norm + 1e-8) * (q @ (q.T @ w))
     return torch.as_tensor(weights / scale, dtype=gramian.dtype, device=gramian.device)
 
 
