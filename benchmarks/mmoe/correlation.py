@@ -1,17 +1,21 @@
 """Ma et al. (KDD 2018), figure 4, scaled down: shared-bottom (HPS), one-gate MoE (OMoE) and
-MMoE on the ``mmoe_synthetic`` pair of regression tasks at label correlations 1.0, 0.9, 0.5, 0.1.
+MMoE on the ``mmoe_synthetic`` pair of regression tasks at correlations 1.0, 0.9, 0.5, 0.1.
 
-Sizes (the paper's, scaled to a 2-core CPU): d = 100 inputs, 8 experts of one ReLU layer of 16
-units, gates reading the raw input (``gate_input: input``), towers of one hidden layer of 8;
-the shared bottom is one ReLU layer of 128 = 8 × 16 units, so HPS and the MoE models have the
-same bottom parameters (the gates add 808 per gate). 6,000 training rows (the paper: far more),
-Adam lr 1e-3, batch 128, a fixed number of epochs, the epoch of best validation loss kept.
-Reported: test MSE (raw labels) averaged over the two tasks, mean ± std over seeds, and the
-Pearson correlation of the two test labels. Writes ``benchmarks/results/mmoe_correlation.md``
-(table), ``.json`` (every run) and ``.png`` (the trend).
+The paper's protocol (§4.3): d = 100 inputs; OMoE and MMoE with 8 experts, each one ReLU layer of
+16 units; towers of one hidden layer of 8; the shared bottom one layer of 113 units, the width
+that gives it the experts' parameter count (``paper_bottom_width``); Adam; 200 runs per model and
+correlation, each with fresh data and initialisation; the figure plots the average loss over
+training steps. Here: gates read the raw input (``gate_input: input``), fewer runs (``--seeds``),
+a fixed data set per run (``--n-samples``, 60% for training) instead of a stream, and the loss
+plotted is the validation MSE (raw labels, mean of the two tasks) after every epoch.
 
-    .venv/bin/python benchmarks/mmoe/correlation.py                  # 5 seeds, 30 epochs
-    .venv/bin/python benchmarks/mmoe/correlation.py --seeds 3 --epochs 10
+Reported, mean ± std over seeds: the validation MSE at three step budgets (a quarter, half and
+all of the epochs), its mean over all epochs (the area under the curve per epoch), the test MSE
+of the epoch of lowest validation loss, and the Pearson correlation of the two test labels.
+Writes ``<out>.md`` (tables), ``.json`` (every run's curve) and ``.png`` (the curves, one panel
+per correlation, as the paper's figure 4).
+
+    .venv/bin/python benchmarks/mmoe/correlation.py --seeds 5
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -32,7 +36,24 @@ from mtlkit.runs import load_bundle, train_run
 ARCHS = ("hps", "omoe", "mmoe")
 CORRELATIONS = (1.0, 0.9, 0.5, 0.1)
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-EXPERT_WIDTH, NUM_EXPERTS, TOWER_WIDTH = 16, 8, 8
+N_FEATURES, EXPERT_WIDTH, NUM_EXPERTS, TOWER_WIDTH, NUM_TASKS = 100, 16, 8, 8, 2
+
+
+def paper_bottom_width(
+    n_features: int = N_FEATURES,
+    expert_width: int = EXPERT_WIDTH,
+    num_experts: int = NUM_EXPERTS,
+    tower_width: int = TOWER_WIDTH,
+    num_tasks: int = NUM_TASKS,
+) -> int:
+    """Width ``h`` of a one-layer shared bottom with the MoE models' weight count (Ma et al. §4.3).
+
+    Experts and towers: ``P = d·e·n + T·(e·t + t)``; shared bottom and towers:
+    ``h·d + T·(h·t + t)``; so ``h = ⌈(P − T·t) / (d + T·t)⌉`` (113 at the paper's sizes).
+    """
+    weights = n_features * expert_width * num_experts
+    weights += num_tasks * (expert_width * tower_width + tower_width)
+    return -(-(weights - num_tasks * tower_width) // (n_features + num_tasks * tower_width))
 
 
 def mmoe_config(
@@ -42,30 +63,40 @@ def mmoe_config(
     n_samples: int = 10000,
     epochs: int = 30,
     lr: float = 1e-3,
+    batch_size: int = 128,
     scale: float = 1.0,
     expert_width: int = EXPERT_WIDTH,
+    sines: str = "reference",
+    num_sines: int = 10,
+    n_features: int = N_FEATURES,
 ) -> Config:
     """The run of ``arch`` on ``mmoe_synthetic`` at ``correlation`` (data and init by ``seed``)."""
-    moe = {"num_experts": NUM_EXPERTS, "gate_input": "input", "head_hidden": TOWER_WIDTH}
-    width = expert_width if arch in ("omoe", "mmoe") else expert_width * NUM_EXPERTS
+    moe = arch in ("omoe", "mmoe")
+    width = expert_width if moe else paper_bottom_width(n_features, expert_width)
+    arch_options = {"head_hidden": TOWER_WIDTH}
+    if moe:
+        arch_options |= {"num_experts": NUM_EXPERTS, "gate_input": "input"}
+    data_options = {
+        "correlation": correlation,
+        "n_samples": n_samples,
+        "n_features": n_features,
+        "scale": scale,
+        "sines": sines,
+        "num_sines": num_sines,
+    }
     return from_dict(
         Config,
         {
             "data": {
                 "dataset": "mmoe_synthetic",
-                "options": {
-                    "correlation": correlation,
-                    "n_samples": n_samples,
-                    "scale": scale,
-                    "seed": seed,
-                },
-                "batch_size": 128,
+                "options": data_options | {"seed": seed},
+                "batch_size": batch_size,
             },
             "model": {
                 "arch": arch,
                 "encoder": "mlp",
                 "encoder_options": {"hidden": [width]},
-                "arch_options": moe if arch in ("omoe", "mmoe") else {"head_hidden": TOWER_WIDTH},
+                "arch_options": arch_options,
             },
             "optim": {"name": "adam", "lr": lr},
             "training": {"epochs": epochs, "progress": False},
@@ -75,35 +106,110 @@ def mmoe_config(
     )
 
 
-def test_mse(config: Config) -> float:
-    """Test MSE of the trained model (raw labels), averaged over the two tasks."""
+@dataclass(frozen=True)
+class Curve:
+    """One run: the validation MSE after each epoch (at ``steps``) and the final test MSE."""
+
+    steps: list[int]
+    val_mse: list[float]
+    test_mse: float
+
+    @property
+    def area(self) -> float:
+        """Mean validation MSE over the epochs (area under the curve per epoch)."""
+        return statistics.mean(self.val_mse)
+
+
+def _mean_mse(metrics: dict[str, dict[str, float]]) -> float:
+    return statistics.mean(m["mse"] for m in metrics.values())
+
+
+def train_curve(config: Config) -> Curve:
+    """Train ``config``; validation MSE per epoch and test MSE (raw labels, mean of the tasks)."""
     result = train_run(config)
-    return statistics.mean(m["mse"] for m in result.test.values())
+    return Curve(
+        steps=[int(record["step"]) for record in result.history],
+        val_mse=[_mean_mse(record["val"]) for record in result.history],
+        test_mse=_mean_mse(result.test),
+    )
 
 
-def label_correlation(correlation: float, seed: int, n_samples: int) -> float:
-    """Pearson correlation of the two tasks' test labels."""
-    bundle = load_bundle(mmoe_config("hps", correlation, seed, n_samples))
+def budget_epochs(epochs: int) -> list[int]:
+    """The three budgets reported: a quarter, half and all of ``epochs`` (1-based, distinct)."""
+    return sorted({max(1, epochs // 4), max(1, epochs // 2), epochs})
+
+
+def label_correlation(config: Config) -> float:
+    """Pearson correlation of the two tasks' test labels in ``config``'s data."""
+    bundle = load_bundle(config)
     y1, y2 = (bundle.test.targets[t].numpy() for t in ("y1", "y2"))
     return float(np.corrcoef(y1, y2)[0, 1])
 
 
-def _plot(summary: dict[str, dict[float, list[float]]], path: Path, title: str) -> None:
+def _cell(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def _tables(
+    curves: dict[tuple[str, float], list[Curve]],
+    archs: list[str],
+    correlations: list[float],
+    pearson: dict[float, list[float]],
+    epochs: int,
+) -> str:
+    head = "| correlation p | label Pearson | metric | " + " | ".join(archs) + " |"
+    lines = [head, "|---|---|---|" + "---|" * len(archs)]
+    for p in correlations:
+        first = [f"{p}", f"{statistics.mean(pearson[p]):.3f}"]
+        rows = [
+            (
+                f"val MSE, step {curves[archs[0], p][0].steps[e - 1]}",
+                lambda c, e=e: c.val_mse[e - 1],
+            )
+            for e in budget_epochs(epochs)
+        ]
+        rows += [
+            ("val MSE, mean over epochs", lambda c: c.area),
+            ("test MSE", lambda c: c.test_mse),
+        ]
+        for name, metric in rows:
+            cells = [_cell([metric(c) for c in curves[a, p]]) for a in archs]
+            lines.append("| " + " | ".join([*first, name, *cells]) + " |")
+            first = ["", ""]
+    if "hps" in archs and "mmoe" in archs:
+        wins = ", ".join(
+            f"{p}: {sum(m.area < h.area for m, h in zip(curves['mmoe', p], curves['hps', p]))}"
+            f"/{len(curves['hps', p])}"
+            for p in correlations
+        )
+        lines += ["", f"Seeds where MMoE's mean validation MSE is below HPS's (same data): {wins}."]
+    return "\n".join(lines)
+
+
+def _plot(
+    curves: dict[tuple[str, float], list[Curve]],
+    archs: list[str],
+    correlations: list[float],
+    path: Path,
+    title: str,
+) -> None:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for arch, cells in summary.items():
-        xs = sorted(cells)
-        means = [statistics.mean(cells[x]) for x in xs]
-        stds = [statistics.stdev(cells[x]) if len(cells[x]) > 1 else 0.0 for x in xs]
-        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=arch)
-    ax.set_xlabel("task correlation p (cosine of the task weights)")
-    ax.set_ylabel("test MSE, mean of the two tasks")
-    ax.invert_xaxis()
-    ax.set_title(title, fontsize=9)
-    ax.legend()
+    fig, axes = plt.subplots(
+        1, len(correlations), figsize=(3.2 * len(correlations), 3), sharey=True
+    )
+    for ax, p in zip(np.atleast_1d(axes), correlations):
+        for arch in archs:
+            runs = curves[arch, p]
+            ax.plot(runs[0].steps, np.mean([c.val_mse for c in runs], axis=0), label=arch)
+        ax.set_title(f"correlation {p}", fontsize=9)
+        ax.set_xlabel("training step")
+    np.atleast_1d(axes)[0].set_ylabel("validation MSE, mean of tasks")
+    np.atleast_1d(axes)[0].legend()
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -112,61 +218,60 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--n-samples", type=int, default=10000)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--sines", default="reference")
+    parser.add_argument("--num-sines", type=int, default=10)
+    parser.add_argument("--n-features", type=int, default=N_FEATURES)
+    parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--correlations", default=",".join(map(str, CORRELATIONS)))
     parser.add_argument("--archs", default=",".join(ARCHS))
     parser.add_argument("--out", type=Path, default=RESULTS / "mmoe_correlation")
     args = parser.parse_args()
     correlations = [float(c) for c in args.correlations.split(",")]
     archs = [a.strip() for a in args.archs.split(",")]
+    sizes = {
+        "n_samples": args.n_samples,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "sines": args.sines,
+        "num_sines": args.num_sines,
+        "n_features": args.n_features,
+        "scale": args.scale,
+    }
     start = time.perf_counter()
-    summary: dict[str, dict[float, list[float]]] = {a: {} for a in archs}
+    curves: dict[tuple[str, float], list[Curve]] = {}
     pearson: dict[float, list[float]] = {}
-    runs: list[dict[str, Any]] = []
-    for correlation in correlations:
+    runs = []
+    for p in correlations:
         for seed in range(args.seeds):
-            pearson.setdefault(correlation, []).append(
-                label_correlation(correlation, seed, args.n_samples)
+            pearson.setdefault(p, []).append(
+                label_correlation(mmoe_config("hps", p, seed, **sizes))
             )
             for arch in archs:
-                config = mmoe_config(arch, correlation, seed, args.n_samples, args.epochs)
-                mse = test_mse(config)
-                summary[arch].setdefault(correlation, []).append(mse)
-                runs.append({"arch": arch, "correlation": correlation, "seed": seed, "mse": mse})
-                print(f"p={correlation} seed={seed} {arch}: {mse:.4f}", flush=True)
+                curve = train_curve(mmoe_config(arch, p, seed, **sizes))
+                curves.setdefault((arch, p), []).append(curve)
+                runs.append({"arch": arch, "correlation": p, "seed": seed, **asdict(curve)})
+                print(f"p={p} seed={seed} {arch}: area {curve.area:.3f} test {curve.test_mse:.3f}")
     minutes = (time.perf_counter() - start) / 60
-
-    def cell(values: list[float]) -> str:
-        return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-    lines = [
-        "| correlation p | label Pearson | " + " | ".join(archs) + " |",
-        "|---|---|" + "---|" * len(archs),
-    ]
-    for correlation in correlations:
-        row = [f"{correlation}", f"{statistics.mean(pearson[correlation]):.3f}"]
-        row += [cell(summary[a][correlation]) for a in archs]
-        lines.append("| " + " | ".join(row) + " |")
+    table = _tables(curves, archs, correlations, pearson, args.epochs)
     command = (
         f"benchmarks/mmoe/correlation.py --seeds {args.seeds} --epochs {args.epochs} "
-        f"--n-samples {args.n_samples} --correlations {args.correlations} --archs {args.archs}"
+        f"--n-samples {args.n_samples} --batch-size {args.batch_size} --lr {args.lr} "
+        f"--sines {args.sines} --num-sines {args.num_sines} --n-features {args.n_features} "
+        f"--scale {args.scale} --correlations {args.correlations} --archs {args.archs}"
     )
-    if "hps" in archs and "mmoe" in archs:
-        wins = ", ".join(
-            f"{c}: {sum(m < h for m, h in zip(summary['mmoe'][c], summary['hps'][c]))}/{args.seeds}"
-            for c in correlations
-        )
-        lines += ["", f"Seeds where MMoE's test MSE is below HPS's (same data): {wins}."]
-    table = "\n".join(lines)
     note = (
-        f"Test MSE (mean of the two tasks), mean ± std over seeds 0..{args.seeds - 1}; "
-        f"{minutes:.1f} min. Command: {command}"
+        f"MSE on the raw labels, mean of the two tasks; mean ± std over seeds "
+        f"0..{args.seeds - 1}; {minutes:.1f} min. Command: {command}"
     )
-    print(f"\n{table}\n\n{note}")
+    print(f"\n{table}\n\n{note}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(f"{table}\n\n{note}\n")
     args.out.with_suffix(".json").write_text(json.dumps(runs, indent=1))
-    title = f"mmoe_synthetic, {args.seeds} seeds, {args.epochs} epochs"
-    _plot(summary, args.out.with_suffix(".png"), title)
+    title = f"mmoe_synthetic ({args.sines} sines), mean of {args.seeds} seeds"
+    _plot(curves, archs, correlations, args.out.with_suffix(".png"), title)
 
 
 if __name__ == "__main__":

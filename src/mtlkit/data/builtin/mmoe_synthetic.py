@@ -9,12 +9,16 @@
 4. ``yᵢ = wᵢᵀx + Σⱼ₌₁ᵐ sin(αⱼ wᵢᵀx + βⱼ) + εᵢ``, ``εᵢ ~ N(0, noise²)``.
 
 The paper sets ``m = 10`` and ``ε ~ N(0, 0.01)`` (read here as variance 0.01: ``noise = 0.1``)
-but does not publish ``c``, ``d``, ``αⱼ`` or ``βⱼ``. We use ``c = 1``, ``d = 100`` and
-``αⱼ, βⱼ ~ N(0, 1)`` drawn once from a fixed generator (the same for every ``seed``, so every
-seed regenerates the directions, inputs and noise of the *same* family of tasks, as the paper's
-repeated runs do). ``p`` is the cosine of the task weights; the Pearson correlation of the labels
-falls with it (monotonically, and below it: the sine terms decorrelate faster than the linear
-part). Tasks ``y1`` and ``y2``; split 60/20/20; targets standardized on the training split.
+but does not publish ``c``, ``d``, ``αⱼ`` or ``βⱼ``. By default (``sines="reference"``) we follow
+Google Research's generator for this paper (``generate_task_pairs`` in google-research, the
+synthetic data of DSelect-k): ``c = 1``, ``αⱼ = j`` and ``βⱼ = (j − 1)²`` for ``j = 1..m``, so the
+sine terms reach frequency ``m`` in the score ``wᵢᵀx ~ N(0, c²)``. ``sines="gaussian"`` draws
+``αⱼ, βⱼ ~ N(0, 1)`` once from a fixed generator instead (low frequencies: an easier task).
+``d = 100`` is the paper's input size. Every ``seed`` regenerates the directions, inputs and
+noise of the *same* family of tasks, as the paper's repeated runs do. ``p`` is the cosine of the
+task weights; the Pearson correlation of the labels falls with it (below it: the sine terms
+decorrelate faster than the linear part). Tasks ``y1`` and ``y2``; split 60/20/20; targets
+standardized on the training split.
 """
 
 from __future__ import annotations
@@ -28,10 +32,22 @@ from mtlkit.tasks import Task
 SINE_PARAMETER_SEED = 2018
 
 
-def sine_parameters(num_sines: int) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed ``(α, β)`` of the ``num_sines`` sine terms, each ``N(0, 1)``."""
-    alpha, beta = np.random.default_rng(SINE_PARAMETER_SEED).standard_normal((2, num_sines))
-    return alpha, beta
+SINES = ("reference", "gaussian")
+
+
+def sine_parameters(num_sines: int, sines: str = "reference") -> tuple[np.ndarray, np.ndarray]:
+    """The ``(α, β)`` of the ``num_sines`` sine terms.
+
+    ``"reference"``: ``αⱼ = j``, ``βⱼ = (j − 1)²`` (Google Research's generator);
+    ``"gaussian"``: ``αⱼ, βⱼ ~ N(0, 1)``, one fixed draw.
+    """
+    if sines == "reference":
+        j = np.arange(1, num_sines + 1, dtype=float)
+        return j, (j - 1.0) ** 2
+    if sines == "gaussian":
+        alpha, beta = np.random.default_rng(SINE_PARAMETER_SEED).standard_normal((2, num_sines))
+        return alpha, beta
+    raise ValueError(f"mmoe_synthetic: sines must be one of {', '.join(SINES)}, got {sines!r}")
 
 
 def task_weights(
@@ -55,6 +71,7 @@ def load_mmoe_synthetic(
     scale: float = 1.0,
     num_sines: int = 10,
     noise: float = 0.1,
+    sines: str = "reference",
     seed: int = 0,
 ) -> DatasetBundle:
     """Ma et al.'s synthetic pair of tasks; ``correlation`` is the cosine of their weights."""
@@ -69,9 +86,9 @@ def load_mmoe_synthetic(
             "mmoe_synthetic: need num_sines >= 0, noise >= 0 and scale > 0 "
             f"(got {num_sines}, {noise}, {scale})"
         )
+    alpha, beta = sine_parameters(num_sines, sines)
     rng = np.random.default_rng(seed)
     weights = task_weights(correlation, n_features, scale, rng)
-    alpha, beta = sine_parameters(num_sines)
     x = rng.standard_normal((n_samples, n_features))
     targets = {
         f"y{i + 1}": mmoe_label(x @ w, alpha, beta) + noise * rng.standard_normal(n_samples)
@@ -88,4 +105,4 @@ def load_mmoe_synthetic(
     )
 
 
-__all__ = ["load_mmoe_synthetic", "mmoe_label", "sine_parameters", "task_weights"]
+__all__ = ["SINES", "load_mmoe_synthetic", "mmoe_label", "sine_parameters", "task_weights"]
