@@ -95,3 +95,21 @@ def test_docs_lightning_module_trains_with_mtl_backward():
     assert trainer.global_step == 2 * 8  # 2 epochs of 8 batches, one optimizer step each
     assert type(module.strategy).__name__ == "UncertaintyWeighting"
     assert not torch.allclose(module.strategy.log_vars.detach(), torch.full((3,), -0.5))
+
+
+def test_readme_trainer_block_trains_a_plain_trunk_with_torch_objects(caplog):
+    """The README's Trainer example: a plain trunk and heads, AdamW, a per-step scheduler,
+    a DataLoader, accumulation and warm-up; it learns both tasks and logs one line per epoch."""
+    import logging
+
+    (block,) = _python_blocks(README, "SharedTrunk(")
+    assert len(block.strip().splitlines()) <= 25
+    namespace: dict = {}
+    torch.manual_seed(0)
+    with caplog.at_level(logging.INFO, logger="mtlkit.training"):
+        exec(block, namespace)
+    trainer, history = namespace["trainer"], namespace["history"]
+    assert trainer.step == 5 * 16  # 32 batches per epoch, 2 per step
+    assert len([r for r in caplog.records if r.name == "mtlkit.training"]) == 5
+    final = history.epochs[-1]["val"]
+    assert final["sold"]["roc_auc"] > 0.9 and final["price"]["r2"] > 0.5

@@ -45,7 +45,7 @@ def _worker(rank: int, world: int, port: int, args, queue) -> None:
     from mtlkit.distributed import DistContext
     from mtlkit.models import make_model
     from mtlkit.models.encoders import MLP
-    from mtlkit.training import Trainer
+    from mtlkit.training import Trainer, TrainingOptions
     from mtlkit.weighting import make_weighting
 
     ctx = None
@@ -62,10 +62,9 @@ def _worker(rank: int, world: int, port: int, args, queue) -> None:
         trainer = Trainer(
             model,
             tasks,
-            weighting=make_weighting(name, len(tasks)),
-            optimizer="sgd",
-            lr=0.01,
-            progress=False,
+            make_weighting(name, len(tasks)),
+            torch.optim.SGD(model.parameters(), lr=0.01),
+            options=TrainingOptions(progress=False),
             distributed=ctx,
         )
         loader = BatchLoader(data, args.batch_size, seed=0, rank=rank, world_size=world)

@@ -41,7 +41,7 @@ import torch
 from mtlkit.models.architectures.hps import HardParameterSharing
 from mtlkit.models.encoders import LeNet
 from mtlkit.tasks import Task
-from mtlkit.training import Trainer
+from mtlkit.training import Trainer, TrainingOptions
 from mtlkit.weighting import GradientEngine, make_weighting, mtl_backward
 from mtlkit.weighting.engine import jacobian_loop
 from mtlkit.weighting.registry import AGGREGATIONS, WEIGHTINGS
@@ -171,7 +171,12 @@ def custom_loop_step(model, tasks, x, y, strategy, optimizer):
 def trainer_step(model, tasks, x, y, strategy, engine):
     """``Trainer.train_step`` itself (sharing the benchmark's engine, so one recorder watches)."""
     trainer = Trainer(
-        model, tasks, weighting=strategy, optimizer="sgd", lr=1e-4, progress=False, engine=engine
+        model,
+        tasks,
+        strategy,
+        torch.optim.SGD(model.parameters(), lr=1e-4),
+        options=TrainingOptions(progress=False),
+        engine=engine,
     )
     return lambda: trainer.train_step(x, y)
 

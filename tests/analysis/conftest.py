@@ -8,7 +8,7 @@ import torch
 from mtlkit.data import MultiTaskDataset, make_loader
 from mtlkit.models import make_encoder, make_model
 from mtlkit.tasks import Task
-from mtlkit.training import Trainer
+from mtlkit.training import Trainer, TrainingOptions
 from mtlkit.weighting import GradientEngine
 
 
@@ -23,7 +23,10 @@ def tiny_trainer(num_tasks=3, n=64, features=6, hidden=8, dropout=0.0, seed=0, l
         tasks,
     )
     kw.setdefault("engine", GradientEngine(method="loop"))  # no vmap warm-up in tiny tests
-    trainer = Trainer(model, tasks, optimizer="sgd", lr=lr, progress=False, **kw)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    trainer = Trainer(
+        model, tasks, optimizer=optimizer, options=TrainingOptions(progress=False), **kw
+    )
     data = MultiTaskDataset(x, targets)
     return trainer, data, make_loader(data, 16, seed=seed)
 

@@ -8,7 +8,7 @@ from mtlkit.analysis import (
     gradient_cosine,
     norm_ratio_matrix,
 )
-from mtlkit.training import Trainer
+from mtlkit.training import Trainer, TrainingOptions
 
 
 def test_cosine_of_identical_negated_and_independent_gradients():
@@ -57,7 +57,11 @@ def test_recorder_on_a_model_gives_plus_one_minus_one_and_near_zero(tiny):
     data.targets["t0"] = data.targets["t1"] = x[:, :20] @ torch.randn(20)
     data.targets["t3"] = torch.tanh(x[:, 20:] @ torch.randn(20))
     trainer = _Mirrored(
-        model, base.tasks, optimizer="sgd", lr=1e-3, progress=False, engine=base.engine
+        model,
+        base.tasks,
+        optimizer=torch.optim.SGD(model.parameters(), lr=1e-3),
+        options=TrainingOptions(progress=False),
+        engine=base.engine,
     )
     recorder = GradientRecorder(every=1)
     trainer.step_callbacks.append(recorder)

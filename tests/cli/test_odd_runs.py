@@ -498,7 +498,7 @@ def test_resume_finishes_interrupted_baselines(tmp_path, monkeypatch):
 
     def interrupt_baseline(config, out, **kwargs):
         if config.model.arch == "stl":
-            monkeypatch.setattr(Trainer, "train_step", _raise_keyboard_interrupt)
+            monkeypatch.setattr(Trainer, "_update", _raise_keyboard_interrupt)  # optimizer step
         return real(config, out, **kwargs)
 
     monkeypatch.setattr(train_module, "train_run", interrupt_baseline)

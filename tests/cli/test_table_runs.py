@@ -238,13 +238,13 @@ def test_checkpoint_survives_a_later_non_finite_loss(tmp_path):
     from mtlkit.data import MultiTaskDataset, make_loader
     from mtlkit.models import make_encoder, make_model
     from mtlkit.tasks import Task
-    from mtlkit.training import NonFiniteLossError, Trainer, atomic_save
+    from mtlkit.training import NonFiniteLossError, Trainer, TrainingOptions, atomic_save
 
     tasks = [Task("r", "regression")]
     x = torch.randn(64, 3)
     data = MultiTaskDataset(x, {"r": x.sum(1)})
     model = make_model("hps", lambda: make_encoder("mlp", (3,), hidden=[8]), tasks)
-    trainer = Trainer(model, tasks, progress=False)
+    trainer = Trainer(model, tasks, options=TrainingOptions(progress=False))
     path = tmp_path / "checkpoint.pt"
     trainer.fit(
         make_loader(data, 16), epochs=1, on_epoch_end=lambda t, r: atomic_save(t.state_dict(), path)
@@ -262,13 +262,16 @@ def test_checkpoint_survives_a_later_non_finite_loss(tmp_path):
     assert all(torch.equal(saved[k], after["model"][k]) for k in saved)
     assert not list(tmp_path.glob(".checkpoint.pt.*"))
 
-    skipping = Trainer(model, tasks, progress=False, on_nonfinite="skip")
+    skipping = Trainer(model, tasks, options=TrainingOptions(progress=False, on_nonfinite="skip"))
     skipping.fit(make_loader(data, 16), epochs=1)
     assert skipping.skipped_batches == 1
 
 
 def test_tensorboard_logging(tmp_path):
-    pytest.importorskip("tensorboard")
+    """The per-epoch scalars, the strategy's task weights among them, reach TensorBoard and
+    metrics.jsonl (tensorboard is in the dev extra: no skip)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     out = tmp_path / "tb"
     assert (
         main(
@@ -287,7 +290,14 @@ def test_tensorboard_logging(tmp_path):
         )
         == 0
     )
-    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    tasks = list(records[0]["train_loss"])
+    for task in tasks:
+        logged = [e.value for e in events.Scalars(f"task_weight/{task}")]
+        assert logged == pytest.approx([r["task_weights"][task] for r in records])
+        assert [e.step for e in events.Scalars(f"train_loss/{task}")] == [1, 2]
 
 
 # ----------------------------------------------------------------------------- property-based

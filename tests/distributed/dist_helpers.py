@@ -19,7 +19,7 @@ from mtlkit.data import BatchLoader, MultiTaskDataset
 from mtlkit.models import make_model
 from mtlkit.models.encoders import MLP
 from mtlkit.tasks import Task
-from mtlkit.training import Trainer
+from mtlkit.training import Trainer, TrainingOptions
 from mtlkit.weighting import make_weighting
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -78,11 +78,9 @@ def fit(name, options, distributed=None, epochs=3, batch_size=15, seed=0):
     trainer = Trainer(
         model,
         tasks,
-        weighting=make_weighting(name, len(tasks), **options),
-        optimizer="sgd",
-        lr=0.05,
-        progress=False,
-        grad_clip=5.0,
+        make_weighting(name, len(tasks), **options),
+        torch.optim.SGD(model.parameters(), lr=0.05),
+        options=TrainingOptions(progress=False, grad_clip=5.0),
         distributed=distributed,
     )
     trainer.fit(loader, val, epochs=epochs)

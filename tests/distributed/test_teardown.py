@@ -40,7 +40,7 @@ dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1,
 wait_for(gloo_threads)
 during = gloo_threads()
 tasks = [Task("a", "regression")]
-Trainer(make_model("hps", lambda: MLP(3, hidden=(4,)), tasks), tasks, progress=False)
+Trainer(make_model("hps", lambda: MLP(3, hidden=(4,)), tasks), tasks)
 env._destroy()
 gc.collect()
 wait_for(lambda: not gloo_threads())

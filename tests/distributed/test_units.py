@@ -87,7 +87,7 @@ def test_representation_mode_refuses_direction_strategies_with_several_processes
         Trainer(
             model,
             tasks,
-            weighting=make_weighting("graddrop", len(tasks), mode="representation"),
+            make_weighting("graddrop", len(tasks), mode="representation"),
             distributed=fake,
         )
 

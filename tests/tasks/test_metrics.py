@@ -3,13 +3,13 @@ import pytest
 from sklearn import metrics as skm
 
 from mtlkit.tasks import (
-    DEFAULT_METRICS,
     IGNORE_INDEX,
+    KINDS,
     METRICS,
     Task,
     compute_metrics,
+    get_kind,
     higher_is_better,
-    metrics_for_kind,
 )
 
 
@@ -176,9 +176,12 @@ def test_a_metric_of_another_kind_is_an_error_naming_task_and_metric(kind, metri
         Task("t", kind, outputs, metrics=[metric])
     message = str(err.value)
     assert f"task 't': metric {metric!r} does not apply to a {kind} task" in message
-    assert all(name in message for name in metrics_for_kind(kind))
+    assert all(name in message for name in get_kind(kind).metrics())
 
 
-def test_every_kind_has_default_metrics_that_apply_to_it():
-    for kind, names in DEFAULT_METRICS.items():
-        assert set(names) <= set(metrics_for_kind(kind)), kind
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_kind_has_default_metrics_that_apply_to_it(kind):
+    spec = get_kind(kind)
+    assert spec.default_metrics and set(spec.default_metrics) <= set(spec.metrics())
+    for name in spec.default_metrics:
+        assert spec.check_metric(name) is METRICS[name]

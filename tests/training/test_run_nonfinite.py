@@ -11,7 +11,7 @@ from mtlkit.data import BatchLoader, MultiTaskDataset
 from mtlkit.models import make_model
 from mtlkit.models.encoders import MLP
 from mtlkit.tasks import Task
-from mtlkit.training import NonFiniteLossError, Trainer
+from mtlkit.training import NonFiniteLossError, Trainer, TrainingOptions
 from mtlkit.training.checkpoint import strict_json
 
 
@@ -21,7 +21,12 @@ def _nan_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def _trainer(tasks: list[Task]) -> Trainer:
     model = make_model("hps", lambda: MLP(3, hidden=(4,)), tasks)
-    return Trainer(model, tasks, optimizer="sgd", lr=0.1, progress=False, on_nonfinite="skip")
+    return Trainer(
+        model,
+        tasks,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        options=TrainingOptions(progress=False, on_nonfinite="skip"),
+    )
 
 
 def _data(n: int = 24) -> MultiTaskDataset:

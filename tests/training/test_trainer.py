@@ -6,7 +6,8 @@ import torch
 from mtlkit.data import MultiInputDataset, MultiTaskDataset, make_loader
 from mtlkit.models import make_encoder, make_model
 from mtlkit.tasks import IGNORE_INDEX, Task
-from mtlkit.training import NonFiniteLossError, Trainer, penalty
+from mtlkit.training import NonFiniteLossError, Regularization, Trainer, TrainingOptions, penalty
+from mtlkit.training.trainer import make_optimizer, make_scheduler
 from mtlkit.weighting import make_weighting
 
 
@@ -26,11 +27,22 @@ def _model(arch, tasks):
     return make_model(arch, lambda: make_encoder("mlp", (5,), hidden=[16]), tasks)
 
 
+def _trainer(model, tasks, strategy=None, lr=1e-3, optimizer=torch.optim.Adam, **options):
+    """A Trainer with ``optimizer(model.parameters(), lr)`` and quiet options."""
+    return Trainer(
+        model,
+        tasks,
+        strategy,
+        optimizer(model.parameters(), lr=lr),
+        options=TrainingOptions(progress=False, **options),
+    )
+
+
 @pytest.mark.parametrize("arch", ["hps", "stl"])
 @pytest.mark.parametrize("mode", ["joint", "alternating"])
 def test_training_lowers_every_task_loss(arch, mode):
     tasks, data = _problem(missing=0.3)
-    trainer = Trainer(_model(arch, tasks), tasks, lr=0.01, mode=mode, progress=False)
+    trainer = _trainer(_model(arch, tasks), tasks, lr=0.01, mode=mode)
     before = trainer.evaluate(data)
     trainer.fit(make_loader(data, 32), data, epochs=8)
     after = trainer.evaluate(data)
@@ -40,7 +52,7 @@ def test_training_lowers_every_task_loss(arch, mode):
 
 def test_early_stopping_and_best_model_restore():
     tasks, data = _problem()
-    trainer = Trainer(_model("hps", tasks), tasks, lr=0.05, monitor="cls:accuracy", progress=False)
+    trainer = _trainer(_model("hps", tasks), tasks, lr=0.05, monitor="cls:accuracy")
     # A validation set with random labels stops improving quickly.
     noise = MultiTaskDataset(
         data.inputs, {"cls": torch.randint(0, 2, (256,)), "reg": data.targets["reg"]}
@@ -55,7 +67,7 @@ def test_early_stopping_and_best_model_restore():
 def test_batch_where_a_task_has_no_labels_trains_without_nan():
     tasks, data = _problem(n=64)
     data.targets["cls"][:] = IGNORE_INDEX
-    trainer = Trainer(_model("hps", tasks), tasks, lr=0.01, progress=False)
+    trainer = _trainer(_model("hps", tasks), tasks, lr=0.01)
     trainer.fit(make_loader(data, 16), epochs=2)
     for p in trainer.model.parameters():
         assert torch.isfinite(p).all()
@@ -64,7 +76,7 @@ def test_batch_where_a_task_has_no_labels_trains_without_nan():
 def test_task_weights_scale_the_losses():
     tasks, data = _problem(n=32)
     tasks[1].weight = 0.0
-    trainer = Trainer(_model("hps", tasks), tasks, progress=False)
+    trainer = _trainer(_model("hps", tasks), tasks)
     x, y = next(iter(make_loader(data, 32)))
     losses = trainer.task_losses(trainer.model(x), y)
     assert losses[1].item() == 0.0 and losses[0].item() > 0
@@ -73,14 +85,8 @@ def test_task_weights_scale_the_losses():
 def test_fixed_weighting_gradient_is_the_weighted_sum():
     tasks, data = _problem(n=32)
     model = _model("hps", tasks)
-    trainer = Trainer(
-        model,
-        tasks,
-        weighting=make_weighting("fixed", 2, weights=[2.0, 0.5]),
-        optimizer="sgd",
-        lr=0.0,
-        progress=False,
-    )
+    strategy = make_weighting("fixed", 2, weights=[2.0, 0.5])
+    trainer = _trainer(model, tasks, strategy, lr=0.0, optimizer=torch.optim.SGD)
     x, y = next(iter(make_loader(data, 32, shuffle=False)))
     trainer.train_step(x, y)
     got = [p.grad.clone() for p in model.parameters()]
@@ -110,8 +116,8 @@ def test_l1_penalty_shrinks_shared_weights():
     for strength in (0.0, 0.05):
         torch.manual_seed(0)
         model = _model("hps", tasks)
-        trainer = Trainer(
-            model, tasks, lr=0.01, regularization="l1", reg_strength=strength, progress=False
+        trainer = _trainer(
+            model, tasks, lr=0.01, regularization=Regularization("l1", strength=strength)
         )
         trainer.fit(make_loader(data, 32), epochs=5)
         norms[strength] = sum(p.abs().sum().item() for p in model.shared_parameters())
@@ -121,7 +127,7 @@ def test_l1_penalty_shrinks_shared_weights():
 def test_non_finite_loss_names_the_task_and_step():
     tasks, data = _problem(n=32)
     data.targets["reg"][0] = float("inf")
-    trainer = Trainer(_model("hps", tasks), tasks, progress=False)
+    trainer = _trainer(_model("hps", tasks), tasks)
     with pytest.raises(NonFiniteLossError, match="task 'reg'.*step 0"):
         trainer.fit(make_loader(data, 32), epochs=1)
 
@@ -132,7 +138,7 @@ def test_multi_input_training_lowers_losses():
     data = MultiInputDataset({"cls": (xa, (xa[:, 0] > 0).long()), "reg": (xb, xb[:, 1] * 2)})
     tasks = [Task("cls", "binary"), Task("reg", "regression")]
     for sampling in ("joint", "round_robin", "proportional"):
-        trainer = Trainer(_model("hps", tasks), tasks, lr=0.01, progress=False)
+        trainer = _trainer(_model("hps", tasks), tasks, lr=0.01)
         before = trainer.evaluate(data)
         trainer.fit(make_loader(data, 20, sampling=sampling), epochs=6)
         after = trainer.evaluate(data)
@@ -142,20 +148,21 @@ def test_multi_input_training_lowers_losses():
 
 def test_scheduler_and_optimizer_by_name():
     tasks, data = _problem(n=32)
+    model = _model("hps", tasks)
+    optimizer = make_optimizer("SGD", [{"params": model.parameters()}], 0.1, momentum=0.9)
+    scheduler = make_scheduler("StepLR", optimizer, step_size=1, gamma=0.5)
     trainer = Trainer(
-        _model("hps", tasks),
+        model,
         tasks,
-        optimizer="SGD",
-        lr=0.1,
-        optimizer_options={"momentum": 0.9},
-        scheduler="StepLR",
-        scheduler_options={"step_size": 1, "gamma": 0.5},
-        progress=False,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        options=TrainingOptions(progress=False),
     )
     trainer.fit(make_loader(data, 16), epochs=2)
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
+    assert trainer.optimizer.param_groups[0]["momentum"] == 0.9
     with pytest.raises(ValueError, match="unknown optimizer 'adamm'"):
-        Trainer(_model("hps", tasks), tasks, optimizer="adamm")
+        make_optimizer("adamm", [{"params": model.parameters()}], 0.1)
 
 
 def test_trainer_state_round_trip_continues_identically():
@@ -163,7 +170,7 @@ def test_trainer_state_round_trip_continues_identically():
 
     def fresh():
         torch.manual_seed(1)
-        return Trainer(_model("hps", tasks), tasks, lr=0.01, progress=False)
+        return _trainer(_model("hps", tasks), tasks, lr=0.01)
 
     ref = fresh()
     loader = make_loader(data, 16, seed=5)
@@ -184,10 +191,4 @@ def test_trainer_state_round_trip_continues_identically():
 def test_alternating_mode_refuses_a_strategy_that_combines_tasks():
     tasks, _ = _problem(n=8)
     with pytest.raises(ValueError, match="alternating.*needs training.mode: joint"):
-        Trainer(
-            _model("hps", tasks),
-            tasks,
-            weighting=make_weighting("mgda", 2),
-            mode="alternating",
-            progress=False,
-        )
+        _trainer(_model("hps", tasks), tasks, make_weighting("mgda", 2), mode="alternating")

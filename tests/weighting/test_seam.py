@@ -14,7 +14,7 @@ from mtlkit.data import BatchLoader, MultiTaskDataset
 from mtlkit.models import make_model
 from mtlkit.models.encoders import MLP
 from mtlkit.tasks import Task
-from mtlkit.training import Trainer
+from mtlkit.training import Trainer, TrainingOptions
 from mtlkit.weighting import (
     WEIGHTINGS,
     GramianWeighting,
@@ -238,7 +238,13 @@ def test_trainer_leaves_out_a_task_without_labels(name):
     tasks = [Task("a", "regression"), Task("b", "regression")]
     torch.manual_seed(0)
     model = make_model("hps", lambda: MLP(3, hidden=(8,)), tasks)
-    trainer = Trainer(model, tasks, weighting=make_weighting(name, 2), lr=0.05, progress=False)
+    trainer = Trainer(
+        model,
+        tasks,
+        make_weighting(name, 2),
+        torch.optim.Adam(model.parameters(), lr=0.05),
+        options=TrainingOptions(progress=False),
+    )
     x = torch.randn(32, 3)
     data = MultiTaskDataset(x, {"a": x[:, :1] * 3, "b": torch.full((32, 1), float("nan"))})
     first = None

@@ -107,6 +107,10 @@ def add_run_flags(
         "--overwrite", action="store_true", help="replace an existing run directory"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no per-epoch lines (warnings only)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="also debug messages")
 
 
 class _Excluding:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -117,6 +118,19 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int | None]:
     return getattr(importlib.import_module(module), function)
 
 
+def configure_logging(quiet: bool, verbose: bool) -> None:
+    """The ``mtlkit`` loggers (e.g. the trainer's line per epoch) print to stdout: INFO by
+    default, WARNING with ``--quiet``, DEBUG with ``--verbose``."""
+    logger = logging.getLogger("mtlkit")
+    for handler in [h for h in logger.handlers if getattr(h, "mtlkit_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.mtlkit_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train" and int(os.environ.get("RANK", "0")) > 0:
@@ -127,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mtlkit.runs.train import RunInterrupted
     from mtlkit.training import NonFiniteLossError
 
+    configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
     try:
         configure_threads(getattr(args, "threads", None))
         return _handler(args.command)(args) or 0

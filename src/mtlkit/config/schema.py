@@ -94,6 +94,10 @@ class OptimConfig:
     options: dict[str, Any] = field(default_factory=dict)
     scheduler: str | None = None
     scheduler_options: dict[str, Any] = field(default_factory=dict)
+    scheduler_interval: str = "epoch"
+    """Step the scheduler after every ``epoch`` or after every optimizer ``step``."""
+    warmup_steps: int = 0
+    """Linear warm-up: optimizer step s (from 0) uses ``lr·(s+1)/warmup_steps`` until then."""
     trunk_lr_scale: float = 1.0
     """With ``model.init_from``: learning rate of everything but the new tasks' own parameters,
     relative to ``lr`` (0 trains only the new heads)."""
@@ -104,6 +108,10 @@ class TrainingConfig:
     epochs: int = 10
     mode: str = "joint"
     grad_clip: float | None = None
+    accumulate: int = 1
+    """Batches whose gradients are summed (and divided by their number) per optimizer step."""
+    precision: str = "fp32"
+    """``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast + loss scaling; CUDA and ew only)."""
     patience: int | None = None
     """Early stopping: epochs without improvement of ``monitor`` before stopping."""
     monitor: str = "loss"
@@ -168,6 +176,8 @@ _RANGES: dict[str, Interval] = {
     "training.epochs": Interval(Integral, 1, None),
     "training.grad_clip": Interval(Real, 0.0, None, closed="neither"),
     "training.patience": Interval(Integral, 1, None),
+    "training.accumulate": Interval(Integral, 1, None),
+    "optim.warmup_steps": Interval(Integral, 0, None),
     "regularization.strength": Interval(Real, 0.0, None),
     "regularization.l1_ratio": Interval(Real, 0.0, 1.0),
     "optim.trunk_lr_scale": Interval(Real, 0.0, None),
@@ -178,10 +188,12 @@ _COMPONENT_CHOICES: dict[str, str] = {
     "data.sampling": "mtlkit.data.loaders:SAMPLING_RULES",
     "data.split": "mtlkit.data.table:SPLIT_METHODS",
     "training.mode": "mtlkit.training.trainer:TRAINING_MODES",
+    "training.precision": "mtlkit.training.options:PRECISIONS",
 }
 """Fields whose choices the component declares (``module:NAME``, imported when checked)."""
 _CHOICES: dict[str, tuple[str, ...]] = {
     "training.on_nonfinite": ("stop", "skip"),
+    "optim.scheduler_interval": ("epoch", "step"),
     "regularization.kind": ("none", "l1", "l2", "elasticnet"),
     "regularization.scope": ("shared", "all"),
     "model.freeze": ("none", "trunk", "shared", "old_heads"),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from mtlkit.tasks.kinds import get_kind
 
 
 class MultiTaskDataset(Dataset):
@@ -84,6 +85,6 @@ class MultiInputDataset(Dataset):
 
 
 def as_tensor_targets(values, kind: str) -> Tensor:
-    """Targets as the dtype the loss expects: float for regression, long for classes."""
-    tensor = torch.as_tensor(values)
-    return tensor.float() if kind == "regression" else tensor.long()
+    """Targets as the dtype the loss of task kind ``kind`` expects (float for regression, long
+    for classes)."""
+    return get_kind(kind).targets(values)

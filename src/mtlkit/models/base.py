@@ -35,6 +35,18 @@ def last_layer(module: nn.Module, shared_ids: set[int]) -> list[nn.Parameter]:
     return []
 
 
+def check_model(model: object) -> None:
+    """Refuse a model that does not say which parameters are shared, pointing to the wrapper."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    if not callable(getattr(model, "shared_parameters", None)):
+        raise TypeError(
+            f"model: {type(model).__name__} does not say which parameters the tasks share; wrap "
+            "your trunk and heads with mtlkit.models.SharedTrunk(trunk, heads={task: head, ...}) "
+            "or subclass mtlkit.models.MultiTaskModel"
+        )
+
+
 class MultiTaskModel(nn.Module):
     """A model with one output per task.
 

@@ -20,7 +20,8 @@ from mtlkit.distributed.env import DistContext
 from mtlkit.models import MultiTaskModel, make_encoder, make_model
 from mtlkit.tasks import Task
 from mtlkit.training.checkpoint import load_file, read_json
-from mtlkit.training.trainer import Trainer
+from mtlkit.training.options import Regularization, TrainingOptions
+from mtlkit.training.trainer import Trainer, make_optimizer, make_scheduler
 from mtlkit.weighting import make_weighting
 
 
@@ -233,27 +234,44 @@ def build_trainer(
     except ValueError as err:
         raise ConfigError(str(err)) from None
     try:
+        options = TrainingOptions(
+            mode=config.training.mode,
+            grad_clip=config.training.grad_clip or None,
+            accumulate=config.training.accumulate,
+            warmup_steps=config.optim.warmup_steps,
+            precision=config.training.precision,
+            regularization=Regularization(
+                kind=config.regularization.kind,
+                strength=config.regularization.strength,
+                l1_ratio=config.regularization.l1_ratio,
+                scope=config.regularization.scope,
+            ),
+            monitor=config.training.monitor,
+            on_nonfinite=config.training.on_nonfinite,
+            progress=config.training.progress,
+        )
+        groups = _param_groups(config, model, transfer) or [
+            {"params": [p for p in model.parameters() if p.requires_grad]}
+        ]
+        strategy_params = [p for p in weighting.parameters() if p.requires_grad]
+        if strategy_params:
+            groups.append({"params": strategy_params})
+        optimizer = make_optimizer(
+            config.optim.name, groups, config.optim.lr, **config.optim.options
+        )
+        scheduler = make_scheduler(
+            config.optim.scheduler, optimizer, **config.optim.scheduler_options
+        )
         return Trainer(
             model,
             bundle.tasks,
-            weighting=weighting,
-            optimizer=config.optim.name,
-            lr=config.optim.lr,
-            optimizer_options=config.optim.options,
-            scheduler=config.optim.scheduler,
-            scheduler_options=config.optim.scheduler_options,
-            mode=config.training.mode,
-            regularization=config.regularization.kind,
-            reg_strength=config.regularization.strength,
-            l1_ratio=config.regularization.l1_ratio,
-            reg_scope=config.regularization.scope,
-            grad_clip=config.training.grad_clip,
-            monitor=config.training.monitor,
+            weighting,
+            optimizer,
+            scheduler=scheduler,
+            scheduler_interval=config.optim.scheduler_interval,
+            options=options,
             device=device or (distributed.device if distributed else resolve_device(config.device)),
             target_scaling=bundle.target_scaling,
-            progress=config.training.progress,
-            on_nonfinite=config.training.on_nonfinite,
-            param_groups=_param_groups(config, model, transfer),
             distributed=distributed,
         )
     except ValueError as err:

@@ -30,6 +30,8 @@ def log_tensorboard(writer, record: dict[str, Any]) -> None:
     epoch = record["epoch"]
     for task, loss in record["train_loss"].items():
         writer.add_scalar(f"train_loss/{task}", loss, epoch)
+    for task, weight in record.get("task_weights", {}).items():
+        writer.add_scalar(f"task_weight/{task}", weight, epoch)
     for task, metrics in record.get("val", {}).items():
         for name, value in metrics.items():
             writer.add_scalar(f"val/{task}/{name}", value, epoch)

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 class Metric:
     """A named metric ``fn(y_true, y) -> float``, its direction and the task kinds it applies to.
 
-    ``y`` is the predicted labels, or with ``needs_probabilities`` the predicted probabilities:
+    ``kinds`` names the task kinds (:mod:`mtlkit.tasks.kinds`) it applies to. ``y`` is the
+    predicted labels, or with ``needs_probabilities`` the predicted probabilities:
     of class 1 for a binary task (or each label of a multilabel one), ``(n, classes)`` for a
     multiclass task.
     """
@@ -139,31 +140,15 @@ _BINARY_OVERRIDES = {
     "recall": _binary(skm.recall_score),
 }
 
-DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
-    "multiclass": ("accuracy", "f1", "precision", "recall"),
-    "binary": ("accuracy", "f1", "precision", "recall"),
-    "multilabel": ("f1", "accuracy", "precision", "recall"),
-    "regression": ("mse", "mae", "r2"),
-}
 
-
-def metrics_for_kind(kind: str) -> list[str]:
-    """The names of the metrics that apply to tasks of ``kind``."""
-    return [name for name, metric in METRICS.items() if kind in metric.kinds]
-
-
-def get_metric(name: str, task: str | None = None, kind: str | None = None) -> Metric:
-    """Look a metric up by name (and check it applies to ``kind``), with an error that names the
-    task and lists the valid names."""
-    where = f"task {task!r}: " if task else ""
-    choices = metrics_for_kind(kind) if kind else sorted(METRICS)
+def get_metric(name: str, task: str | None = None) -> Metric:
+    """Look a metric up by name, with an error that names the task and lists the valid names
+    (whether it applies to a task's kind: ``TaskKind.check_metric``)."""
     metric = METRICS.get(name)
     if metric is None:
-        raise ValueError(f"{where}unknown metric {name!r}; choose from {', '.join(choices)}")
-    if kind is not None and kind not in metric.kinds:
+        where = f"task {task!r}: " if task else ""
         raise ValueError(
-            f"{where}metric {name!r} does not apply to a {kind} task; "
-            f"choose from {', '.join(choices)}"
+            f"{where}unknown metric {name!r}; choose from {', '.join(sorted(METRICS))}"
         )
     return metric
 
@@ -172,14 +157,19 @@ def higher_is_better(name: str) -> bool:
     return get_metric(name).higher_is_better
 
 
-def _score(
-    metric: Metric, kind: str, y_true: np.ndarray, y_pred: np.ndarray, y_prob: np.ndarray | None
+def score(
+    metric: Metric,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    y_prob: np.ndarray | None,
+    average: str = "macro",
 ) -> float:
+    """``metric`` on labelled rows; ``average="binary"``: f1/precision/recall of class 1."""
     if metric.needs_probabilities:
         return metric.fn(y_true, y_prob)
     # Inputs are already validated here; skipping sklearn's checks makes per-epoch evaluation cheap.
     with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
-        if kind in ("binary", "multilabel") and metric.name in _BINARY_OVERRIDES:
+        if average == "binary" and metric.name in _BINARY_OVERRIDES:
             return _BINARY_OVERRIDES[metric.name](y_true, y_pred)
         return float(metric.fn(y_true, y_pred))
 
@@ -187,13 +177,12 @@ def _score(
 def compute_metrics(
     task: Task, y_true: np.ndarray, y_pred: np.ndarray, y_prob: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Every metric of ``task`` on the labelled rows of ``y_true``/``y_pred``.
+    """Every metric of ``task`` on the labelled rows of ``y_true``/``y_pred`` (which rows, and
+    per label or not, is the task kind's: ``TaskKind.compute_metrics``).
 
     ``y_prob`` (``task.probabilities(output)``) is needed by the probability metrics
     (``roc_auc``, ``log_loss``, ``brier``). Returns NaN for each metric when no row is labelled.
     """
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
     metrics = [get_metric(m) for m in task.metrics]
     if y_prob is None:
         wanting = [m.name for m in metrics if m.needs_probabilities]
@@ -203,40 +192,4 @@ def compute_metrics(
             )
     else:
         y_prob = np.asarray(y_prob)
-    results: dict[str, float] = {}
-    if task.kind == "multilabel":
-        y_true = y_true.reshape(len(y_true), -1)
-        y_pred = y_pred.reshape(len(y_pred), -1)
-        if y_prob is not None:
-            y_prob = y_prob.reshape(len(y_prob), -1)
-        names = task.class_names or [str(j) for j in range(y_true.shape[1])]
-        per_label: dict[str, list[float]] = {m.name: [] for m in metrics}
-        for j, label in enumerate(names):
-            keep = y_true[:, j] != task.ignore_index
-            prob = y_prob[keep, j] if y_prob is not None else None
-            for m in metrics:
-                value = (
-                    _score(m, "multilabel", y_true[keep, j], y_pred[keep, j], prob)
-                    if keep.any()
-                    else float("nan")
-                )
-                per_label[m.name].append(value)
-                results[f"{m.name}/{label}"] = value
-        for m in metrics:
-            values = [v for v in per_label[m.name] if not np.isnan(v)]
-            results[m.name] = float(np.mean(values)) if values else float("nan")
-        return {m: results[m] for m in task.metrics} | {
-            k: v for k, v in results.items() if "/" in k
-        }
-    if task.kind == "regression":
-        y_true = y_true.reshape(len(y_true), -1)
-        y_pred = y_pred.reshape(len(y_pred), -1)
-        keep = ~np.isnan(y_true).any(axis=1)
-    else:
-        keep = y_true != task.ignore_index
-    prob = y_prob[keep] if y_prob is not None else None
-    for m in metrics:
-        results[m.name] = (
-            _score(m, task.kind, y_true[keep], y_pred[keep], prob) if keep.any() else float("nan")
-        )
-    return results
+    return task.spec.compute_metrics(task, metrics, np.asarray(y_true), np.asarray(y_pred), y_prob)

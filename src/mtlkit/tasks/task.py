@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
-import torch
 from torch import Tensor
 
 from mtlkit.tasks.class_weights import (
@@ -18,14 +16,7 @@ from mtlkit.tasks.class_weights import (
     class_weight_list,
     pos_weight_list,
 )
-from mtlkit.tasks.losses import default_loss
-from mtlkit.tasks.metrics import DEFAULT_METRICS, get_metric
-
-TaskKind = Literal["multiclass", "binary", "multilabel", "regression"]
-TASK_KINDS: tuple[str, ...] = ("multiclass", "binary", "multilabel", "regression")
-
-IGNORE_INDEX = -100
-"""Class label that marks a missing label in ``multiclass``/``binary``/``multilabel`` targets."""
+from mtlkit.tasks.kinds import IGNORE_INDEX, KINDS, TaskKind, get_kind
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -39,8 +30,10 @@ class Task:
     name:
         Unique name; the key of the task's targets, outputs and metrics.
     kind:
+        The name of a registered :class:`~mtlkit.tasks.kinds.TaskKind` (or the object):
         ``multiclass`` (integer class ids, softmax cross-entropy), ``binary`` (0/1, one logit),
         ``multilabel`` (0/1 per label, one logit per label) or ``regression`` (real values).
+        The object is :attr:`spec`.
     num_outputs:
         Size of the task head's output: number of classes, 1, number of labels, or number of
         regression targets.
@@ -66,7 +59,7 @@ class Task:
     """
 
     name: str
-    kind: TaskKind
+    kind: str
     num_outputs: int = 1
     loss: LossFn | None = None
     metrics: Sequence[str] | None = None
@@ -79,31 +72,27 @@ class Task:
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise ValueError(f"task name must be a non-empty string, got {self.name!r}")
-        if self.kind not in TASK_KINDS:
-            raise ValueError(
-                f"task {self.name!r}: kind must be one of {', '.join(TASK_KINDS)}, "
-                f"got {self.kind!r}"
-            )
-        if self.kind == "binary":
-            self.num_outputs = 1
-        if int(self.num_outputs) < 1:
-            raise ValueError(f"task {self.name!r}: num_outputs must be >= 1")
-        if self.kind == "multiclass" and self.num_outputs < 2:
-            raise ValueError(f"task {self.name!r}: a multiclass task needs num_outputs >= 2")
+        if isinstance(self.kind, TaskKind):
+            self.kind = self.kind.name
+        spec = get_kind(self.kind, task=self.name)
+        self.num_outputs = spec.num_outputs(self.num_outputs, self.name)
         if self.weight < 0:
             raise ValueError(f"task {self.name!r}: weight must be >= 0, got {self.weight}")
         if self.metrics is None:
-            self.metrics = DEFAULT_METRICS[self.kind]
+            self.metrics = spec.default_metrics
         for metric in self.metrics:
-            get_metric(metric, task=self.name, kind=self.kind)
+            spec.check_metric(metric, task=self.name)
         self.metrics = tuple(self.metrics)
         self._check_loss_weights()
 
+    @property
+    def spec(self) -> TaskKind:
+        """The :class:`~mtlkit.tasks.kinds.TaskKind` object of :attr:`kind`."""
+        return KINDS[self.kind]
+
     def _check_loss_weights(self) -> None:
-        for option, kinds in (
-            ("class_weight", ("multiclass", "binary")),
-            ("pos_weight", ("binary", "multilabel")),
-        ):
+        for option in ("class_weight", "pos_weight"):
+            kinds = [kind.name for kind in KINDS.values() if getattr(kind, option)]
             if getattr(self, option) is not None and self.kind not in kinds:
                 raise ValueError(
                     f"task {self.name!r}: {option} applies to {' and '.join(kinds)} tasks, "
@@ -117,7 +106,7 @@ class Task:
                 "a custom loss takes its own weights"
             )
         if self.class_weight is not None:
-            classes = 2 if self.kind == "binary" else self.num_outputs
+            classes = self.spec.num_classes(self.num_outputs)
             self.class_weight = class_weight_list(
                 self.class_weight, classes, self.class_names, self.name
             )
@@ -131,7 +120,7 @@ class Task:
         """
         if self.class_weight == BALANCED:
             labels = target[self.label_mask(target)]
-            classes = 2 if self.kind == "binary" else self.num_outputs
+            classes = self.spec.num_classes(self.num_outputs)
             weights = balanced_class_weight(labels, classes, self.class_names, self.name)
             return replace(self, class_weight=weights)
         if self.pos_weight == BALANCED:
@@ -146,9 +135,7 @@ class Task:
 
     def label_mask(self, target: Tensor) -> Tensor:
         """Boolean mask of the rows (or, for multilabel, entries) that carry a label."""
-        if self.kind == "regression":
-            return ~torch.isnan(target)
-        return target != self.ignore_index
+        return self.spec.label_mask(target, self.ignore_index)
 
     def row_mask(self, target: Tensor) -> Tensor:
         """Boolean mask of the rows with at least one label."""
@@ -164,25 +151,15 @@ class Task:
         prediction, target = prediction[rows], target[rows]
         if self.loss is not None:
             return self.loss(prediction, target)
-        return default_loss(self, prediction, target)
+        return self.spec.loss(self, prediction, target)
 
     def predict(self, output: Tensor) -> Tensor:
         """Turn the head's raw output into predictions (class ids, 0/1 labels or values)."""
-        if self.kind == "multiclass":
-            return output.argmax(dim=-1)
-        if self.kind in ("binary", "multilabel"):
-            out = (output > 0).long()
-            return out.squeeze(-1) if self.kind == "binary" else out
-        return output.squeeze(-1) if self.num_outputs == 1 else output
+        return self.spec.predict(output)
 
     def probabilities(self, output: Tensor) -> Tensor | None:
         """Class probabilities for classification tasks, ``None`` for regression."""
-        if self.kind == "multiclass":
-            return output.softmax(dim=-1)
-        if self.kind in ("binary", "multilabel"):
-            prob = output.sigmoid()
-            return prob.squeeze(-1) if self.kind == "binary" else prob
-        return None
+        return self.spec.probabilities(output)
 
     def to_dict(self) -> dict:
         """A JSON-serializable description (custom loss callables are not serialized)."""

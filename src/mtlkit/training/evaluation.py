@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
 from mtlkit.data import BatchLoader, MultiInputDataset, MultiTaskDataset
 from mtlkit.distributed.env import DistContext
 from mtlkit.distributed.sampler import shard_bounds
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task, compute_metrics
+
+EvalData = (
+    MultiTaskDataset | MultiInputDataset | Dataset | Iterable[tuple[Any, Mapping[str, Tensor]]]
+)
+"""A split to score: an mtlkit dataset, a torch ``Dataset`` of ``(input, {task: target})`` rows,
+or a loader (any iterable) of ``(inputs, {task: target})`` batches."""
 
 
 def move(batch_part, device: torch.device):
@@ -21,10 +29,23 @@ def move(batch_part, device: torch.device):
     return batch_part.to(device, non_blocking=True)
 
 
+def _batch_outputs(
+    model: MultiTaskModel, batches: Iterable, device: torch.device
+) -> tuple[dict[str, list[Tensor]], dict[str, list[Tensor]]]:
+    outputs: dict[str, list[Tensor]] = {}
+    targets: dict[str, list[Tensor]] = {}
+    for inputs, target in batches:
+        out = model(move(inputs, device))
+        for name, y in target.items():
+            outputs.setdefault(name, []).append(out[name].float().cpu())
+            targets.setdefault(name, []).append(y.cpu())
+    return outputs, targets
+
+
 @torch.no_grad()
 def collect_outputs(
     model: MultiTaskModel,
-    dataset: MultiTaskDataset | MultiInputDataset,
+    dataset: EvalData,
     batch_size: int = 512,
     device: torch.device | str = "cpu",
     distributed: DistContext | None = None,
@@ -34,11 +55,22 @@ def collect_outputs(
     With ``distributed``, every rank runs the model on its contiguous share of each split and
     the outputs are gathered (in rank order, i.e. dataset order) on every rank: the metrics then
     come from the whole split, exactly as in one process (no averaging of per-rank metrics).
+    Other datasets and loaders are read whole by every process.
     """
     model.eval()
     device = torch.device(device)
-    outputs: dict[str, list[Tensor]] = {}
-    targets: dict[str, list[Tensor]] = {}
+    if not isinstance(dataset, MultiTaskDataset | MultiInputDataset):
+        if isinstance(dataset, Dataset):
+            dataset = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        outputs, targets = _batch_outputs(model, dataset, device)
+        if not outputs:
+            raise ValueError("evaluation data: no batch (an empty dataset or loader?)")
+        return (
+            {k: torch.cat(v) for k, v in outputs.items()},
+            {k: torch.cat(v) for k, v in targets.items()},
+        )
+    outputs = {}
+    targets = {}
     if isinstance(dataset, MultiInputDataset):
         parts = [dataset.task_dataset(name) for name in dataset.task_names]
         multi_input = True
@@ -83,7 +115,7 @@ def unscale(values: Tensor, scaling: tuple[float, float] | None) -> Tensor:
 def evaluate(
     model: MultiTaskModel,
     tasks: Sequence[Task],
-    dataset: MultiTaskDataset | MultiInputDataset,
+    dataset: EvalData,
     batch_size: int = 512,
     device: torch.device | str = "cpu",
     target_scaling: Mapping[str, tuple[float, float]] | None = None,
@@ -91,7 +123,8 @@ def evaluate(
 ) -> dict[str, dict[str, float]]:
     """``{task: {metric: value, "loss": mean loss}}`` over a split.
 
-    Regression metrics are in the targets' original units (``target_scaling`` undone).
+    Metrics of kinds with standardized targets (regression) are in the targets' original units
+    (``target_scaling`` undone).
     """
     target_scaling = target_scaling or {}
     outputs, targets = collect_outputs(model, dataset, batch_size, device, distributed)
@@ -102,7 +135,7 @@ def evaluate(
         out, y = outputs[task.name], targets[task.name]
         loss = float(task.compute_loss(out, y))
         pred = task.predict(out)
-        if task.kind == "regression":
+        if task.spec.scaled:
             scaling = target_scaling.get(task.name)
             pred, y = unscale(pred, scaling), unscale(y.reshape(pred.shape), scaling)
         prob = task.probabilities(out)

@@ -7,33 +7,87 @@ mode (round-robin) each step updates one task's loss only, task after task.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from mtlkit.data import BatchLoader, MultiInputDataset, MultiTaskDataset
 from mtlkit.distributed.env import DistContext
 from mtlkit.distributed.reduce import DistributedStep, label_counts
-from mtlkit.models import MultiTaskModel
+from mtlkit.models.base import MultiTaskModel, check_model
 from mtlkit.tasks import Task, higher_is_better
-from mtlkit.training.evaluation import evaluate, mean_loss, move
+from mtlkit.training.console import epoch_line
+from mtlkit.training.evaluation import EvalData, evaluate, mean_loss, move
+from mtlkit.training.options import TRAINING_MODES, TrainingOptions
+from mtlkit.training.precision import Precision
 from mtlkit.training.regularization import penalty
 from mtlkit.weighting import GradientEngine, Weighting, make_weighting, mtl_backward
 
-TRAINING_MODES = ("joint", "alternating")
+__all__ = ["TRAINING_MODES", "History", "NonFiniteLossError", "Trainer"]
 
+logger = logging.getLogger("mtlkit.training")
+
+Batch = tuple[Any, Mapping[str, Tensor]]
+"""``(inputs, {task: target})``: inputs a tensor, or ``{task: tensor}`` for multi-input data."""
+
+TrainData = Iterable[Batch] | Dataset
+Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
 
 StepCallback = Callable[["Trainer", Any, Mapping[str, Tensor], Tensor], None]
 """``callback(trainer, inputs, targets, losses)``, called after every optimizer step (analysis
 hooks such as gradient statistics or lookahead affinity); it must leave ``.grad`` and the
 parameters as it found them."""
+
+
+class _MicroBatch(NamedTuple):
+    inputs: Any
+    targets: Mapping[str, Tensor]
+    parts: list[Tensor | None]
+    losses: Tensor
+
+
+def as_loader(data: TrainData, batch_size: int) -> Iterable[Batch]:
+    """Training batches from ``data``: a loader as it is; an mtlkit dataset in a shuffled
+    :class:`BatchLoader`, any other torch ``Dataset`` in a shuffled ``DataLoader``, both of
+    ``batch_size`` rows."""
+    if isinstance(data, MultiTaskDataset | MultiInputDataset):
+        return BatchLoader(data, batch_size, shuffle=True)
+    if isinstance(data, Dataset):
+        return DataLoader(data, batch_size=batch_size, shuffle=True)
+    if not isinstance(data, Iterable):
+        raise TypeError(
+            f"training data: expected a torch Dataset or DataLoader (or any iterable of "
+            f"(inputs, {{task: target}}) batches), got {type(data).__name__}"
+        )
+    return data
+
+
+@contextlib.contextmanager
+def warmed_up(optimizer: torch.optim.Optimizer, step: int, warmup_steps: int) -> Iterator[None]:
+    """Linear warm-up: inside, every group's rate is ``lr · (step+1)/warmup_steps`` while
+    ``step < warmup_steps``; the scheduler's rate is restored on leaving."""
+    if step >= warmup_steps:
+        yield
+        return
+    factor = (step + 1) / warmup_steps
+    rates = [group["lr"] for group in optimizer.param_groups]
+    for group, lr in zip(optimizer.param_groups, rates):
+        group["lr"] = lr * factor
+    try:
+        yield
+    finally:
+        for group, lr in zip(optimizer.param_groups, rates):
+            group["lr"] = lr
 
 
 class NonFiniteLossError(RuntimeError):
@@ -60,8 +114,8 @@ def make_optimizer(
 
 def make_scheduler(
     name: str | None, optimizer: torch.optim.Optimizer, **options: Any
-) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None:
-    """Any ``torch.optim.lr_scheduler`` class by name (stepped once per epoch), or ``None``."""
+) -> Scheduler | None:
+    """Any ``torch.optim.lr_scheduler`` class by name, or ``None``."""
     if not name:
         return None
     classes = {
@@ -89,72 +143,81 @@ class History:
 
 
 class Trainer:
-    """Trains a :class:`MultiTaskModel`.
+    """Trains a multi-task model: minimizes Σₜ αₜLₜ + λR(θ) with a balancing strategy.
 
     Parameters
     ----------
-    model, tasks:
-        The model and its tasks (their ``weight`` fields are the fixed αₜ).
-    weighting:
-        The balancing strategy (default: equal weighting of the αₜ-weighted losses).
-    optimizer, lr, optimizer_options:
-        A ``torch.optim`` optimizer by name and its arguments.
-    scheduler, scheduler_options:
-        A ``torch.optim.lr_scheduler`` by name, stepped after every epoch.
-    mode:
-        ``"joint"`` or ``"alternating"`` (one task per step, round-robin).
-    regularization, reg_strength, l1_ratio, reg_scope:
-        The penalty λR(θ) on the shared parameters (``reg_scope="all"``: on every parameter).
-    grad_clip:
-        Maximum global gradient norm, or ``None``.
-    param_groups:
-        Optimizer parameter groups (e.g. per-group learning rates for fine-tuning); default:
-        every trainable parameter of the model at ``lr``.
-    monitor:
-        What early stopping and model selection watch: ``"loss"`` (mean validation loss) or
-        ``"TASK:METRIC"``.
+    model:
+        A :class:`~mtlkit.models.MultiTaskModel` (``forward(x) -> {task: output}``, knowing its
+        shared parameters); wrap your own trunk and heads with
+        :class:`~mtlkit.models.SharedTrunk`.
+    tasks:
+        The tasks (their ``weight`` fields are the fixed αₜ).
+    strategy:
+        The balancing :class:`~mtlkit.weighting.Weighting` (default: equal weighting, ``ew``).
+    optimizer:
+        A ``torch.optim.Optimizer`` over the model's parameters (default: Adam, lr 10⁻³, over
+        every trainable parameter). A strategy's learnable parameters (UW's log-variances) that
+        the optimizer does not hold are added to it as a parameter group with the optimizer's
+        defaults (refused when a ``scheduler`` is given, as it was built on the groups before);
+        put ``strategy.parameters()`` in the optimizer yourself to choose their rate.
+    scheduler:
+        A ``torch.optim.lr_scheduler`` instance on ``optimizer``, stepped after every epoch or,
+        with ``scheduler_interval="step"``, after every optimizer step. ``ReduceLROnPlateau``
+        steps per epoch on the monitored validation value.
+    options:
+        The plain settings (mode, gradient accumulation, warm-up, precision, clipping,
+        regularization, monitor, batch sizes): :class:`~mtlkit.training.TrainingOptions`.
+    device:
+        Where the model, strategy and batches go.
+    target_scaling:
+        ``{task: (mean, std)}`` of standardized regression targets; metrics are reported in the
+        original units.
+    step_callbacks:
+        ``callback(trainer, inputs, targets, losses)`` after every optimizer step (analysis
+        hooks); each must leave ``.grad`` and the parameters as it found them.
     distributed:
         A :class:`~mtlkit.distributed.DistContext` for data-parallel training (each rank gets
         its shard of every global batch from a sharded :class:`BatchLoader`); ``None``: one
         process. Rank 0's model and strategy state are broadcast to every rank at construction.
+    engine:
+        The :class:`~mtlkit.weighting.GradientEngine` (default: a new one).
+
+    Example
+    -------
+    >>> import torch
+    >>> from torch import nn
+    >>> from mtlkit.models import SharedTrunk
+    >>> from mtlkit.tasks import Task
+    >>> tasks = [Task("a", "regression"), Task("b", "binary")]
+    >>> model = SharedTrunk(nn.Linear(3, 8), heads={"a": nn.Linear(8, 1), "b": nn.Linear(8, 1)})
+    >>> trainer = Trainer(model, tasks, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
     """
 
     def __init__(
         self,
         model: MultiTaskModel,
         tasks: Sequence[Task],
-        weighting: Weighting | None = None,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        optimizer_options: Mapping[str, Any] | None = None,
-        scheduler: str | None = None,
-        scheduler_options: Mapping[str, Any] | None = None,
-        mode: str = "joint",
-        regularization: str = "none",
-        reg_strength: float = 0.0,
-        l1_ratio: float = 0.5,
-        reg_scope: str = "shared",
-        grad_clip: float | None = None,
-        monitor: str = "loss",
+        strategy: Weighting | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        scheduler: Scheduler | None = None,
+        scheduler_interval: str = "epoch",
+        options: TrainingOptions | None = None,
         device: str | torch.device = "cpu",
-        engine: GradientEngine | None = None,
         target_scaling: Mapping[str, tuple[float, float]] | None = None,
-        progress: bool = True,
-        eval_batch_size: int = 1024,
-        on_nonfinite: str = "stop",
         step_callbacks: Sequence[StepCallback] = (),
-        param_groups: list[dict[str, Any]] | None = None,
         distributed: DistContext | None = None,
+        engine: GradientEngine | None = None,
     ) -> None:
-        if mode not in TRAINING_MODES:
-            raise ValueError(
-                f"training.mode must be one of {', '.join(TRAINING_MODES)}, got {mode!r}"
-            )
+        check_model(model)
+        self.options = options = options or TrainingOptions()
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.tasks = list(tasks)
-        self.weighting = (weighting or make_weighting("ew", len(self.tasks))).to(self.device)
-        if mode == "alternating" and not self.weighting.sums_losses:
+        self.weighting = (strategy or make_weighting("ew", len(self.tasks))).to(self.device)
+        self.mode = options.mode
+        if self.mode == "alternating" and not self.weighting.sums_losses:
             raise ValueError(
                 "training.mode: alternating updates train one task per step; "
                 f"{type(self.weighting).__name__} combines tasks and needs training.mode: joint"
@@ -163,44 +226,75 @@ class Trainer:
         self.shared_params = [p for p in self.model.shared_parameters() if p.requires_grad]
         self.task_params = [p for p in self.model.task_specific_parameters() if p.requires_grad]
         self.last_shared_params = self._last_shared_params()
-        self.mode = mode
-        self.regularization, self.reg_strength, self.l1_ratio = (
-            regularization,
-            reg_strength,
-            l1_ratio,
-        )
-        self.reg_scope = reg_scope
-        self.grad_clip = grad_clip
-        self.monitor = monitor
-        self._monitor_sign = self._check_monitor(monitor)
+        self.monitor = options.monitor
+        self._monitor_sign = self._check_monitor(options.monitor)
         self.engine = engine or GradientEngine()
         if any(getattr(m, "uses_gradients", False) for m in self.weighting.modules()):
             self.engine.watch(self.model, self.shared_params)  # enables the layerwise Jacobian
         self.distributed = distributed
         self.dist: DistributedStep | None = None
         if distributed is not None:
+            if options.accumulate > 1:
+                raise ValueError(
+                    "training.accumulate: gradient accumulation is not supported with several "
+                    "processes; raise data.batch_size instead"
+                )
             self._setup_distributed(distributed)
         self.target_scaling = dict(target_scaling or {})
-        self.progress = progress and (distributed is None or distributed.is_main)
-        self.eval_batch_size = eval_batch_size
-        if on_nonfinite not in ("stop", "skip"):
-            raise ValueError(f"training.on_nonfinite must be stop or skip, got {on_nonfinite!r}")
-        self.on_nonfinite = on_nonfinite
+        self.progress = options.progress and (distributed is None or distributed.is_main)
         self.step_callbacks = list(step_callbacks)
         self.skipped_batches = 0
-        groups: list[dict[str, Any]] = param_groups or [
-            {"params": [p for p in model.parameters() if p.requires_grad]}
-        ]
-        strategy_params = [p for p in self.weighting.parameters() if p.requires_grad]
-        if strategy_params:
-            groups.append({"params": strategy_params})
-        self.optimizer = make_optimizer(optimizer, groups, lr, **dict(optimizer_options or {}))
-        self.scheduler = make_scheduler(scheduler, self.optimizer, **dict(scheduler_options or {}))
+        self.optimizer = self._with_strategy_params(optimizer, scheduler)
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(
+                f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}"
+            )
+        if scheduler is not None and getattr(scheduler, "optimizer", None) is not self.optimizer:
+            raise ValueError("scheduler: it must be built on the trainer's optimizer")
+        if scheduler_interval == "step" and isinstance(
+            scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
+        ):
+            raise ValueError(
+                "scheduler: ReduceLROnPlateau reads the validation value once per epoch; use "
+                "scheduler_interval='epoch'"
+            )
+        self.scheduler = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.precision = Precision(options.precision, self.device, self.weighting)
         self.step = 0
         self.epoch = 0
         self.history = History()
         self.best_state: dict[str, Tensor] | None = None
         self._patience_left: int | None = None
+        self._weight_sum = torch.zeros(len(self.tasks))
+        self._weight_count = 0
+
+    def _with_strategy_params(
+        self, optimizer: torch.optim.Optimizer | None, scheduler: Scheduler | None
+    ) -> torch.optim.Optimizer:
+        strategy_params = [p for p in self.weighting.parameters() if p.requires_grad]
+        if optimizer is None:
+            groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+            if strategy_params:
+                groups.append({"params": strategy_params})
+            return torch.optim.Adam(groups, lr=1e-3)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer: expected a torch.optim.Optimizer instance, got "
+                f"{type(optimizer).__name__} (e.g. torch.optim.Adam(model.parameters(), lr=1e-3); "
+                "mtlkit.training.make_optimizer builds one by name)"
+            )
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        missing = [p for p in strategy_params if id(p) not in held]
+        if missing and scheduler is not None:
+            raise ValueError(
+                f"optimizer: {type(self.weighting).__name__} has learnable parameters the "
+                "optimizer does not hold, and a scheduler already reads its groups; build the "
+                "optimizer with strategy.parameters() too"
+            )
+        if missing:
+            optimizer.add_param_group({"params": missing})
+        return optimizer
 
     def _setup_distributed(self, ctx: DistContext) -> None:
         for module in self.weighting.modules():
@@ -274,7 +368,7 @@ class Trainer:
         bad = ~torch.isfinite(losses.detach())
         if not bool(bad.any()):
             return True
-        if self.on_nonfinite == "skip":
+        if self.options.on_nonfinite == "skip":
             self.skipped_batches += 1
             return False
         name = self.tasks[int(bad.nonzero()[0])].name
@@ -283,22 +377,23 @@ class Trainer:
         )
 
     def _penalty_backward(self) -> None:
-        params = self.model.parameters() if self.reg_scope == "all" else self.shared_params
-        value = penalty(params, self.regularization, self.reg_strength, self.l1_ratio)
+        reg = self.options.regularization
+        params = self.model.parameters() if reg.scope == "all" else self.shared_params
+        value = penalty(params, reg.kind, reg.strength, reg.l1_ratio)
         if value is not None:
             value.backward()
 
     def _global_losses(self, parts: Sequence[Tensor | None], targets) -> Tensor:
         """The loss vector (0 for absent tasks); global values when distributed."""
         zero = torch.zeros((), device=self.device)
-        losses = torch.stack([zero if loss is None else loss for loss in parts])
+        losses = torch.stack([zero if loss is None else loss.float() for loss in parts])
         if self.dist is not None:
             losses = self.dist.global_losses(losses, label_counts(self.tasks, targets))
         return losses
 
     def _after_step(self, inputs, targets, parts: Sequence[Tensor | None], losses: Tensor) -> None:
         """The strategy's ``after_step`` hook: the same batch's losses at the new parameters."""
-        with torch.no_grad():
+        with torch.no_grad(), self.precision.autocast():
             outputs, _ = self._forward(inputs)
             after = self._global_losses(self._loss_parts(outputs, targets), targets)
         absent = torch.tensor([p is None for p in parts], device=losses.device)
@@ -308,13 +403,24 @@ class Trainer:
         )
 
     def train_step(self, inputs, targets: Mapping[str, Tensor]) -> Tensor | None:
-        """One update; returns the detached task losses (``None`` for a skipped batch)."""
+        """One optimizer step on one batch; returns the detached task losses (``None`` for a
+        skipped batch). :meth:`train_epoch` groups ``options.accumulate`` batches per step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        micro = self._micro_step(inputs, targets)
+        if micro is None:
+            return None
+        self._update(1, micro)
+        return micro.losses
+
+    def _micro_step(self, inputs, targets: Mapping[str, Tensor]) -> _MicroBatch | None:
+        """Forward one batch and add its gradients to ``.grad`` (no optimizer step)."""
         self.model.train()
         inputs, targets = move(inputs, self.device), move(targets, self.device)
-        self.optimizer.zero_grad(set_to_none=True)
         self.engine.new_step()
-        outputs, representation = self._forward(inputs)
-        parts = self._loss_parts(outputs, targets)
+        with self.precision.autocast():
+            outputs, representation = self._forward(inputs)
+            parts = self._loss_parts(outputs, targets)
+        parts = [None if p is None else p.float() for p in parts]
         losses = self._global_losses(parts, targets)
         if self.dist is not None:  # global values, local gradients (see mtlkit.distributed)
             present = self.dist.present.tolist()
@@ -322,12 +428,15 @@ class Trainer:
         if not self._is_finite(losses):
             return None
         self.engine.reduced_params.clear()
+        parts = self.precision.scale_losses(parts)
         if self.mode == "alternating":
-            part = parts[self.step % len(self.tasks)]
-            if part is not None:
-                part.backward()
+            task = self.step % len(self.tasks)
+            if parts[task] is not None:
+                parts[task].backward()
+            weights = torch.zeros(len(self.tasks))
+            weights[task] = 1.0
         else:
-            mtl_backward(
+            weights = mtl_backward(
                 parts,
                 self.weighting,
                 features=representation,
@@ -339,22 +448,39 @@ class Trainer:
         if self.dist is not None:
             self.dist.reduce_gradients(self.model.parameters(), skip=self.engine.reduced_params)
             self.engine.reduced_params.clear()
+        self._weight_sum += weights.detach().float().cpu()
+        self._weight_count += 1
+        return _MicroBatch(inputs, targets, parts, losses.detach())
+
+    def _update(self, micro_batches: int, last: _MicroBatch) -> None:
+        """The optimizer step after ``micro_batches`` gradients were summed into ``.grad``."""
+        self.precision.unscale(self.optimizer)
+        if micro_batches > 1:
+            for group in self.optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad.div_(micro_batches)
         self._penalty_backward()
-        if self.grad_clip:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
+        if self.options.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
+        with warmed_up(self.optimizer, self.step, self.options.warmup_steps):
+            self.precision.step(self.optimizer)
         if self.weighting.wants_losses_after_step:
-            self._after_step(inputs, targets, parts, losses)
+            self._after_step(last.inputs, last.targets, last.parts, last.losses)
         self.step += 1
+        if self.scheduler is not None and self.scheduler_interval == "step":
+            self.scheduler.step()
         for callback in self.step_callbacks:
-            callback(self, inputs, targets, losses.detach())
-        return losses.detach()
+            callback(self, last.inputs, last.targets, last.losses)
 
     # ----------------------------------------------------------------------------------- epochs
-    def train_epoch(self, loader: BatchLoader) -> dict[str, float]:
+    def train_epoch(self, loader: Iterable[Batch]) -> dict[str, float]:
+        """One pass over ``loader``: mean train loss per task (over the batches holding it)."""
         totals = torch.zeros(len(self.tasks))
         counts = torch.zeros(len(self.tasks))
         skipped_before = self.skipped_batches
+        self._weight_sum.zero_()
+        self._weight_count = 0
         bar = tqdm(
             loader,
             desc=f"epoch {self.epoch + 1}",
@@ -362,17 +488,26 @@ class Trainer:
             disable=None if self.progress else True,  # None: off when not a terminal
             dynamic_ncols=True,
         )
+        accumulate, pending, last = self.options.accumulate, 0, None
         for inputs, targets in bar:
-            losses = self.train_step(inputs, targets)
-            if losses is None:
+            if pending == 0:
+                self.optimizer.zero_grad(set_to_none=True)
+            micro = self._micro_step(inputs, targets)
+            if micro is None:
                 continue
-            losses = losses.cpu()
+            pending, last = pending + 1, micro
+            if pending == accumulate:
+                self._update(pending, micro)
+                pending = 0
+            losses = micro.losses.cpu()
             present = torch.tensor([t.name in targets for t in self.tasks], dtype=torch.float)
             totals += losses * present
             counts += present
             if self.progress:
                 running = totals / counts.clamp(min=1)
                 bar.set_postfix({t.name: f"{v:.3f}" for t, v in zip(self.tasks, running)})
+        if pending and last is not None:
+            self._update(pending, last)
         if not counts.any() and self.skipped_batches > skipped_before:
             raise NonFiniteLossError(
                 f"every batch of epoch {self.epoch + 1} had a non-finite loss "
@@ -383,6 +518,11 @@ class Trainer:
         self.weighting.on_epoch_end(means.to(self.device))
         return {t.name: float(v) for t, v in zip(self.tasks, means)}
 
+    def epoch_task_weights(self) -> dict[str, float]:
+        """The strategy's task weights, averaged over the last epoch's micro-batches."""
+        mean = self._weight_sum / max(self._weight_count, 1)
+        return {t.name: float(w) for t, w in zip(self.tasks, mean)}
+
     def score(self, val_results: Mapping[str, Mapping[str, float]]) -> float:
         """The monitored validation value, signed so that higher is better."""
         if self.monitor == "loss":
@@ -390,51 +530,58 @@ class Trainer:
         task_name, _, metric = self.monitor.partition(":")
         return self._monitor_sign * val_results[task_name][metric]
 
-    def evaluate(
-        self, dataset: MultiTaskDataset | MultiInputDataset
-    ) -> dict[str, dict[str, float]]:
-        return evaluate(
-            self.model,
-            self.tasks,
-            dataset,
-            batch_size=self.eval_batch_size,
-            device=self.device,
-            target_scaling=self.target_scaling,
-            distributed=self.distributed,
-        )
+    def evaluate(self, data: EvalData) -> dict[str, dict[str, float]]:
+        """``{task: {metric: value, "loss": mean loss}}`` over a split (an mtlkit dataset, a torch
+        ``Dataset`` of ``(input, {task: target})`` rows, or a loader of such batches)."""
+        with self.precision.autocast():
+            return evaluate(
+                self.model,
+                self.tasks,
+                data,
+                batch_size=self.options.eval_batch_size,
+                device=self.device,
+                target_scaling=self.target_scaling,
+                distributed=self.distributed,
+            )
 
     def fit(
         self,
-        train_loader: BatchLoader,
-        val_dataset: MultiTaskDataset | MultiInputDataset | None = None,
+        train: TrainData,
+        val: EvalData | None = None,
         epochs: int = 10,
         patience: int | None = None,
         on_epoch_end: Callable[[Trainer, dict[str, Any]], None] | None = None,
     ) -> History:
         """Train for up to ``epochs`` epochs (counting those already done), keeping the best model.
 
-        With ``patience`` set, stops when the monitored validation value has not improved for
-        that many epochs. ``on_epoch_end(trainer, record)`` runs after every epoch (logging,
-        checkpoints).
+        ``train`` is a loader of ``(inputs, {task: target})`` batches (a torch ``DataLoader``, an
+        mtlkit :class:`~mtlkit.data.BatchLoader`) or a dataset, batched here with
+        ``options.batch_size`` rows, shuffled. ``val`` (any of those) is scored after every
+        epoch. With ``patience`` set, stops when the monitored validation value has not improved
+        for that many epochs. ``on_epoch_end(trainer, record)`` runs after every epoch (logging,
+        checkpoints); the record is also logged as one line on the ``mtlkit.training`` logger.
         """
+        loader = as_loader(train, self.options.batch_size)
         if self._patience_left is None:
             self._patience_left = patience
+        started, first_epoch = time.perf_counter(), self.epoch
         while self.epoch < epochs:
             start = time.perf_counter()
-            train_losses = self.train_epoch(train_loader)
+            train_losses = self.train_epoch(loader)
             record: dict[str, Any] = {
                 "epoch": self.epoch + 1,
                 "step": self.step,
                 "train_loss": train_losses,
+                "task_weights": self.epoch_task_weights(),
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - start,
             }
             if self.skipped_batches:
                 record["skipped_batches"] = self.skipped_batches
-            if val_dataset is not None:
-                val = self.evaluate(val_dataset)
-                record["val"] = val
-                score = self.score(val)
+            if val is not None:
+                results = self.evaluate(val)
+                record["val"] = results
+                score = self.score(results)
                 record["score"] = score
                 improved = math.isnan(self.history.best_score) or score > self.history.best_score
                 if improved:
@@ -443,9 +590,15 @@ class Trainer:
                     self._patience_left = patience
                 elif self._patience_left is not None:
                     self._patience_left -= 1
-            self._step_scheduler(record.get("score"))
+            if self.scheduler_interval == "epoch":
+                self._step_scheduler(record.get("score"))
             self.epoch += 1
             self.history.epochs.append(record)
+            if self.distributed is None or self.distributed.is_main:
+                elapsed = time.perf_counter() - started
+                eta = elapsed / (self.epoch - first_epoch) * (epochs - self.epoch)
+                best = (self.history.best_score, self.history.best_epoch)
+                logger.info(epoch_line(record, epochs, self.monitor, self._monitor_sign, best, eta))
             if on_epoch_end is not None:
                 on_epoch_end(self, record)
             if self._patience_left is not None and self._patience_left <= 0:

@@ -26,10 +26,10 @@ def split_indices(
 def standardize_targets(
     tasks: list[Task], targets: dict[str, np.ndarray], train_index: np.ndarray
 ) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, float]]]:
-    """Standardize regression targets with training-split statistics."""
+    """Standardize the targets of scaled kinds (regression) with training-split statistics."""
     scaled, scaling = dict(targets), {}
     for task in tasks:
-        if task.kind != "regression":
+        if not task.spec.scaled:
             continue
         y = targets[task.name].astype(float)
         train = y[train_index]

@@ -1,0 +1,113 @@
+"""What a task kind decides: target dtype, missing labels, loss, predictions, probabilities,
+default metrics and how metrics read the labelled rows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mtlkit.tasks.metrics import METRICS, Metric, score
+
+if TYPE_CHECKING:
+    from mtlkit.tasks.task import Task
+
+IGNORE_INDEX = -100
+"""Class label that marks a missing label in ``multiclass``/``binary``/``multilabel`` targets."""
+
+
+class TaskKind:
+    """One kind of task, registered by :attr:`name` (see :mod:`mtlkit.tasks.kinds`).
+
+    A subclass sets the class attributes and implements :meth:`loss`, :meth:`predict` and
+    :meth:`probabilities`; the rest has defaults for class-label kinds.
+    """
+
+    name: ClassVar[str]
+    default_metrics: ClassVar[tuple[str, ...]]
+    target_dtype: ClassVar[torch.dtype] = torch.long
+    scaled: ClassVar[bool] = False
+    """Targets are standardized for training (metrics are reported in the original units)."""
+    class_weight: ClassVar[bool] = False
+    """Accepts per-class loss weights (``Task.class_weight``)."""
+    pos_weight: ClassVar[bool] = False
+    """Accepts a weight of the positive term of the binary cross-entropy (``Task.pos_weight``)."""
+    average: ClassVar[str] = "macro"
+    """How f1/precision/recall combine classes: ``macro`` or ``binary`` (the positive class)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # ------------------------------------------------------------------------------ outputs
+    def num_outputs(self, requested: int, task: str) -> int:
+        """The head's output size for a task asking for ``requested``."""
+        if int(requested) < 1:
+            raise ValueError(f"task {task!r}: num_outputs must be >= 1")
+        return int(requested)
+
+    def num_classes(self, num_outputs: int) -> int:
+        """Number of classes a per-class weight list has."""
+        return num_outputs
+
+    # ------------------------------------------------------------------------------ targets
+    def targets(self, values) -> Tensor:
+        """Targets as the dtype the loss expects."""
+        return torch.as_tensor(values).to(self.target_dtype)
+
+    def label_mask(self, target: Tensor, ignore_index: int) -> Tensor:
+        """Boolean mask of the labelled rows (or, per label, entries)."""
+        return target != ignore_index
+
+    # ------------------------------------------------------------------------- the model's side
+    def loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
+        """The default loss on labelled rows."""
+        raise NotImplementedError
+
+    def predict(self, output: Tensor) -> Tensor:
+        """The head's raw output as predictions (class ids, 0/1 labels or values)."""
+        raise NotImplementedError
+
+    def probabilities(self, output: Tensor) -> Tensor | None:
+        """Class probabilities, or ``None`` when the kind has none."""
+        return None
+
+    # ------------------------------------------------------------------------------- metrics
+    def check_metric(self, name: str, task: str | None = None) -> Metric:
+        """The metric ``name``, if it applies to this kind; else an error listing those that do."""
+        where = f"task {task!r}: " if task else ""
+        choices = ", ".join(self.metrics())
+        metric = METRICS.get(name)
+        if metric is None:
+            raise ValueError(f"{where}unknown metric {name!r}; choose from {choices}")
+        if name not in self.metrics():
+            raise ValueError(
+                f"{where}metric {name!r} does not apply to a {self.name} task; "
+                f"choose from {choices}"
+            )
+        return metric
+
+    def metrics(self) -> list[str]:
+        """The names of the metrics that apply to this kind (by default those whose
+        ``Metric.kinds`` name it; a kind defined elsewhere overrides this)."""
+        return [name for name, metric in METRICS.items() if self.name in metric.kinds]
+
+    def labelled(self, task: Task, y_true: np.ndarray) -> np.ndarray:
+        """Boolean mask of the rows metrics are computed on."""
+        return y_true != task.ignore_index
+
+    def compute_metrics(
+        self,
+        task: Task,
+        metrics: list[Metric],
+        y_true: np.ndarray,
+        y_pred: np.ndarray,
+        y_prob: np.ndarray | None,
+    ) -> dict[str, float]:
+        """``{metric: value}`` over the labelled rows (NaN when none is)."""
+        keep = self.labelled(task, y_true)
+        if not keep.any():
+            return {m.name: float("nan") for m in metrics}
+        prob = y_prob[keep] if y_prob is not None else None
+        return {m.name: score(m, y_true[keep], y_pred[keep], prob, self.average) for m in metrics}

@@ -1,0 +1,48 @@
+"""Binary classification: 0/1 labels, one logit, binary cross-entropy."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from mtlkit.tasks.class_weights import as_weight_tensor
+from mtlkit.tasks.kinds.base import TaskKind
+
+if TYPE_CHECKING:
+    from mtlkit.tasks.task import Task
+
+
+class Binary(TaskKind):
+    """Labels 0/1, one logit ``z``; ``P(1) = σ(z)``, prediction ``z > 0``. Loss: the binary
+    cross-entropy, ``pos_weight`` weighing its positive term, or with ``class_weight`` the
+    weighted mean ``Σᵢ w_{yᵢ} ℓᵢ / Σᵢ w_{yᵢ}``. f1/precision/recall score the positive class."""
+
+    name = "binary"
+    default_metrics = ("accuracy", "f1", "precision", "recall")
+    class_weight = True
+    pos_weight = True
+    average = "binary"
+
+    def num_outputs(self, requested: int, task: str) -> int:
+        return 1
+
+    def num_classes(self, num_outputs: int) -> int:
+        return 2
+
+    def loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
+        class_weight = as_weight_tensor(task.class_weight, prediction, "class_weight", task.name)
+        pos_weight = as_weight_tensor(task.pos_weight, prediction, "pos_weight", task.name)
+        logit, label = prediction.reshape(-1), target.reshape(-1)
+        if class_weight is None:
+            return F.binary_cross_entropy_with_logits(logit, label.float(), pos_weight=pos_weight)
+        row_weight = class_weight[label.long()]
+        per_row = F.binary_cross_entropy_with_logits(logit, label.float(), reduction="none")
+        return (row_weight * per_row).sum() / row_weight.sum()
+
+    def predict(self, output: Tensor) -> Tensor:
+        return (output > 0).long().squeeze(-1)
+
+    def probabilities(self, output: Tensor) -> Tensor:
+        return output.sigmoid().squeeze(-1)

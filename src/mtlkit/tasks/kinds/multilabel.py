@@ -1,0 +1,66 @@
+"""Multilabel classification: 0/1 per label, one logit per label, binary cross-entropy."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch.nn.functional as F
+from torch import Tensor
+
+from mtlkit.tasks.class_weights import as_weight_tensor
+from mtlkit.tasks.kinds.base import TaskKind
+
+if TYPE_CHECKING:
+    from mtlkit.tasks.task import Task
+
+
+class Multilabel(TaskKind):
+    """0/1 per label (``ignore_index`` per entry when missing), one logit per label. Loss: the
+    binary cross-entropy averaged over labelled entries, ``pos_weight`` per label. Every metric
+    is computed per label and averaged over labels; the per-label values are returned too, as
+    ``"<metric>/<label>"``."""
+
+    name = "multilabel"
+    default_metrics = ("f1", "accuracy", "precision", "recall")
+    pos_weight = True
+    average = "binary"
+
+    def loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
+        pos_weight = as_weight_tensor(task.pos_weight, prediction, "pos_weight", task.name)
+        mask = target != task.ignore_index
+        per_label = F.binary_cross_entropy_with_logits(
+            prediction, target.float().clamp(min=0), reduction="none", pos_weight=pos_weight
+        )
+        return (per_label * mask).sum() / mask.sum()
+
+    def predict(self, output: Tensor) -> Tensor:
+        return (output > 0).long()
+
+    def probabilities(self, output: Tensor) -> Tensor:
+        return output.sigmoid()
+
+    def compute_metrics(self, task, metrics, y_true, y_pred, y_prob):
+        y_true = y_true.reshape(len(y_true), -1)
+        y_pred = y_pred.reshape(len(y_pred), -1)
+        if y_prob is not None:
+            y_prob = y_prob.reshape(len(y_prob), -1)
+        names = task.class_names or [str(j) for j in range(y_true.shape[1])]
+        results: dict[str, float] = {}
+        per_label: dict[str, list[float]] = {m.name: [] for m in metrics}
+        for j, label in enumerate(names):
+            column = super().compute_metrics(
+                task,
+                metrics,
+                y_true[:, j],
+                y_pred[:, j],
+                None if y_prob is None else y_prob[:, j],
+            )
+            for name, value in column.items():
+                per_label[name].append(value)
+                results[f"{name}/{label}"] = value
+        means = {}
+        for name, values in per_label.items():
+            values = [v for v in values if not np.isnan(v)]
+            means[name] = float(np.mean(values)) if values else float("nan")
+        return means | results

@@ -1,0 +1,44 @@
+"""Regression: real-valued targets (one or several per row), mean squared error."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mtlkit.tasks.kinds.base import TaskKind
+
+if TYPE_CHECKING:
+    from mtlkit.tasks.task import Task
+
+
+class Regression(TaskKind):
+    """Real targets, NaN when missing; loss ``(1/n) Σ (ŷ − y)²`` over the labelled entries;
+    standardized for training (``scaled``), scored in the original units."""
+
+    name = "regression"
+    default_metrics = ("mse", "mae", "r2")
+    target_dtype = torch.float32
+    scaled = True
+
+    def label_mask(self, target: Tensor, ignore_index: int) -> Tensor:
+        return ~torch.isnan(target)
+
+    def loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
+        prediction = prediction.reshape(target.shape)
+        mask = ~target.isnan()
+        return F.mse_loss(prediction[mask], target[mask])
+
+    def predict(self, output: Tensor) -> Tensor:
+        return output.squeeze(-1) if output.shape[-1] == 1 else output
+
+    def labelled(self, task: Task, y_true: np.ndarray) -> np.ndarray:
+        return ~np.isnan(y_true.reshape(len(y_true), -1)).any(axis=1)
+
+    def compute_metrics(self, task, metrics, y_true, y_pred, y_prob):
+        y_true = y_true.reshape(len(y_true), -1)
+        y_pred = y_pred.reshape(len(y_pred), -1)
+        return super().compute_metrics(task, metrics, y_true, y_pred, y_prob)
