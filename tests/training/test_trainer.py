@@ -64,13 +64,19 @@ def test_early_stopping_and_best_model_restore():
     assert best == pytest.approx(history.best_score)
 
 
-def test_batch_where_a_task_has_no_labels_trains_without_nan():
+@pytest.mark.parametrize("strategy", ["ew", "upgrad"])
+def test_a_task_without_labels_leaves_its_head_alone_and_the_others_train(strategy):
     tasks, data = _problem(n=64)
     data.targets["cls"][:] = IGNORE_INDEX
-    trainer = _trainer(_model("hps", tasks), tasks, lr=0.01)
-    trainer.fit(make_loader(data, 16), epochs=2)
-    for p in trainer.model.parameters():
-        assert torch.isfinite(p).all()
+    model = _model("hps", tasks)
+    head = [p.detach().clone() for p in model.heads["cls"].parameters()]
+    trainer = _trainer(model, tasks, make_weighting(strategy, 2), lr=0.01)
+    before = trainer.evaluate(data)["reg"]["loss"]
+    trainer.fit(make_loader(data, 16), epochs=3)
+    for old, new in zip(head, model.heads["cls"].parameters(), strict=True):
+        assert torch.equal(old, new)  # no label, no gradient, no step (not even a NaN one)
+    assert trainer.evaluate(data)["reg"]["loss"] < 0.8 * before
+    assert trainer.history.epochs[-1]["train_loss"]["cls"] == 0.0
 
 
 def test_task_weights_scale_the_losses():

@@ -287,3 +287,30 @@ def test_one_console_line_per_epoch_and_the_weights_in_the_record(caplog):
     assert "ETA 0.0s" in lines[-1] and "ETA" in lines[0]
     for record in history.epochs:
         assert record["task_weights"] == pytest.approx({"cls": 2.0, "reg": 0.5})
+
+
+def test_loss_scaling_path_takes_the_unscaled_step():
+    """fp16's GradScaler path (scale the losses, unscale before clipping, skip on overflow),
+    run on the CPU with float32 math: the same parameters as without scaling."""
+    data, params = _data(48), []
+    for scaled in (False, True):
+        model = _model()
+        trainer = Trainer(
+            model,
+            TASKS,
+            make_weighting("ew", 2),
+            torch.optim.SGD(model.parameters(), lr=0.5),
+            options=TrainingOptions(progress=False, accumulate=2, grad_clip=0.5),
+        )
+        if scaled:
+            trainer.precision.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+        trainer.fit(BatchLoader(data, 16, shuffle=False), epochs=2)
+        params.append(_flat(model))
+    assert torch.allclose(params[0], params[1], atol=1e-6)
+
+
+def test_fp16_is_refused_for_a_strategy_that_does_not_sum_the_losses():
+    from mtlkit.training.precision import Precision
+
+    with pytest.raises(ValueError, match="fp16 scales the losses.*MGDA.*use bf16"):
+        Precision("fp16", torch.device("cuda"), make_weighting("mgda", 2))

@@ -159,7 +159,7 @@ class Config:
     threads: int | None = None
     """CPU threads for torch (``torch.set_num_threads``); default: torch's own choice."""
     device: str = "auto"
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    """``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
     out: str | None = None
     baselines: bool = False
     """Also train the single-task baselines (``stl``) and report Δm."""
