@@ -153,3 +153,23 @@ def test_unknown_kind_lists_the_registered_kinds(count_kind):
         Task("t", "ordinal")
     with pytest.raises(ValueError, match="exists already"):
         register_kind(Count())
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_prediction_columns_agree_with_predictions_and_probabilities(kind):
+    task = Task("t", kind, num_outputs=3, class_names=None)
+    output = torch.randn(20, task.num_outputs, generator=torch.Generator().manual_seed(5))
+    columns = task.spec.columns(task, output, scaling=(10.0, 2.0), all_probabilities=True)
+    prob = task.probabilities(output)
+    if prob is None:  # a value in the original units
+        assert np.allclose(columns["t"], task.predict(output).numpy() * 2.0 + 10.0)
+        return
+    if kind == "multilabel":
+        for j in range(task.num_outputs):
+            assert np.array_equal(columns[f"t={j}"], task.predict(output)[:, j].numpy())
+            assert np.allclose(columns[f"t={j}_probability"], prob[:, j].numpy())
+        return
+    full = np.stack([columns[k] for k in columns if k.startswith("t_probability=")], axis=1)
+    assert np.allclose(full.sum(1), 1.0, atol=1e-6)
+    assert columns["t"] == task.predict(output).tolist() == full.argmax(1).tolist()
+    assert np.allclose(columns["t_probability"], full.max(1))

@@ -52,7 +52,7 @@ class ServingModel(nn.Module):
         served: dict[str, Tensor] = {}
         for task in self.tasks:
             out = outputs[task.name]
-            if task.kind == "regression":
+            if task.spec.scaled:  # values in the original units
                 mean, std = self.target_scaling.get(task.name, (0.0, 1.0))
                 served[task.name] = task.predict(out) * std + mean
             else:

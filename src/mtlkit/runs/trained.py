@@ -26,7 +26,6 @@ from mtlkit.runs.build import build_model, load_bundle
 from mtlkit.tasks import Task
 from mtlkit.training.checkpoint import FileError, load_file, read_json
 from mtlkit.training.evaluation import evaluate as evaluate_split
-from mtlkit.training.evaluation import unscale
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -310,29 +309,6 @@ def _add_prediction_columns(
     scaling: tuple[float, float] | None,
     all_probabilities: bool,
 ) -> None:
-    """Add one task's columns: its value, or its class and probability (or every one)."""
-    if task.kind == "regression":
-        table[task.name] = unscale(task.predict(out), scaling).numpy()
-        return
-    pred = task.predict(out).numpy()
-    prob = task.probabilities(out)
-    assert prob is not None
-    names = list(task.class_names) if task.class_names else None
-    if task.kind == "multilabel":
-        labels = names or [str(j) for j in range(task.num_outputs)]
-        for j, label in enumerate(labels):
-            table[f"{task.name}={label}"] = pred[:, j]
-            table[f"{task.name}={label}_probability"] = prob[:, j].numpy()
-        return
-    table[task.name] = [names[p] if names else int(p) for p in pred]
-    if task.kind == "binary":
-        chosen = torch.where(torch.as_tensor(pred) == 1, prob, 1 - prob)
-        full = torch.stack([1 - prob, prob], dim=1)
-    else:
-        chosen = prob.gather(1, torch.as_tensor(pred)[:, None]).squeeze(1)
-        full = prob
-    table[f"{task.name}_probability"] = chosen.numpy()
-    if all_probabilities:
-        labels = names or [str(j) for j in range(full.shape[1])]
-        for j, label in enumerate(labels):
-            table[f"{task.name}_probability={label}"] = full[:, j].numpy()
+    """Add one task's columns (its kind's: value, or class and probability, or every one)."""
+    for name, values in task.spec.columns(task, out, scaling, all_probabilities).items():
+        table[name] = values

@@ -3,7 +3,7 @@ default metrics and how metrics read the labelled rows."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -72,6 +72,37 @@ class TaskKind:
     def probabilities(self, output: Tensor) -> Tensor | None:
         """Class probabilities, or ``None`` when the kind has none."""
         return None
+
+    def class_probabilities(self, probabilities: Tensor) -> Tensor:
+        """``(n, classes)``: the probability of every class (binary: of 0 and of 1)."""
+        return probabilities
+
+    # ------------------------------------------------------------------------- output columns
+    def columns(
+        self,
+        task: Task,
+        output: Tensor,
+        scaling: tuple[float, float] | None = None,
+        all_probabilities: bool = False,
+    ) -> dict[str, Any]:
+        """A prediction table's columns for one task's raw ``output``: ``TASK`` (the class name,
+        or id) and ``TASK_probability`` (of that class); with ``all_probabilities`` also
+        ``TASK_probability=CLASS`` for every class. (``scaling`` is for scaled kinds.)"""
+        pred = self.predict(output)
+        probabilities = self.probabilities(output)
+        if probabilities is None:
+            raise NotImplementedError(f"{type(self).__name__} must define its columns")
+        full = self.class_probabilities(probabilities)
+        names = list(task.class_names) if task.class_names else None
+        columns: dict[str, Any] = {
+            task.name: [names[p] if names else int(p) for p in pred.tolist()],
+            f"{task.name}_probability": full.gather(1, pred[:, None]).squeeze(1).numpy(),
+        }
+        if all_probabilities:
+            labels = names or [str(j) for j in range(full.shape[1])]
+            for j, label in enumerate(labels):
+                columns[f"{task.name}_probability={label}"] = full[:, j].numpy()
+        return columns
 
     # ------------------------------------------------------------------------------- metrics
     def check_metric(self, name: str, task: str | None = None) -> Metric:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -46,3 +47,6 @@ class Binary(TaskKind):
 
     def probabilities(self, output: Tensor) -> Tensor:
         return output.sigmoid().squeeze(-1)
+
+    def class_probabilities(self, probabilities: Tensor) -> Tensor:
+        return torch.stack([1 - probabilities, probabilities], dim=1)

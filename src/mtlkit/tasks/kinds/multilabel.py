@@ -40,6 +40,16 @@ class Multilabel(TaskKind):
     def probabilities(self, output: Tensor) -> Tensor:
         return output.sigmoid()
 
+    def columns(self, task, output, scaling=None, all_probabilities=False):
+        """``TASK=LABEL`` (0/1) and ``TASK=LABEL_probability`` for every label."""
+        pred, prob = self.predict(output).numpy(), self.probabilities(output).numpy()
+        labels = list(task.class_names or [str(j) for j in range(task.num_outputs)])
+        columns = {}
+        for j, label in enumerate(labels):
+            columns[f"{task.name}={label}"] = pred[:, j]
+            columns[f"{task.name}={label}_probability"] = prob[:, j]
+        return columns
+
     def compute_metrics(self, task, metrics, y_true, y_pred, y_prob):
         y_true = y_true.reshape(len(y_true), -1)
         y_pred = y_pred.reshape(len(y_pred), -1)

@@ -35,6 +35,14 @@ class Regression(TaskKind):
     def predict(self, output: Tensor) -> Tensor:
         return output.squeeze(-1) if output.shape[-1] == 1 else output
 
+    def columns(self, task, output, scaling=None, all_probabilities=False):
+        """``TASK``: the predicted value in the original units (``scaling = (mean, std)``)."""
+        value = self.predict(output)
+        if scaling is not None:
+            mean, std = scaling
+            value = value * std + mean
+        return {task.name: value.numpy()}
+
     def labelled(self, task: Task, y_true: np.ndarray) -> np.ndarray:
         return ~np.isnan(y_true.reshape(len(y_true), -1)).any(axis=1)
 
