@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,20 @@ def _batch_outputs(
     return outputs, targets
 
 
+def _dataset_batches(
+    dataset: MultiTaskDataset | MultiInputDataset, batch_size: int, distributed: DistContext | None
+) -> Iterator[tuple[Any, Mapping[str, Tensor]]]:
+    """The split in order, in batches (each rank: its contiguous share of every task's rows)."""
+    multi_input = isinstance(dataset, MultiInputDataset)
+    parts = [dataset.task_dataset(n) for n in dataset.task_names] if multi_input else [dataset]
+    for part in parts:
+        if distributed is not None:
+            bounds = shard_bounds(len(part), distributed.rank, distributed.world_size)
+            part = part.subset(torch.arange(*bounds))
+        for x, y in BatchLoader(part, batch_size, shuffle=False):
+            yield ({name: x for name in y} if multi_input else x), y
+
+
 @torch.no_grad()
 def collect_outputs(
     model: MultiTaskModel,
@@ -58,35 +72,19 @@ def collect_outputs(
     Other datasets and loaders are read whole by every process.
     """
     model.eval()
-    device = torch.device(device)
-    if not isinstance(dataset, MultiTaskDataset | MultiInputDataset):
-        if isinstance(dataset, Dataset):
-            dataset = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-        outputs, targets = _batch_outputs(model, dataset, device)
-        if not outputs:
-            raise ValueError("evaluation data: no batch (an empty dataset or loader?)")
-        return (
-            {k: torch.cat(v) for k, v in outputs.items()},
-            {k: torch.cat(v) for k, v in targets.items()},
-        )
-    outputs = {}
-    targets = {}
-    if isinstance(dataset, MultiInputDataset):
-        parts = [dataset.task_dataset(name) for name in dataset.task_names]
-        multi_input = True
+    own_data = isinstance(dataset, MultiTaskDataset | MultiInputDataset)
+    if own_data:
+        batches = _dataset_batches(dataset, batch_size, distributed)
     else:
-        parts, multi_input = [dataset], False
-    for part in parts:
-        if distributed is not None:
-            start, end = shard_bounds(len(part), distributed.rank, distributed.world_size)
-            part = part.subset(torch.arange(start, end))
-        for inputs, target in BatchLoader(part, batch_size, shuffle=False):
-            if multi_input:
-                inputs = {name: inputs for name in target}
-            out = model(move(inputs, device))
-            for name, y in target.items():
-                outputs.setdefault(name, []).append(out[name].float().cpu())
-                targets.setdefault(name, []).append(y)
+        batches = (
+            DataLoader(dataset, batch_size=batch_size, shuffle=False)
+            if isinstance(dataset, Dataset)
+            else dataset
+        )
+        distributed = None
+    outputs, targets = _batch_outputs(model, batches, torch.device(device))
+    if not outputs and not own_data:
+        raise ValueError("evaluation data: no batch (an empty dataset or loader?)")
     if distributed is not None:
         local = (
             {k: torch.cat(v) for k, v in outputs.items()},
