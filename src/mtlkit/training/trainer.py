@@ -634,6 +634,9 @@ class Trainer:
             "best_state": self.best_state,
             "patience_left": self._patience_left,
             "skipped_batches": self.skipped_batches,
+            "grad_scaler": None
+            if self.precision.scaler is None
+            else self.precision.scaler.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -647,3 +650,5 @@ class Trainer:
         self.best_state = state["best_state"]
         self._patience_left = state["patience_left"]
         self.skipped_batches = state.get("skipped_batches", 0)
+        if self.precision.scaler is not None and state.get("grad_scaler"):
+            self.precision.scaler.load_state_dict(state["grad_scaler"])
