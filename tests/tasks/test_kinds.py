@@ -173,3 +173,16 @@ def test_prediction_columns_agree_with_predictions_and_probabilities(kind):
     assert np.allclose(full.sum(1), 1.0, atol=1e-6)
     assert columns["t"] == task.predict(output).tolist() == full.argmax(1).tolist()
     assert np.allclose(columns["t_probability"], full.max(1))
+
+
+def test_label_summaries_per_kind():
+    regression = Task("r", "regression")
+    target = torch.tensor([-1.0, float("nan"), 2.0])
+    assert regression.spec.summary(regression, target, (10.0, 2.0)) == "range [8, 14]"
+    binary = Task("b", "binary", class_names=["no", "yes"])
+    assert binary.spec.summary(binary, torch.tensor([1, 0, 1, IGNORE_INDEX]), None) == (
+        "classes no=1, yes=2"
+    )
+    tags = Task("t", "multilabel", 2, class_names=["x", "y"])
+    target = torch.tensor([[1, 0], [1, IGNORE_INDEX]])
+    assert tags.spec.summary(tags, target, None) == "positives x=2, y=0"

@@ -428,7 +428,7 @@ def _strata(stratify: str | None, tasks: list[Task], targets: dict[str, np.ndarr
     kinds = {t.name: t.kind for t in tasks}
     if stratify not in kinds:
         raise DataError(f"data.stratify: unknown task {stratify!r}; tasks are {', '.join(kinds)}")
-    if kinds[stratify] not in ("binary", "multiclass"):
+    if not next(t for t in tasks if t.name == stratify).spec.one_class_per_row:
         raise DataError(
             f"data.stratify: task {stratify!r} is a {kinds[stratify]} task; stratify on a "
             "binary or multiclass task"
@@ -478,7 +478,7 @@ def _apply_fitted(
     features = fitted.preprocessor.transform(frame)
     scaled = dict(targets)
     for task in tasks:
-        if task.kind == "regression":
+        if task.spec.scaled:
             mean, std = fitted.target_scaling.get(task.name, (0.0, 1.0))
             scaled[task.name] = (targets[task.name] - mean) / std
     return DatasetBundle(
@@ -505,7 +505,7 @@ def _check_labels(
             raise DataError(f"task {task.name!r}: no labelled rows in {str(path)!r}")
         if not labelled[train].any():
             raise DataError(f"task {task.name!r}: no labelled rows in the training split")
-        if task.kind in ("multiclass", "binary"):
+        if task.spec.one_class_per_row:
             seen = np.unique(y[train][labelled[train]])
             if len(seen) < 2:
                 raise DataError(
@@ -526,24 +526,7 @@ def label_report(bundle: DatasetBundle) -> list[str]:
             y = split.targets[task.name]
             counts.append(f"{split_name} {int(task.row_mask(y).sum())}/{len(y)}")
         y = bundle.train.targets[task.name] if hasattr(bundle.train, "targets") else None
-        detail = ""
-        if y is not None:
-            mask = task.row_mask(y)
-            if task.kind in ("multiclass", "binary"):
-                values, freq = torch.unique(y[mask], return_counts=True)
-                names = task.class_names or [str(i) for i in range(task.num_outputs + 1)]
-                detail = "classes " + ", ".join(
-                    f"{names[int(v)] if int(v) < len(names) else int(v)}={int(f)}"
-                    for v, f in zip(values, freq)
-                )
-            elif task.kind == "regression" and mask.any():
-                mean, std = bundle.target_scaling.get(task.name, (0.0, 1.0))
-                vals = y[mask] * std + mean
-                detail = f"range [{float(vals.min()):.4g}, {float(vals.max()):.4g}]"
-            elif task.kind == "multilabel":
-                pos = (y == 1).sum(0).tolist()
-                detail = "positives " + ", ".join(
-                    f"{n}={p}" for n, p in zip(task.class_names or [], pos)
-                )
+        scaling = bundle.target_scaling.get(task.name)
+        detail = "" if y is None else task.spec.summary(task, y, scaling)
         lines.append(f"  {task.name} ({task.kind}): labelled {', '.join(counts)}; {detail}")
     return lines

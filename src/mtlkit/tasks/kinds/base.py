@@ -34,6 +34,8 @@ class TaskKind:
     """Accepts per-class loss weights (``Task.class_weight``)."""
     pos_weight: ClassVar[bool] = False
     """Accepts a weight of the positive term of the binary cross-entropy (``Task.pos_weight``)."""
+    one_class_per_row: ClassVar[bool] = False
+    """Each row holds one class id (a split can be stratified on it; it needs 2 classes)."""
     average: ClassVar[str] = "macro"
     """How f1/precision/recall combine classes: ``macro`` or ``binary`` (the positive class)."""
 
@@ -76,6 +78,15 @@ class TaskKind:
     def class_probabilities(self, probabilities: Tensor) -> Tensor:
         """``(n, classes)``: the probability of every class (binary: of 0 and of 1)."""
         return probabilities
+
+    def summary(self, task: Task, target: Tensor, scaling: tuple[float, float] | None) -> str:
+        """The labelled training targets in a few words (the label report): class counts."""
+        values, freq = torch.unique(target[task.row_mask(target)], return_counts=True)
+        names = task.class_names or [str(i) for i in range(task.num_outputs + 1)]
+        return "classes " + ", ".join(
+            f"{names[int(v)] if int(v) < len(names) else int(v)}={int(f)}"
+            for v, f in zip(values, freq)
+        )
 
     # ------------------------------------------------------------------------- output columns
     def columns(

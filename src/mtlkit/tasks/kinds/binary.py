@@ -25,6 +25,7 @@ class Binary(TaskKind):
     class_weight = True
     pos_weight = True
     average = "binary"
+    one_class_per_row = True
 
     def num_outputs(self, requested: int, task: str) -> int:
         return 1

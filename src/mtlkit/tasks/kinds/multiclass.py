@@ -22,6 +22,7 @@ class Multiclass(TaskKind):
     name = "multiclass"
     default_metrics = ("accuracy", "f1", "precision", "recall")
     class_weight = True
+    one_class_per_row = True
 
     def num_outputs(self, requested: int, task: str) -> int:
         if int(requested) < 2:

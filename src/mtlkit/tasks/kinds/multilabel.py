@@ -40,6 +40,13 @@ class Multilabel(TaskKind):
     def probabilities(self, output: Tensor) -> Tensor:
         return output.sigmoid()
 
+    def summary(self, task, target, scaling):
+        """Positives per label."""
+        positives = (target == 1).sum(0).tolist()
+        return "positives " + ", ".join(
+            f"{n}={p}" for n, p in zip(task.class_names or [], positives)
+        )
+
     def columns(self, task, output, scaling=None, all_probabilities=False):
         """``TASK=LABEL`` (0/1) and ``TASK=LABEL_probability`` for every label."""
         pred, prob = self.predict(output).numpy(), self.probabilities(output).numpy()

@@ -35,6 +35,15 @@ class Regression(TaskKind):
     def predict(self, output: Tensor) -> Tensor:
         return output.squeeze(-1) if output.shape[-1] == 1 else output
 
+    def summary(self, task, target, scaling):
+        """The range of the labelled targets in the original units."""
+        mask = task.row_mask(target)
+        if not mask.any():
+            return ""
+        mean, std = scaling or (0.0, 1.0)
+        values = target[mask] * std + mean
+        return f"range [{float(values.min()):.4g}, {float(values.max()):.4g}]"
+
     def columns(self, task, output, scaling=None, all_probabilities=False):
         """``TASK``: the predicted value in the original units (``scaling = (mean, std)``)."""
         value = self.predict(output)
