@@ -26,6 +26,7 @@ class SharedTrunk(MultiTaskModel):
 
     Example
     -------
+    >>> import torch
     >>> from torch import nn
     >>> model = SharedTrunk(nn.Linear(5, 16), heads={"a": nn.Linear(16, 1), "b": nn.Linear(16, 3)})
     >>> sorted(model(torch.randn(4, 5)))
