@@ -10,7 +10,7 @@ import torch
 
 from mtlkit.data.bundle import DatasetBundle
 from mtlkit.data.datasets import MultiTaskDataset, as_tensor_targets
-from mtlkit.tasks import IGNORE_INDEX, Task
+from mtlkit.tasks import Task
 
 
 def split_indices(
@@ -59,10 +59,11 @@ def keep_labels(
 ) -> dict[str, np.ndarray]:
     """Mask all but ``labelled[task]`` random training labels of each listed task.
 
-    Masked labels become ``IGNORE_INDEX`` (classification) or NaN (regression); the validation
-    and test labels are kept. Simulates a task with few labels next to tasks with many.
+    Masked labels become the kind's ``missing_label`` (``IGNORE_INDEX``; NaN for regression);
+    the validation and test labels are kept. Simulates a task with few labels next to tasks
+    with many.
     """
-    kinds = {t.name: t.kind for t in tasks}
+    kinds = {t.name: t.spec for t in tasks}
     masked = dict(targets)
     rng = np.random.default_rng([seed, 1])
     for task, count in labelled.items():
@@ -72,18 +73,15 @@ def keep_labels(
             )
         y = targets[task]
         kind = kinds[task]
-        missing = IGNORE_INDEX if kind != "regression" else np.nan
-        present = train_index[
-            ~np.isnan(y[train_index]) if kind == "regression" else y[train_index] != missing
-        ]
+        present = train_index[~kind.is_missing(y[train_index])]
         if not isinstance(count, int) or not 1 <= count <= len(present):
             raise ValueError(
                 f"{name}: labelled[{task!r}] must be an integer in [1, {len(present)}] "
                 f"(the task's labelled training rows), got {count!r}"
             )
         drop = rng.permutation(present)[count:]
-        y = y.astype(float) if kind == "regression" else y.copy()
-        y[drop] = missing
+        y = y.astype(np.result_type(y.dtype, type(kind.missing_label)))  # a copy
+        y[drop] = kind.missing_label
         masked[task] = y
     return masked
 

@@ -28,6 +28,8 @@ class TaskKind:
     name: ClassVar[str]
     default_metrics: ClassVar[tuple[str, ...]]
     target_dtype: ClassVar[torch.dtype] = torch.long
+    missing_label: ClassVar[float] = IGNORE_INDEX
+    """The value that marks a missing label (a task's ``ignore_index`` may differ)."""
     scaled: ClassVar[bool] = False
     """Targets are standardized for training (metrics are reported in the original units)."""
     class_weight: ClassVar[bool] = False
@@ -57,6 +59,12 @@ class TaskKind:
     def targets(self, values) -> Tensor:
         """Targets as the dtype the loss expects."""
         return torch.as_tensor(values).to(self.target_dtype)
+
+    def is_missing(self, values: np.ndarray) -> np.ndarray:
+        """Which of ``values`` are :attr:`missing_label` (NumPy; NaN compares as missing)."""
+        if np.isnan(self.missing_label):
+            return np.isnan(values)
+        return values == self.missing_label
 
     def label_mask(self, target: Tensor, ignore_index: int) -> Tensor:
         """Boolean mask of the labelled rows (or, per label, entries)."""

@@ -22,6 +22,7 @@ class Regression(TaskKind):
     name = "regression"
     default_metrics = ("mse", "mae", "r2")
     target_dtype = torch.float32
+    missing_label = float("nan")
     scaled = True
 
     def label_mask(self, target: Tensor, ignore_index: int) -> Tensor:
