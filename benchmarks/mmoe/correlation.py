@@ -187,6 +187,21 @@ def _tables(
     return "\n".join(lines)
 
 
+def seed_wins(runs: list[dict]) -> str:
+    """Per correlation: on how many seeds each model's test MSE is below another's (same data)."""
+    test = {(r["arch"], r["correlation"], r["seed"]): r["test_mse"] for r in runs}
+    lines = []
+    for p in sorted({r["correlation"] for r in runs}, reverse=True):
+        seeds = sorted({r["seed"] for r in runs if r["correlation"] == p})
+        counts = [
+            f"{a} < {b} on {sum(test[a, p, s] < test[b, p, s] for s in seeds)}/{len(seeds)}"
+            for a, b in (("mmoe", "hps"), ("mmoe", "omoe"), ("omoe", "hps"))
+            if all((arch, p, s) in test for arch in (a, b) for s in seeds)
+        ]
+        lines.append(f"- correlation {p}: test MSE " + ", ".join(counts))
+    return "\n".join(lines)
+
+
 def _plot(
     curves: dict[tuple[str, float], list[Curve]],
     archs: list[str],
@@ -215,7 +230,8 @@ def _plot(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--n-samples", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -227,7 +243,11 @@ def main() -> None:
     parser.add_argument("--correlations", default=",".join(map(str, CORRELATIONS)))
     parser.add_argument("--archs", default=",".join(ARCHS))
     parser.add_argument("--out", type=Path, default=RESULTS / "mmoe_correlation")
+    parser.add_argument("--wins", type=Path, help="print seed_wins of a stored .json; no training")
     args = parser.parse_args()
+    if args.wins is not None:
+        print(seed_wins(json.loads(args.wins.read_text())))
+        return
     correlations = [float(c) for c in args.correlations.split(",")]
     archs = [a.strip() for a in args.archs.split(",")]
     sizes = {
@@ -245,7 +265,7 @@ def main() -> None:
     pearson: dict[float, list[float]] = {}
     runs = []
     for p in correlations:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             pearson.setdefault(p, []).append(
                 label_correlation(mmoe_config("hps", p, seed, **sizes))
             )
@@ -256,21 +276,24 @@ def main() -> None:
                 print(f"p={p} seed={seed} {arch}: area {curve.area:.3f} test {curve.test_mse:.3f}")
     minutes = (time.perf_counter() - start) / 60
     table = _tables(curves, archs, correlations, pearson, args.epochs)
+    table += "\n\nSeeds where one model's test MSE is below another's:\n" + seed_wins(runs)
     command = (
-        f"benchmarks/mmoe/correlation.py --seeds {args.seeds} --epochs {args.epochs} "
+        f"benchmarks/mmoe/correlation.py --seeds {args.seeds} --first-seed {args.first_seed} "
+        f"--epochs {args.epochs} "
         f"--n-samples {args.n_samples} --batch-size {args.batch_size} --lr {args.lr} "
         f"--sines {args.sines} --num-sines {args.num_sines} --n-features {args.n_features} "
         f"--scale {args.scale} --correlations {args.correlations} --archs {args.archs}"
     )
     note = (
         f"MSE on the raw labels, mean of the two tasks; mean ± std over seeds "
-        f"0..{args.seeds - 1}; {minutes:.1f} min. Command: {command}"
+        f"{args.first_seed}..{args.first_seed + args.seeds - 1}; {minutes:.1f} min. "
+        f"Command: {command}"
     )
     print(f"\n{table}\n\n{note}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(f"{table}\n\n{note}\n")
     args.out.with_suffix(".json").write_text(json.dumps(runs, indent=1))
-    title = f"mmoe_synthetic ({args.sines} sines), mean of {args.seeds} seeds"
+    title = f"mmoe_synthetic ({args.sines} sines, m = {args.num_sines}), mean of {args.seeds} seeds"
     _plot(curves, archs, correlations, args.out.with_suffix(".png"), title)
 
 

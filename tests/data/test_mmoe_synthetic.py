@@ -17,7 +17,13 @@ from mtlkit.runs import load_bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "mmoe"))
 
-from correlation import budget_epochs, mmoe_config, paper_bottom_width, train_curve  # noqa: E402
+from correlation import (  # noqa: E402
+    budget_epochs,
+    mmoe_config,
+    paper_bottom_width,
+    seed_wins,
+    train_curve,
+)
 
 
 def _raw(bundle, split: str = "train") -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -132,6 +138,15 @@ def test_shared_bottom_width_matches_the_papers_parameter_count():
 def test_budgets_are_a_quarter_half_and_all_of_the_epochs():
     assert budget_epochs(12) == [3, 6, 12]
     assert budget_epochs(2) == [1, 2]
+
+
+def test_seed_wins_counts_seeds_where_one_test_mse_is_below_another():
+    mse = {("hps", 0): 2.0, ("omoe", 0): 1.0, ("mmoe", 0): 3.0, ("hps", 1): 2.0}
+    mse |= {("omoe", 1): 3.0, ("mmoe", 1): 1.0}
+    runs = [{"arch": a, "correlation": 0.5, "seed": s, "test_mse": v} for (a, s), v in mse.items()]
+    assert seed_wins(runs) == (
+        "- correlation 0.5: test MSE mmoe < hps on 1/2, mmoe < omoe on 1/2, omoe < hps on 1/2"
+    )
 
 
 def _mean_area(arch: str, correlation: float, seeds: range, **sizes) -> float:
