@@ -29,9 +29,9 @@ import torch
 
 from mtlkit.data.builtin._split import make_split, tabular_bundle
 from mtlkit.data.bundle import DatasetBundle
-from mtlkit.data.cells import DataError, labels, location, na_hint, numbers, numeric_share
+from mtlkit.data.cells import DataError, labels, location, na_hint, numeric_share
 from mtlkit.data.tabular import TabularPreprocessor
-from mtlkit.tasks import IGNORE_INDEX, TASK_KINDS, Task
+from mtlkit.tasks import TASK_KINDS, Task, get_kind
 
 SPLIT_METHODS = ("random", "stratified", "column")
 MAX_CATEGORIES = 1000
@@ -187,63 +187,17 @@ def _column(frame: pd.DataFrame, column: str) -> pd.Series:
 def _encode_targets(
     frame: pd.DataFrame, spec: TableTask, path: Path, known: Task | None = None
 ) -> tuple[Task, np.ndarray]:
-    """A task and its encoded targets; ``known`` (a trained run's task) fixes the classes."""
+    """A task and its targets encoded by its kind; ``known`` (a trained run's task) fixes the
+    classes."""
     for column in spec.columns:
         _require_column(frame, column, f"task {spec.name!r}", path)
-    where = f"task {spec.name!r}: column"
-    if spec.kind == "regression":
-        values = np.stack(
-            [numbers(_column(frame, c), f"{where} {c!r}") for c in spec.columns], axis=1
-        )
-        values = values[:, 0] if len(spec.columns) == 1 else values
-        return known or Task(spec.name, "regression", num_outputs=len(spec.columns)), values
-    if spec.kind == "multilabel":
-        encoded = []
-        for column in spec.columns:
-            v = numbers(_column(frame, column), f"{where} {column!r}")
-            wrong = ~np.isnan(v) & ~np.isin(v, (0, 1))
-            if wrong.any():
-                i = int(np.flatnonzero(wrong)[0])
-                raise DataError(
-                    f"{where} {column!r}, {location(frame, frame.index[i])}: must hold 0/1 "
-                    f"labels, found {frame[column].iloc[i]!r}"
-                )
-            encoded.append(np.where(np.isnan(v), IGNORE_INDEX, v).astype(int))
-        task = Task(spec.name, "multilabel", len(spec.columns), class_names=list(spec.columns))
-        return known or task, np.stack(encoded, 1)
-    column = spec.columns[0]
-    values = labels(_column(frame, column))
-    present = values.notna().to_numpy()
+    kind = get_kind(spec.kind, spec.name)
+    classes = list(known.class_names or []) if known is not None else None
+    encoded = kind.encode(spec.name, [_column(frame, c) for c in spec.columns], classes)
     if known is not None:
-        classes = list(known.class_names or [])
-    else:
-        classes = sorted(values[present].unique().tolist(), key=_natural_key)
-    if spec.kind == "binary" and len(classes) > 2:
-        raise DataError(
-            f"task {spec.name!r}: a binary task needs at most 2 classes in column {column!r}, "
-            f"found {len(classes)} ({', '.join(classes[:5])}...)"
-        )
-    codes = pd.Index(classes, dtype=object).get_indexer(values.to_numpy(object))
-    unknown = present & (codes == -1)
-    if unknown.any():
-        i = int(np.flatnonzero(unknown)[0])
-        raise DataError(
-            f"task {spec.name!r}: column {column!r}, {location(frame, frame.index[i])}: "
-            f"class {values.iloc[i]!r} was not seen in training (the run knows "
-            f"{', '.join(classes[:10])}); {int(unknown.sum())} such row(s)"
-        )
-    codes = np.where(present, codes, IGNORE_INDEX)
-    if known is not None:
-        return known, codes
-    size = 1 if spec.kind == "binary" else max(len(classes), 2)
-    return Task(spec.name, spec.kind, size, class_names=classes), codes
-
-
-def _natural_key(value: str) -> tuple:
-    try:
-        return (0, float(value), value)
-    except ValueError:
-        return (1, 0.0, value)
+        return known, encoded.values
+    task = Task(spec.name, spec.kind, encoded.num_outputs, class_names=encoded.class_names)
+    return task, encoded.values
 
 
 def split_rows(

@@ -1,14 +1,18 @@
-"""What a task kind decides: target dtype, missing labels, loss, predictions, probabilities,
-default metrics and how metrics read the labelled rows."""
+"""What a task kind decides: target dtype, missing labels, how a target column is encoded, loss,
+predictions, probabilities, default metrics and how metrics read the labelled rows."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
+from mtlkit.cells import DataError, labels, location, natural_key
 from mtlkit.tasks.metrics import METRICS, Metric, score
 
 if TYPE_CHECKING:
@@ -16,6 +20,17 @@ if TYPE_CHECKING:
 
 IGNORE_INDEX = -100
 """Class label that marks a missing label in ``multiclass``/``binary``/``multilabel`` targets."""
+
+
+@dataclass(frozen=True)
+class EncodedTargets:
+    """A task's target column(s) encoded by its kind: ``values`` (``(n,)`` or ``(n, k)``, the
+    kind's :attr:`TaskKind.missing_label` where a cell is missing), the head's ``num_outputs`` and
+    the ``class_names`` (``None`` for a kind without classes)."""
+
+    values: np.ndarray
+    num_outputs: int
+    class_names: list[str] | None = None
 
 
 class TaskKind:
@@ -40,6 +55,8 @@ class TaskKind:
     """Each row holds one class id (a split can be stratified on it; it needs 2 classes)."""
     average: ClassVar[str] = "macro"
     """How f1/precision/recall combine classes: ``macro`` or ``binary`` (the positive class)."""
+    max_classes: ClassVar[int | None] = None
+    """The most classes a target column may hold (``None``: no limit)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -65,6 +82,47 @@ class TaskKind:
         if np.isnan(self.missing_label):
             return np.isnan(values)
         return values == self.missing_label
+
+    def encode(
+        self, task: str, columns: Sequence[pd.Series], classes: Sequence[str] | None = None
+    ) -> EncodedTargets:
+        """Raw target column(s) → :class:`EncodedTargets` (errors name ``task``, the column and
+        the row). Class-label kinds: one column of labels (read by :func:`mtlkit.cells.labels`);
+        class ``c`` → its index in ``classes`` (the training run's; by default the column's
+        distinct labels, numbers first in numeric order), a missing cell → :attr:`missing_label`."""
+        (column,) = columns
+        values = labels(column)
+        present = values.notna().to_numpy()
+        if classes is None:
+            classes = sorted(values[present].unique().tolist(), key=natural_key)
+        classes = list(classes)
+        if self.max_classes is not None and len(classes) > self.max_classes:
+            raise DataError(
+                f"task {task!r}: a {self.name} task needs at most {self.max_classes} classes in "
+                f"column {column.name!r}, found {len(classes)} ({', '.join(classes[:5])}...)"
+            )
+        codes = pd.Index(classes, dtype=object).get_indexer(values.to_numpy(object))
+        unknown = present & (codes == -1)
+        if unknown.any():
+            i = int(np.flatnonzero(unknown)[0])
+            raise DataError(
+                f"task {task!r}: column {column.name!r}, {location(column, column.index[i])}: "
+                f"class {values.iloc[i]!r} was not seen in training (the run knows "
+                f"{', '.join(classes[:10])}); {int(unknown.sum())} such row(s)"
+            )
+        codes = np.where(present, codes, int(self.missing_label))
+        return EncodedTargets(codes, self.num_outputs(max(len(classes), 2), task), classes)
+
+    def decode(self, values: np.ndarray, class_names: Sequence[str] | None) -> np.ndarray:
+        """Encoded targets back to labels: the class name (or id without names), ``None`` where
+        missing; the inverse of :meth:`encode` on a column of labels."""
+        values = np.asarray(values)
+        missing = self.is_missing(values.astype(float))
+        out = np.empty(values.shape, dtype=object)
+        for index, value in np.ndenumerate(values):
+            if not missing[index]:
+                out[index] = class_names[int(value)] if class_names else int(value)
+        return out
 
     def label_mask(self, target: Tensor, ignore_index: int) -> Tensor:
         """Boolean mask of the labelled rows (or, per label, entries)."""

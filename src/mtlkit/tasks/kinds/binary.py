@@ -26,6 +26,7 @@ class Binary(TaskKind):
     pos_weight = True
     average = "binary"
     one_class_per_row = True
+    max_classes = 2
 
     def num_outputs(self, requested: int, task: str) -> int:
         return 1

@@ -8,8 +8,9 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
 
+from mtlkit.cells import DataError, location, numbers
 from mtlkit.tasks.class_weights import as_weight_tensor
-from mtlkit.tasks.kinds.base import TaskKind
+from mtlkit.tasks.kinds.base import EncodedTargets, TaskKind
 
 if TYPE_CHECKING:
     from mtlkit.tasks.task import Task
@@ -25,6 +26,29 @@ class Multilabel(TaskKind):
     default_metrics = ("f1", "accuracy", "precision", "recall")
     pos_weight = True
     average = "binary"
+
+    def encode(self, task, columns, classes=None):
+        """One 0/1 column per label (the column names are the labels): ``(n, k)`` ints,
+        :attr:`missing_label` where a cell is missing."""
+        encoded = []
+        for column in columns:
+            where = f"task {task!r}: column {column.name!r}"
+            v = numbers(column, where)
+            wrong = ~np.isnan(v) & ~np.isin(v, (0, 1))
+            if wrong.any():
+                i = int(np.flatnonzero(wrong)[0])
+                raise DataError(
+                    f"{where}, {location(column, column.index[i])}: must hold 0/1 labels, "
+                    f"found {column.iloc[i]!r}"
+                )
+            encoded.append(np.where(np.isnan(v), int(self.missing_label), v).astype(int))
+        names = [str(c.name) for c in columns]
+        return EncodedTargets(np.stack(encoded, 1), len(columns), names)
+
+    def decode(self, values, class_names=None):
+        """0/1 per label, ``None`` where missing."""
+        values = np.asarray(values)
+        return np.where(self.is_missing(values), None, values.astype(object))
 
     def loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
         pos_weight = as_weight_tensor(task.pos_weight, prediction, "pos_weight", task.name)

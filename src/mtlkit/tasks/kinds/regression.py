@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtlkit.tasks.kinds.base import TaskKind
+from mtlkit.cells import numbers
+from mtlkit.tasks.kinds.base import EncodedTargets, TaskKind
 
 if TYPE_CHECKING:
     from mtlkit.tasks.task import Task
@@ -24,6 +25,16 @@ class Regression(TaskKind):
     target_dtype = torch.float32
     missing_label = float("nan")
     scaled = True
+
+    def encode(self, task, columns, classes=None):
+        """Numeric column(s) as float64 (NaN where missing): ``(n,)`` for one, ``(n, k)`` for
+        ``k`` columns, one output each."""
+        values = np.stack([numbers(c, f"task {task!r}: column {c.name!r}") for c in columns], 1)
+        return EncodedTargets(values[:, 0] if len(columns) == 1 else values, len(columns))
+
+    def decode(self, values, class_names=None):
+        """The values themselves (NaN where missing)."""
+        return np.asarray(values, dtype=float)
 
     def label_mask(self, target: Tensor, ignore_index: int) -> Tensor:
         return ~torch.isnan(target)

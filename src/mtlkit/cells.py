@@ -1,0 +1,148 @@
+"""How the cells of a table are read: missing, numbers and category labels.
+
+No torch and no other mtlkit module: the data layer and the task kinds (which encode target
+columns) both use it.
+
+One set of rules for training, ``evaluate`` and ``predict``, for CSV and Parquet alike:
+
+- **Missing**: an empty (or blank) cell, a Parquet null, or a token the user lists in
+  ``data.na_values`` (``--na-values``). pandas' default NA strings (``NA``, ``None``, ``null``,
+  ``NaN``, ``n/a``...) are ordinary values otherwise.
+- **Numbers**: every present cell must parse as a float whose magnitude fits in float32
+  (``|x| <= 3.4028235e38``); a non-numeric token, ``inf``, ``-inf`` or an overflowing value is a
+  :class:`DataError` that names the column and the row.
+- **Category labels**: the cell's text, stripped; a number (or the text of a number) is written
+  in one canonical form (``1``, ``1.0`` and ``1e0`` are all ``"1"``; ``0.5`` is ``"0.5"``), so a
+  code read as a float in one file and as an integer in another is the same category.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+PANDAS_NA_STRINGS = frozenset(
+    ["#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN"]
+    + ["<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+)
+"""pandas' default NA strings: ordinary values here unless listed in ``data.na_values``."""
+
+
+class DataError(ValueError):
+    """The data itself is unusable; the message names the file, column, row or task."""
+
+
+def location(frame_or_series: pd.DataFrame | pd.Series, label: object) -> str:
+    """Where a row is: ``line N of 'file.csv'``, ``row N of 'file.parquet'`` or ``index N``.
+
+    ``label`` is the row's index label; :func:`mtlkit.data.table.read_table` numbers rows from 0
+    and records the file in ``attrs["source"]`` (CSV lines count the header as line 1).
+    """
+    source = frame_or_series.attrs.get("source")
+    if source is None or not isinstance(label, (int, np.integer)):
+        return f"index {label}"
+    if str(source).lower().endswith((".parquet", ".pq")):
+        return f"row {int(label) + 1} of {str(source)!r}"
+    return f"line {int(label) + 2} of {str(source)!r}"
+
+
+def na_hint(token: object) -> str:
+    """A hint for a token that pandas would have read as missing."""
+    text = str(token).strip()
+    if text in PANDAS_NA_STRINGS:
+        return f" (pass --na-values {text} if it marks a missing value)"
+    return ""
+
+
+def numbers(series: pd.Series, what: str) -> np.ndarray:
+    """The float64 values of a numeric column, NaN where a cell is missing.
+
+    ``what`` names the column in errors, e.g. ``"feature column 'x'"``. A present cell that is
+    not a number, is infinite or overflows float32 raises :class:`DataError`.
+    """
+    if pd.api.types.is_bool_dtype(series.dtype):
+        values = series.astype(float).to_numpy(dtype=float, na_value=np.nan)
+    elif pd.api.types.is_numeric_dtype(series.dtype):
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+    else:
+        converted = pd.to_numeric(series, errors="coerce")
+        values = converted.to_numpy(dtype=float, na_value=np.nan)
+        bad = np.isnan(values) & series.notna().to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            token = series.iloc[i]
+            raise DataError(
+                f"{what}, {location(series, series.index[i])}: non-numeric value "
+                f"{token!r}{na_hint(token)}"
+            )
+    too_large = ~(np.abs(values) <= FLOAT32_MAX) & ~np.isnan(values)
+    if too_large.any():
+        i = int(np.flatnonzero(too_large)[0])
+        kind = "non-finite value" if np.isinf(values[i]) else "value overflowing float32"
+        raise DataError(f"{what}, {location(series, series.index[i])}: {kind} {float(values[i])!r}")
+    return values
+
+
+def numeric_share(series: pd.Series) -> float:
+    """The fraction of present cells that parse as numbers (1.0 for a numeric dtype)."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return 0.0
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return 1.0
+    counts = series.value_counts(dropna=True)
+    if counts.sum() == 0:
+        return 0.0
+    numeric = pd.to_numeric(counts.index.to_series(), errors="coerce").notna().to_numpy()
+    return float(counts.to_numpy()[numeric].sum() / counts.sum())
+
+
+def labels(series: pd.Series) -> pd.Series:
+    """Canonical category labels (str) of a column, ``None`` where a cell is missing."""
+    present = series.notna().to_numpy()
+    out = pd.Series([None] * len(series), index=series.index, dtype=object)
+    if not present.any():
+        return out
+    values = series[present]
+    distinct = pd.Index(pd.unique(values), dtype=object)
+    out[present] = _canonical(distinct)[distinct.get_indexer(values.to_numpy(dtype=object))]
+    return out
+
+
+def _canonical(values: pd.Index) -> np.ndarray:
+    """The canonical label of each distinct value (see the module docstring)."""
+    if all(isinstance(v, (bool, np.bool_)) for v in values):
+        return np.array([str(bool(v)) for v in values], dtype=object)
+    text = np.array([str(v).strip() for v in values], dtype=object)
+    number = pd.to_numeric(values.to_series(), errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan
+    )
+    finite = np.isfinite(number)
+    text[finite] = [_number_label(v) for v in number[finite]]
+    return text
+
+
+def natural_key(label: str) -> tuple:
+    """Sort key putting numeric labels first, in numeric order (``"2"`` before ``"10"``)."""
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def _number_label(value: float) -> str:
+    if value == int(value) and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
+
+
+__all__ = [
+    "FLOAT32_MAX",
+    "DataError",
+    "labels",
+    "location",
+    "na_hint",
+    "natural_key",
+    "numbers",
+    "numeric_share",
+]
