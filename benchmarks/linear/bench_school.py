@@ -41,12 +41,13 @@ METHODS = {
     # name: (penalty, extra CV kwargs); "pooled" is one ridge model for all schools.
     "single-task ridge": ("l2", {}),
     "pooled ridge": ("l2", {}),
-    "l1": ("l1", {}),
-    "l21": ("l21", {"l1_ratio": [0.5, 1.0]}),
-    "trace": ("trace", {}),
+    # shared=None: the plain penalty (the CV estimators' default would also try a shared part).
+    "l1": ("l1", {"shared": None}),
+    "l21": ("l21", {"l1_ratio": [0.5, 1.0], "shared": None}),
+    "trace": ("trace", {"shared": None}),
     "mean": ("mean", {"rho": [0.0, 0.01, 0.1]}),
-    "clustered (k=1)": ("clustered", {"rho": [0.01, 0.1, 1.0], "n_clusters": 1}),
-    "clustered (k=3)": ("clustered", {"rho": [0.01, 0.1, 1.0], "n_clusters": 3}),
+    "clustered (k=1)": ("clustered", {"rho": [0.01, 0.1, 1.0], "n_clusters": 1, "shared": None}),
+    "clustered (k=3)": ("clustered", {"rho": [0.01, 0.1, 1.0], "n_clusters": 3, "shared": None}),
     # The same penalties on the deviations V from an unpenalized shared model w₀ (W = 1w₀ᵀ + V,
     # ``shared=0``): R no longer pulls the schools with 2–25 training rows toward zero.
     "trace + shared": ("trace", {"shared": 0.0}),
