@@ -4,18 +4,29 @@ Every combination is trained with the same configuration (only ``model.arch``,
 ``weighting.name`` and ``seed`` change). Δm of each run is taken against the single-task
 baseline (``stl`` with equal weighting) of the same seed; the table reports mean ± std over
 seeds of each task's main test metric, of Δm, the parameter count and seconds per epoch.
+
+Progress goes to the ``mtlkit.compare`` logger: ``run i/N: METHOD, seed S`` before each run and
+``run i/N done in T s; ETA E s`` after it (ETA: the mean time of the runs so far × the runs
+left). ``--quiet`` hides both (the table is still printed); ``--verbose`` adds each run's line
+per epoch (the ``mtlkit.training`` logger), hidden otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mtlkit.cli.flags import add_run_flags, run_config
 from mtlkit.config import ConfigError, with_overrides
+
+logger = logging.getLogger("mtlkit.compare")
 
 VARIED_FLAGS = ("arch", "weighting", "seed", "overwrite")
 """Run flags ``compare`` leaves out: it varies these itself (``--archs`` ...) and writes no run
@@ -44,6 +55,23 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+@contextmanager
+def _epoch_lines(shown: bool) -> Iterator[None]:
+    """Hide the trainer's line per epoch (unless ``shown``) for the duration of the block."""
+    training = logging.getLogger("mtlkit.training")
+    level = training.level
+    if not shown:
+        training.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        training.setLevel(level)
+
+
+def _method(arch: str, weighting: str) -> str:
+    return arch if arch == "stl" else f"{arch} + {weighting}"
+
+
 def compare(args: argparse.Namespace) -> int:
     from mtlkit.analysis import delta_m, format_table
     from mtlkit.runs import load_bundle, train_run
@@ -62,21 +90,27 @@ def compare(args: argparse.Namespace) -> int:
     metrics = {t.name: list(t.metrics) for t in bundle.tasks}
     out = Path(args.out or "runs/compare")
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {m: [] for m in methods}
-    for seed in seeds:
-        for arch, weighting in methods:
-            config = with_overrides(
-                base, {"model.arch": arch, "weighting.name": weighting, "seed": seed}
-            )
-            print(f"[seed {seed}] {arch} + {weighting}", flush=True)
+    plan = [(seed, arch, weighting) for seed in seeds for arch, weighting in methods]
+    started = time.perf_counter()
+    for i, (seed, arch, weighting) in enumerate(plan, start=1):
+        config = with_overrides(
+            base, {"model.arch": arch, "weighting.name": weighting, "seed": seed}
+        )
+        logger.info("run %d/%d: %s, seed %d", i, len(plan), _method(arch, weighting), seed)
+        run_started = time.perf_counter()
+        with _epoch_lines(getattr(args, "verbose", False)):
             result = train_run(config, bundle=bundle)
-            runs[(arch, weighting)].append(
-                {
-                    "seed": seed,
-                    "test": result.test,
-                    "params": result.model.num_parameters(),
-                    "seconds_per_epoch": result.seconds_per_epoch,
-                }
-            )
+        now = time.perf_counter()
+        eta = (now - started) / i * (len(plan) - i)
+        logger.info("run %d/%d done in %.1f s; ETA %.0f s", i, len(plan), now - run_started, eta)
+        runs[(arch, weighting)].append(
+            {
+                "seed": seed,
+                "test": result.test,
+                "params": result.model.num_parameters(),
+                "seconds_per_epoch": result.seconds_per_epoch,
+            }
+        )
     for records in runs.values():
         for record, baseline in zip(records, runs[("stl", "ew")]):
             record["delta_m"] = delta_m(record["test"], baseline["test"], metrics)
@@ -91,7 +125,7 @@ def compare(args: argparse.Namespace) -> int:
     for (arch, weighting), records in runs.items():
         rows.append(
             [
-                arch if arch == "stl" else f"{arch} + {weighting}",
+                _method(arch, weighting),
                 *(
                     _mean_std([r["test"][t][bundle.task(t).main_metric] for r in records])
                     for t in metrics
