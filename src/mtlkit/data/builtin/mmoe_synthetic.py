@@ -10,8 +10,8 @@
 
 The paper sets ``m = 10`` and ``ε ~ N(0, 0.01)`` (read here as variance 0.01: ``noise = 0.1``)
 but does not publish ``c``, ``d``, ``αⱼ`` or ``βⱼ``. By default (``sines="reference"``) we follow
-Google Research's generator for this paper (``generate_task_pairs`` in google-research, the
-synthetic data of DSelect-k): ``c = 1``, ``αⱼ = j`` and ``βⱼ = (j − 1)²`` for ``j = 1..m``, so the
+Google Research's generator for this paper (``generate_task_pairs`` in the google-research
+repository): ``c = 1``, ``αⱼ = j`` and ``βⱼ = (j − 1)²`` for ``j = 1..m``, so the
 sine terms reach frequency ``m`` in the score ``wᵢᵀx ~ N(0, c²)``. ``sines="gaussian"`` draws
 ``αⱼ, βⱼ ~ N(0, 1)`` once from a fixed generator instead (low frequencies: an easier task).
 ``d = 100`` is the paper's input size. Every ``seed`` regenerates the directions, inputs and
