@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from numbers import Integral
 
@@ -144,3 +145,70 @@ def test_test_size_zero_is_refused_by_the_config_as_by_the_table_reader(tmp_path
         load_table(tmp_path / "t.csv", [TableTask("y", "regression", ["y"])], test_size=0.0)
     with pytest.raises(ConfigError, match="data.test_size"):
         from_dict(Config, merge({}, {"data.test_size": 0.0}))
+
+
+# ------------------------------------------------------------- the Trainer's and optimizer's fields
+
+
+def _declared_fields() -> list[str]:
+    from mtlkit.config.schema import _DECLARED
+
+    return sorted(_DECLARED)
+
+
+def _build_with(field: str, value: object) -> None:
+    """Build the component that owns config ``field`` with ``value`` (nothing else changed)."""
+    import torch
+    from torch import nn
+
+    from mtlkit.config.schema import _DECLARED
+    from mtlkit.models import SharedTrunk
+    from mtlkit.tasks import Task
+    from mtlkit.training import Trainer, TrainingOptions
+    from mtlkit.training.options import Regularization
+    from mtlkit.training.trainer import make_optimizer
+
+    owner, name = _DECLARED[field]
+    if owner.endswith(":TrainingOptions"):
+        TrainingOptions(**{name: value})
+    elif owner.endswith(":Regularization"):
+        Regularization(**{name: value})
+    elif owner.endswith(":OPTIMIZER_CONSTRAINTS"):
+        make_optimizer("sgd", [{"params": [nn.Parameter(torch.zeros(1))]}], **{name: value})
+    else:
+        model = SharedTrunk(nn.Linear(2, 2), heads={"a": nn.Linear(2, 1)})
+        tasks = [Task("a", "regression")]
+        if owner.endswith(":Trainer"):
+            Trainer(model, tasks, **{name: value})
+        else:  # Trainer.fit's settings; checked before the data is read
+            Trainer(model, tasks).fit([], **{"epochs": 1, name: value})
+
+
+def test_config_defaults_are_valid_for_the_component_and_no_range_is_stated_twice():
+    from mtlkit.config.schema import _CHOICES, _DECLARED, _RANGES, declared
+    from mtlkit.training import TrainingOptions
+    from mtlkit.training.options import Regularization
+
+    defaults = Config().to_dict()
+    for field in _DECLARED:
+        section, name = field.split(".")
+        value = defaults[section][name]
+        assert value is None or value in declared(field), field
+    assert not set(_DECLARED) & (set(_RANGES) | set(_CHOICES))
+    for cls in (TrainingOptions, Regularization):  # a declaration for every field, no more
+        assert set(cls._parameter_constraints) == {f.name for f in dataclasses.fields(cls)}, cls
+
+
+@pytest.mark.parametrize("field", _declared_fields())
+def test_config_and_component_refuse_the_same_out_of_range_value(field):
+    from mtlkit.config.schema import declared
+
+    constraint = declared(field)
+    bad = _outside(constraint) if isinstance(constraint, Interval) else ["no-such-choice"]
+    assert bad, field
+    name = field.split(".")[1]
+    for value in bad:
+        with pytest.raises(ConfigError, match=rf"^{field}: expected"):
+            from_dict(Config, merge({}, {field: value}))
+        with pytest.raises(ValueError, match=rf"\.{name}: expected"):
+            _build_with(field, value)

@@ -255,10 +255,10 @@ def test_fp16_on_cpu_is_refused_with_the_alternative():
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("accumulate", 0, "training.accumulate must be an integer >= 1"),
-        ("warmup_steps", -1, "training.warmup_steps must be an integer >= 0"),
-        ("precision", "fp8", "training.precision must be one of fp32, bf16, fp16"),
-        ("mode", "mixed", "training.mode must be one of joint, alternating"),
+        ("accumulate", 0, "training.accumulate: expected a value >= 1, got 0"),
+        ("warmup_steps", -1, "training.warmup_steps: expected a value >= 0, got -1"),
+        ("precision", "fp8", "training.precision: expected one of 'fp32', 'bf16', 'fp16'"),
+        ("mode", "mixed", "training.mode: expected one of 'joint', 'alternating'"),
     ],
 )
 def test_bad_options_name_the_field(field, value, message):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
 
-from mtlkit._param_validation import Interval
+from mtlkit._param_validation import Interval, Options
 
 
 class ConfigError(ValueError):
@@ -169,33 +169,39 @@ class Config:
 
 
 _RANGES: dict[str, Interval] = {
-    "data.batch_size": Interval(Integral, 1, None),
     "data.val_size": Interval(Real, 0.0, 0.9),
     "data.test_size": Interval(Real, 0.0, 0.9, closed="right"),
-    "optim.lr": Interval(Real, 0.0, None, closed="neither"),
-    "training.epochs": Interval(Integral, 1, None),
-    "training.grad_clip": Interval(Real, 0.0, None, closed="neither"),
-    "training.patience": Interval(Integral, 1, None),
-    "training.accumulate": Interval(Integral, 1, None),
-    "optim.warmup_steps": Interval(Integral, 0, None),
-    "regularization.strength": Interval(Real, 0.0, None),
-    "regularization.l1_ratio": Interval(Real, 0.0, 1.0),
     "optim.trunk_lr_scale": Interval(Real, 0.0, None),
     "threads": Interval(Integral, 1, None),
     "model.freeze_stages": Interval(Integral, 1, None),
 }
+"""Ranges of the fields no component declares (the config's own)."""
 _COMPONENT_CHOICES: dict[str, str] = {
     "data.sampling": "mtlkit.data.loaders:SAMPLING_RULES",
     "data.split": "mtlkit.data.table:SPLIT_METHODS",
-    "training.mode": "mtlkit.training.trainer:TRAINING_MODES",
-    "training.precision": "mtlkit.training.options:PRECISIONS",
 }
-"""Fields whose choices the component declares (``module:NAME``, imported when checked)."""
+"""Fields whose choices the component lists (``module:NAME``, imported when checked)."""
+_OPTIONS = "mtlkit.training.options:TrainingOptions"
+_DECLARED: dict[str, tuple[str, str]] = {
+    "data.batch_size": (_OPTIONS, "batch_size"),
+    "optim.lr": ("mtlkit.training.trainer:OPTIMIZER_CONSTRAINTS", "lr"),
+    "optim.warmup_steps": (_OPTIONS, "warmup_steps"),
+    "optim.scheduler_interval": ("mtlkit.training.trainer:Trainer", "scheduler_interval"),
+    "training.epochs": ("mtlkit.training.trainer:Trainer._fit_constraints", "epochs"),
+    "training.patience": ("mtlkit.training.trainer:Trainer._fit_constraints", "patience"),
+    "training.mode": (_OPTIONS, "mode"),
+    "training.grad_clip": (_OPTIONS, "grad_clip"),
+    "training.accumulate": (_OPTIONS, "accumulate"),
+    "training.precision": (_OPTIONS, "precision"),
+    "training.on_nonfinite": (_OPTIONS, "on_nonfinite"),
+    "regularization.kind": ("mtlkit.training.options:Regularization", "kind"),
+    "regularization.strength": ("mtlkit.training.options:Regularization", "strength"),
+    "regularization.l1_ratio": ("mtlkit.training.options:Regularization", "l1_ratio"),
+    "regularization.scope": ("mtlkit.training.options:Regularization", "scope"),
+}
+"""Fields checked by the component's declaration (``module:OBJECT`` with a
+``_parameter_constraints`` mapping, or the mapping itself, and the parameter's name there)."""
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "training.on_nonfinite": ("stop", "skip"),
-    "optim.scheduler_interval": ("epoch", "step"),
-    "regularization.kind": ("none", "l1", "l2", "elasticnet"),
-    "regularization.scope": ("shared", "all"),
     "model.freeze": ("none", "trunk", "shared", "old_heads"),
 }
 
@@ -290,18 +296,35 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     return section
 
 
+def declared(path: str) -> Interval | Options | None:
+    """The range or choices the component declares for config field ``path`` (``None``: none)."""
+    if path not in _DECLARED:
+        return None
+    target, name = _DECLARED[path]
+    module, _, attrs = target.partition(":")
+    owner: Any = importlib.import_module(module)
+    for attr in attrs.split("."):
+        owner = getattr(owner, attr)
+    constraints = owner if isinstance(owner, dict) else owner._parameter_constraints
+    return next(c for c in constraints[name] if isinstance(c, Interval | Options))
+
+
 def choices(path: str) -> tuple[str, ...] | None:
     """The allowed values of a string field: the config's own or its component's."""
     if path in _COMPONENT_CHOICES:
         module, _, name = _COMPONENT_CHOICES[path].partition(":")
         return tuple(getattr(importlib.import_module(module), name))
+    constraint = declared(path)
+    if isinstance(constraint, Options):
+        return tuple(constraint.values)
     return _CHOICES.get(path)
 
 
 def _check_value(path: str, value: Any) -> None:
-    if path in _RANGES and value is not None and value not in _RANGES[path]:
-        raise ConfigError(f"{path}: expected {_RANGES[path]}, got {value!r}")
-    allowed = choices(path) if path in _CHOICES or path in _COMPONENT_CHOICES else None
+    interval = _RANGES.get(path) or declared(path)
+    if isinstance(interval, Interval) and value is not None and value not in interval:
+        raise ConfigError(f"{path}: expected {interval}, got {value!r}")
+    allowed = choices(path)
     if allowed is not None and value not in allowed:
         close = difflib.get_close_matches(str(value), allowed, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""

@@ -7,12 +7,21 @@ the config in one place (:func:`mtlkit.runs.build.build_trainer`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
+from mtlkit._param_validation import Constraint, Interval, Options, validate_params
 from mtlkit.training.regularization import PENALTIES
 
 TRAINING_MODES = ("joint", "alternating")
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _validate(settings: Any, where: str) -> None:
+    """Check a settings dataclass's fields against its ``_parameter_constraints``."""
+    values = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    validate_params(settings._parameter_constraints, values, where)
 
 
 @dataclass(frozen=True)
@@ -25,17 +34,15 @@ class Regularization:
     l1_ratio: float = 0.5
     scope: str = "shared"
 
+    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "kind": [Options(tuple(PENALTIES))],
+        "strength": [Interval(Real, 0.0, None)],
+        "l1_ratio": [Interval(Real, 0.0, 1.0)],
+        "scope": [Options(("shared", "all"))],
+    }
+
     def __post_init__(self) -> None:
-        if self.kind not in PENALTIES:
-            raise ValueError(
-                f"regularization.kind must be one of {', '.join(PENALTIES)}, got {self.kind!r}"
-            )
-        if self.strength < 0:
-            raise ValueError(f"regularization.strength must be >= 0, got {self.strength}")
-        if not 0 <= self.l1_ratio <= 1:
-            raise ValueError(f"regularization.l1_ratio must be in [0, 1], got {self.l1_ratio}")
-        if self.scope not in ("shared", "all"):
-            raise ValueError(f"regularization.scope must be shared or all, got {self.scope!r}")
+        _validate(self, "regularization")
 
 
 @dataclass(frozen=True)
@@ -88,30 +95,19 @@ class TrainingOptions:
     eval_batch_size: int = 1024
     progress: bool = True
 
+    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "mode": [Options(TRAINING_MODES)],
+        "accumulate": [Interval(Integral, 1, None)],
+        "warmup_steps": [Interval(Integral, 0, None)],
+        "precision": [Options(PRECISIONS)],
+        "grad_clip": [Interval(Real, 0.0, None, closed="neither"), None],
+        "regularization": [Regularization],
+        "monitor": [str],
+        "on_nonfinite": [Options(("stop", "skip"))],
+        "batch_size": [Interval(Integral, 1, None)],
+        "eval_batch_size": [Interval(Integral, 1, None)],
+        "progress": [bool],
+    }
+
     def __post_init__(self) -> None:
-        if self.mode not in TRAINING_MODES:
-            raise ValueError(
-                f"training.mode must be one of {', '.join(TRAINING_MODES)}, got {self.mode!r}"
-            )
-        for name in ("accumulate", "batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"training.{name} must be an integer >= 1, got {value!r}")
-        if (
-            isinstance(self.warmup_steps, bool)
-            or not isinstance(self.warmup_steps, int)
-            or self.warmup_steps < 0
-        ):
-            raise ValueError(
-                f"training.warmup_steps must be an integer >= 0, got {self.warmup_steps!r}"
-            )
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"training.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
-            )
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"training.grad_clip must be > 0 or null, got {self.grad_clip}")
-        if self.on_nonfinite not in ("stop", "skip"):
-            raise ValueError(
-                f"training.on_nonfinite must be stop or skip, got {self.on_nonfinite!r}"
-            )
+        _validate(self, "training")

@@ -14,13 +14,15 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from numbers import Integral, Real
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from mtlkit._param_validation import Constraint, Interval, Options, validate_params
 from mtlkit.data import BatchLoader, MultiInputDataset, MultiTaskDataset
 from mtlkit.distributed.env import DistContext
 from mtlkit.distributed.reduce import DistributedStep, label_counts
@@ -33,7 +35,7 @@ from mtlkit.training.precision import Precision
 from mtlkit.training.regularization import penalty
 from mtlkit.weighting import GradientEngine, Weighting, make_weighting, mtl_backward
 
-__all__ = ["TRAINING_MODES", "History", "NonFiniteLossError", "Trainer"]
+__all__ = ["OPTIMIZER_CONSTRAINTS", "TRAINING_MODES", "History", "NonFiniteLossError", "Trainer"]
 
 logger = logging.getLogger("mtlkit.training")
 
@@ -94,10 +96,15 @@ class NonFiniteLossError(RuntimeError):
     """A task's loss became NaN or infinite."""
 
 
+OPTIMIZER_CONSTRAINTS: dict[str, list[Constraint]] = {"lr": [Interval(Real, 0.0, None, "neither")]}
+"""What :func:`make_optimizer` checks itself (the optimizer class checks its ``options``)."""
+
+
 def make_optimizer(
     name: str, params: list[dict[str, Any]], lr: float, **options: Any
 ) -> torch.optim.Optimizer:
-    """Any ``torch.optim`` optimizer by (case-insensitive) name."""
+    """Any ``torch.optim`` optimizer by (case-insensitive) name, learning rate ``lr > 0``."""
+    validate_params(OPTIMIZER_CONSTRAINTS, {"lr": lr}, "optim")
     classes = {
         k.lower(): v
         for k, v in vars(torch.optim).items()
@@ -194,6 +201,15 @@ class Trainer:
     >>> trainer = Trainer(model, tasks, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "scheduler_interval": [Options(("epoch", "step"))],
+    }
+    _fit_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "epochs": [Interval(Integral, 1, None)],
+        "patience": [Interval(Integral, 1, None), None],
+    }
+    """:meth:`fit`'s settings."""
+
     def __init__(
         self,
         model: MultiTaskModel,
@@ -245,10 +261,9 @@ class Trainer:
         self.step_callbacks = list(step_callbacks)
         self.skipped_batches = 0
         self.optimizer = self._with_strategy_params(optimizer, scheduler)
-        if scheduler_interval not in ("epoch", "step"):
-            raise ValueError(
-                f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}"
-            )
+        validate_params(
+            self._parameter_constraints, {"scheduler_interval": scheduler_interval}, "trainer"
+        )
         if scheduler is not None and getattr(scheduler, "optimizer", None) is not self.optimizer:
             raise ValueError("scheduler: it must be built on the trainer's optimizer")
         if scheduler_interval == "step" and isinstance(
@@ -561,6 +576,7 @@ class Trainer:
         for that many epochs. ``on_epoch_end(trainer, record)`` runs after every epoch (logging,
         checkpoints); the record is also logged as one line on the ``mtlkit.training`` logger.
         """
+        validate_params(self._fit_constraints, {"epochs": epochs, "patience": patience}, "fit")
         loader = as_loader(train, self.options.batch_size)
         if self._patience_left is None:
             self._patience_left = patience
