@@ -9,8 +9,7 @@ The names below load on first use (PEP 562), so that importing one light submodu
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mtlkit._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "AffinityRecorder": "affinity",
@@ -41,11 +40,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mtlkit.analysis' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"mtlkit.analysis.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -15,8 +15,7 @@ load on first use (PEP 562), so importing this package does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mtlkit._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Transfer": "build",
@@ -46,11 +45,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mtlkit.runs' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"mtlkit.runs.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
