@@ -79,6 +79,21 @@ def apply_task_overrides(tasks: list[Task], config: Config) -> list[Task]:
     return result
 
 
+def table_split_options(config: Config) -> dict[str, Any]:
+    """The ``load_table`` arguments that fix which rows of a table land in which split."""
+    data = config.data
+    return {
+        "id_column": data.id_column,
+        "split": data.split,
+        "val_size": data.val_size,
+        "test_size": data.test_size,
+        "stratify": data.stratify,
+        "split_column": data.split_column,
+        "seed": config.seed,
+        "na_values": data.na_values,
+    }
+
+
 def load_bundle(config: Config) -> DatasetBundle:
     """The configured data: a built-in dataset, or the user's table when ``data.path`` is set."""
     data = config.data
@@ -93,15 +108,8 @@ def load_bundle(config: Config) -> DatasetBundle:
             [TableTask(t.name, t.kind, (t.column or t.name).split("+")) for t in data.tasks],
             features=data.features,
             categorical=data.categorical,
-            id_column=data.id_column,
-            split=data.split,
-            val_size=data.val_size,
-            test_size=data.test_size,
-            stratify=data.stratify,
-            split_column=data.split_column,
-            seed=config.seed,
-            na_values=data.na_values,
             max_categories=data.max_categories,
+            **table_split_options(config),
         )
     if config.select_tasks is not None:
         try:

@@ -22,7 +22,7 @@ from torch import Tensor
 from mtlkit.config import Config, ConfigError, load_config
 from mtlkit.data import DatasetBundle, TabularPreprocessor
 from mtlkit.models import MultiTaskModel
-from mtlkit.runs.build import build_model, load_bundle
+from mtlkit.runs.build import build_model, load_bundle, table_split_options
 from mtlkit.tasks import Task
 from mtlkit.training.checkpoint import FileError, load_file, read_json
 from mtlkit.training.evaluation import evaluate as evaluate_split
@@ -224,17 +224,7 @@ class TrainedRun:
                 "of it with the run's preprocessing"
             )
         return load_table(
-            path,
-            self._specs(),
-            id_column=data.id_column,
-            split=data.split,
-            val_size=data.val_size,
-            test_size=data.test_size,
-            stratify=data.stratify,
-            split_column=data.split_column,
-            seed=self.config.seed,
-            na_values=data.na_values,
-            fitted=self.fitted(),
+            path, self._specs(), fitted=self.fitted(), **table_split_options(self.config)
         )
 
     # -- export -----------------------------------------------------------------------------
