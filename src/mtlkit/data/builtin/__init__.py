@@ -11,6 +11,7 @@ from mtlkit.data.builtin.digits import load_digits
 from mtlkit.data.builtin.mmoe_synthetic import load_mmoe_synthetic
 from mtlkit.data.builtin.multimnist import load_multimnist
 from mtlkit.data.builtin.penguins import load_penguins
+from mtlkit.data.builtin.recsys_synthetic import load_recsys_synthetic
 from mtlkit.data.builtin.synthetic import load_synthetic
 from mtlkit.data.bundle import DatasetBundle
 
@@ -20,6 +21,7 @@ DATASETS: dict[str, Callable[..., DatasetBundle]] = {
     "digits": load_digits,
     "synthetic": load_synthetic,
     "mmoe_synthetic": load_mmoe_synthetic,
+    "recsys_synthetic": load_recsys_synthetic,
 }
 
 
