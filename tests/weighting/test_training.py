@@ -6,9 +6,9 @@ import copy
 
 import pytest
 import torch
-from weighting_helpers import NUM_TASKS, STRATEGIES, make_problem, train
+from weighting_helpers import NUM_TASKS, STRATEGIES, forward, make_problem, model_backward, train
 
-from mtlkit.weighting import GradientEngine, make_weighting, mtl_backward
+from mtlkit.weighting import GradientEngine, make_weighting
 
 IDS = [name for name, _ in STRATEGIES]
 
@@ -52,18 +52,9 @@ def test_representation_mode_needs_representation():
 
 def _one_step_grads(strategy, arch="hps", seed=3, engine=None):
     model, tasks, x, y = make_problem(arch, seed)
-    rep = model.encode(x) if arch == "hps" else None
-    out = {n: h(rep) for n, h in model.heads.items()} if arch == "hps" else model(x)
+    rep, out = forward(model, x, arch)
     losses = torch.stack([t.compute_loss(out[t.name], y[t.name]) for t in tasks])
-    weights = mtl_backward(
-        list(losses.unbind()),
-        strategy,
-        features=rep,
-        shared_params=list(model.shared_parameters()),
-        task_params=list(model.task_specific_parameters()),
-        last_shared_params=list(model.last_shared_parameters()),
-        engine=engine or GradientEngine(),
-    )
+    weights = model_backward(model, losses, strategy, rep, engine or GradientEngine())
     out = model(x)  # a fresh graph for the checks (parameters are unchanged)
     fresh = torch.stack([t.compute_loss(out[t.name], y[t.name]) for t in tasks])
     return weights, {n: p.grad.clone() for n, p in model.named_parameters()}, (model, fresh)

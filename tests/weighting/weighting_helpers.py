@@ -58,6 +58,28 @@ def make_problem(arch: str, seed: int = 0, num_tasks: int = NUM_TASKS, n: int = 
     return model, tasks, x, y
 
 
+def forward(model, x, arch: str, representation: bool = True):
+    """``(representation, outputs)``; the representation only for HPS (else ``None``)."""
+    if arch == "hps" and representation:
+        rep = model.encode(x)
+        return rep, {name: head(rep) for name, head in model.heads.items()}
+    return None, model(x)
+
+
+def model_backward(model, losses, strategy, features, engine: GradientEngine):
+    """:func:`mtl_backward` on the loss vector ``losses`` as the trainer calls it (the model's
+    parameter split passed in)."""
+    return mtl_backward(
+        list(losses.unbind()),
+        strategy,
+        features=features,
+        shared_params=list(model.shared_parameters()),
+        task_params=list(model.task_specific_parameters()),
+        last_shared_params=list(model.last_shared_parameters()),
+        engine=engine,
+    )
+
+
 def train(
     strategy: Weighting,
     arch: str,
@@ -79,23 +101,10 @@ def train(
     optimizer = torch.optim.SGD(groups, lr=lr)
     history = []
     for step in range(steps):
-        if arch == "hps" and representation:
-            rep = model.encode(x)
-            out = {name: head(rep) for name, head in model.heads.items()}
-        else:
-            rep = None
-            out = model(x)
+        rep, out = forward(model, x, arch, representation)
         losses = torch.stack([t.weight * t.compute_loss(out[t.name], y[t.name]) for t in tasks])
         optimizer.zero_grad()
-        weights = mtl_backward(
-            list(losses.unbind()),
-            strategy,
-            features=rep,
-            shared_params=list(model.shared_parameters()),
-            task_params=list(model.task_specific_parameters()),
-            last_shared_params=list(model.last_shared_parameters()),
-            engine=engine,
-        )
+        weights = model_backward(model, losses, strategy, rep, engine)
         assert weights.shape == (NUM_TASKS,)
         if clip is not None:  # as the trainer may do
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
