@@ -79,6 +79,17 @@ def test_a_task_without_labels_leaves_its_head_alone_and_the_others_train(strate
     assert trainer.history.epochs[-1]["train_loss"]["cls"] == 0.0
 
 
+def test_epoch_train_loss_leaves_out_batches_where_a_task_has_no_label():
+    tasks, data = _problem(n=32)
+    x, cls, reg = data.inputs, data.targets["cls"], data.targets["reg"]
+    trainer = _trainer(_model("hps", tasks), tasks, lr=0.0)  # lr 0: same loss every batch
+    labelled = trainer.train_epoch([(x, {"cls": cls, "reg": reg})])
+    masked = {"cls": torch.full_like(cls, IGNORE_INDEX), "reg": reg}
+    both = trainer.train_epoch([(x, {"cls": cls, "reg": reg}), (x, masked)])
+    assert both["cls"] == pytest.approx(labelled["cls"])  # not halved by the masked batch
+    assert both["reg"] == pytest.approx(labelled["reg"])
+
+
 def test_task_weights_scale_the_losses():
     tasks, data = _problem(n=32)
     tasks[1].weight = 0.0

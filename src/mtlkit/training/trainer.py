@@ -515,7 +515,8 @@ class Trainer:
                 self._update(pending, micro)
                 pending = 0
             losses = micro.losses.cpu()
-            present = torch.tensor([t.name in targets for t in self.tasks], dtype=torch.float)
+            # a task whose labels are all masked in this batch has no loss (None), not loss 0
+            present = torch.tensor([p is not None for p in micro.parts], dtype=torch.float)
             totals += losses * present
             counts += present
             if self.progress:
