@@ -98,6 +98,31 @@ def test_evaluate_a_frame_matches_the_predictions_and_the_file(table_run, tmp_pa
     assert table_run.evaluate(tmp_path / "new.csv") == results
 
 
+def test_a_frame_reads_the_runs_na_values_as_predict_on_its_file_does(tmp_path):
+    """A numeric NA token (here -999) in a DataFrame is missing for predict and evaluate."""
+    from mtlkit.data.table import read_table
+
+    frame = _table(120, seed=4)
+    frame.loc[frame["b"].isna(), "b"] = -999.0
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    config = from_dict(
+        Config,
+        {
+            "data": {"path": str(tmp_path / "t.csv"), "tasks": TASKS, "na_values": ["-999"]},
+            "training": {"epochs": 1, "progress": False},
+        },
+    )
+    train_run(config, tmp_path / "run")
+    run = mtlkit.load(tmp_path / "run")
+    assert run.preprocessor.indicators == ["b"]
+    frame.index = frame.index + 100
+    from_file = run.predict(read_table(tmp_path / "t.csv", ["-999"]))
+    predicted = run.predict(frame)
+    assert list(predicted.index) == list(frame.index)
+    pd.testing.assert_frame_equal(predicted.reset_index(drop=True), from_file)
+    assert run.evaluate(frame) == run.evaluate(tmp_path / "t.csv")
+
+
 def test_evaluate_without_data_scores_the_runs_test_split(table_run):
     results = table_run.evaluate()
     assert set(results) == {"grade", "passed", "score"}

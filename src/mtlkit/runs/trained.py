@@ -10,8 +10,10 @@ model for serving (see :mod:`mtlkit.runs.export`). The command line's ``predict`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,6 +141,8 @@ class TrainedRun:
 
         ``data``: a table with the run's feature columns (the stored preprocessing is applied),
         or a tensor of model inputs (an image or built-in run, or already preprocessed rows).
+        A table's cells are read as :meth:`evaluate` and ``mtlkit predict`` read them: a token
+        of the run's ``data.na_values`` is missing (also in a numeric column).
         Columns: ``task`` (value or class label) and ``task_probability`` (the chosen class's
         probability); a multilabel task gives ``task=label`` and ``task=label_probability``;
         ``all_probabilities`` adds ``task_probability=class`` for every class. A non-finite
@@ -149,7 +153,8 @@ class TrainedRun:
         if isinstance(data, Tensor):
             inputs, index, frame = data, pd.RangeIndex(len(data)), None
         else:
-            inputs, index, frame = self.features(data), data.index, data
+            frame = self._as_read(data)
+            inputs, index = self.features(frame), data.index
         outputs = self.outputs(inputs)
         _check_finite(outputs, len(index), frame)
         table = pd.DataFrame(index=index)
@@ -200,12 +205,22 @@ class TrainedRun:
             return load_table(
                 data, self._specs(), split="all", na_values=na_values, fitted=self.fitted()
             )
-        with tempfile.TemporaryDirectory() as folder:  # load_table reads files only
-            path = Path(folder) / "frame.csv"
-            data.to_csv(path, index=False)
+        with _as_file(data) as path:  # load_table reads files only
             return load_table(
                 path, self._specs(), split="all", na_values=na_values, fitted=self.fitted()
             )
+
+    def _as_read(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with the run's ``na_values`` missing, as a file of it would be read."""
+        from mtlkit.data.table import read_table
+
+        na_values = self.config.data.na_values
+        if not na_values or frame.empty or "source" in frame.attrs:  # none, or read already
+            return frame
+        with _as_file(frame) as path:
+            read = read_table(path, na_values)
+        read.index, read.attrs = frame.index, dict(frame.attrs)
+        return read
 
     def _own_table(self) -> DatasetBundle:
         from mtlkit.data.table import load_table
@@ -275,6 +290,16 @@ def load(run_dir: str | Path) -> TrainedRun:
     model.eval()
     run.model = model
     return run
+
+
+@contextlib.contextmanager
+def _as_file(frame: pd.DataFrame) -> Iterator[Path]:
+    """A temporary CSV file of ``frame`` (read back as :func:`mtlkit.data.table.read_table`
+    reads the user's files)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "frame.csv"
+        frame.to_csv(path, index=False)
+        yield path
 
 
 def _check_finite(outputs: dict[str, Tensor], rows: int, frame: pd.DataFrame | None) -> None:
