@@ -32,6 +32,8 @@ class Interval:
     def __contains__(self, value: object) -> bool:
         if isinstance(value, bool) or not isinstance(value, self.type):
             return False
+        if value != value:  # NaN: every comparison is false, so no bound would refuse it
+            return False
         left = self.closed in ("both", "left")
         right = self.closed in ("both", "right")
         if self.low is not None and (value < self.low or (value == self.low and not left)):  # type: ignore[operator]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from numbers import Integral
+from numbers import Integral, Real
 
 import pytest
 
@@ -212,3 +212,22 @@ def test_config_and_component_refuse_the_same_out_of_range_value(field):
             from_dict(Config, merge({}, {field: value}))
         with pytest.raises(ValueError, match=rf"\.{name}: expected"):
             _build_with(field, value)
+
+
+@pytest.mark.parametrize(
+    "interval",
+    [Interval(Real, 0.0, None), Interval(Real, None, 1.0), Interval(Real, 0.0, 1.0)],
+    ids=str,
+)
+def test_nan_is_in_no_interval(interval):
+    assert float("nan") not in interval
+
+
+def test_python_api_refuses_a_nan_setting():
+    from mtlkit.training import TrainingOptions
+    from mtlkit.training.options import Regularization
+
+    with pytest.raises(ValueError, match=r"training\.grad_clip: expected"):
+        TrainingOptions(grad_clip=float("nan"))
+    with pytest.raises(ValueError, match=r"regularization\.strength: expected"):
+        Regularization(kind="l2", strength=float("nan"))
