@@ -165,3 +165,20 @@ def test_default_classifier_cv_beats_per_task_logistic_cv_on_related_tasks(penal
     # Reference values of this seed: 0.896 (mean), 0.901 (trace), 0.795 (per-task LRCV).
     assert mtl == pytest.approx(reference, abs=0.01)
     assert mtl > single + 0.08
+
+
+def test_cv_computes_each_fold_lipschitz_constant_once(monkeypatch):
+    import mtlkit.linear._losses as losses
+
+    calls = []
+    original = losses._power_iteration
+    monkeypatch.setattr(
+        losses, "_power_iteration", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    Xs, ys, _, _ = related_tasks()
+    cv = MultiTaskRegressorCV("l21", alphas=4, cv=3, precompute=False, random_state=0)
+    cv.fit(Xs, ys)
+    assert len(cv.mixings_) == 6
+    # One per fold loss and one for the all-rows loss of the search (λ_max, starts, refit
+    # path), one for the refit's own loss: not once per candidate combination.
+    assert len(calls) == 3 + 2

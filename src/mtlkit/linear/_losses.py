@@ -8,6 +8,8 @@ the logistic loss keeps ``b`` as an unpenalized variable.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
@@ -15,6 +17,21 @@ from scipy.special import expit
 from ._data import SharedDesign
 
 _EMPTY = np.zeros(0)
+
+
+def _computed_once(method):
+    """Cache a loss's argument-free ``method`` on the instance: a loss is fixed once built, and
+    ``lipschitz`` (30 power-iteration products) is asked for by λ_max, every path and every
+    candidate combination of a CV fit on the same fold loss."""
+    key = f"_cached_{method.__name__}"
+
+    @functools.wraps(method)
+    def wrapper(self):
+        if key not in self.__dict__:
+            self.__dict__[key] = method(self)
+        return self.__dict__[key]
+
+    return wrapper
 
 
 def _power_iteration(apply, shape, n_iter: int = 30, seed: int = 0) -> float:
@@ -84,6 +101,7 @@ class SquaredLoss:
         wR = self.weights * R
         return float(np.vdot(wR, R)), float(np.vdot(wR, self.Y)), self.design.backward(wR)
 
+    @_computed_once
     def lipschitz(self) -> float:
         def apply(V):
             return self.design.backward(self.weights * self.design.forward(V))
@@ -173,6 +191,7 @@ class GramSquaredLoss(SquaredLoss):
         a = float(np.sum((self.s - np.einsum("ti,ti->t", self.C, W)) / self.div))
         return q, a, (self.C - WG) / self.div[:, None]
 
+    @_computed_once
     def lipschitz(self) -> float:
         if self.G.ndim == 2:
             return 1.02 * _power_iteration(lambda v: self.G @ v, (self.n_features,)) / self.div[0]
@@ -221,6 +240,7 @@ class LogisticLoss:
         p = np.clip(self._positive_rate, 1e-12, 1 - 1e-12)
         return np.log(p / (1.0 - p))
 
+    @_computed_once
     def lipschitz(self) -> float:
         def apply(V):
             return self.design.backward(self.weights * self.design.forward(V))
