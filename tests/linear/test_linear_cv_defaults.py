@@ -182,3 +182,19 @@ def test_cv_computes_each_fold_lipschitz_constant_once(monkeypatch):
     # One per fold loss and one for the all-rows loss of the search (λ_max, starts, refit
     # path), one for the refit's own loss: not once per candidate combination.
     assert len(calls) == 3 + 2
+
+
+@pytest.mark.parametrize(
+    ("penalty", "params"),
+    [
+        ("mean", {"rho": [0.1, -0.5]}),
+        ("l21", {"l1_ratio": [0.5, 2.0]}),
+        ("trace", {"shared": [None, -1.0]}),
+        ("mean", {"rho": []}),
+        ("trace", {"shared": []}),
+    ],
+)
+def test_candidate_lists_get_the_range_of_a_single_value(penalty, params):
+    Xs, ys, _, _ = related_tasks()
+    with pytest.raises(ValueError, match="rho|l1_ratio|shared"):
+        MultiTaskRegressorCV(penalty, alphas=3, cv=3, **params).fit(Xs, ys)

@@ -13,7 +13,11 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 
 from ._data import SharedDesign
 from ._estimators import (
@@ -175,6 +179,17 @@ class _CrossValidated(_LinearMultiTask):
             mixing = _candidates("auto" if given is None else given, grid)
         default_shared = DEFAULT_SHARED_GRID.get(self.penalty, (None,)) if self.n_tasks_ > 1 else ()
         shared = _candidates(self.shared, default_shared or (None,))
+        # Entries of a list get the range a single value gets (``_validate_params`` checks
+        # only that a list is array-like): a negative ρ or ς, or l1_ratio > 1, fitted silently.
+        for param, values in ((name, mixing), ("shared", shared)):
+            if param is None:
+                continue
+            if not values:
+                raise ValueError(f"{param} must list at least one candidate value.")
+            scalar = {param: self._parameter_constraints[param][:1]}
+            for v in values:
+                if v is not None:
+                    validate_parameter_constraints(scalar, {param: v}, type(self).__name__)
         return [
             {"l1_ratio": None, "rho": None, **({name: m} if name else {}), "shared": sh}
             for m in mixing
