@@ -179,9 +179,9 @@ def test_cv_computes_each_fold_lipschitz_constant_once(monkeypatch):
     cv = MultiTaskRegressorCV("l21", alphas=4, cv=3, precompute=False, random_state=0)
     cv.fit(Xs, ys)
     assert len(cv.mixings_) == 6
-    # One per fold loss and one for the all-rows loss of the search (λ_max, starts, refit
-    # path), one for the refit's own loss: not once per candidate combination.
-    assert len(calls) == 3 + 2
+    # One per fold loss and one for the all-rows loss (λ_max, starts, refit path and the refit
+    # itself): not once per candidate combination.
+    assert len(calls) == 3 + 1
 
 
 @pytest.mark.parametrize(

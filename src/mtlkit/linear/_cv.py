@@ -289,7 +289,7 @@ class _CrossValidated(_LinearMultiTask):
             warm = self._solve(full_loss, best, penalties[m], grids[m][1:i], starts[m], data)
             last = warm[-1] if warm else starts[m]
             init = (last.W, last.b)
-        return self._fit_data(data, self.alpha_, init=init, **best)
+        return self._fit_data(data, self.alpha_, init=init, loss=full_loss, **best)
 
     def _solve(self, base_loss, mix, penalty, alphas, start, data):
         """The path over ``alphas`` on ``base_loss`` for candidate ``mix`` (from ``start``)."""

@@ -151,10 +151,19 @@ class _LinearMultiTask(BaseEstimator):
         return Z.ravel() if self.single_output_ else Z
 
     def _fit_data(
-        self, data: _Prepared, alpha: float, *, l1_ratio=None, rho=None, shared=None, init=None
+        self,
+        data: _Prepared,
+        alpha: float,
+        *,
+        l1_ratio=None,
+        rho=None,
+        shared=None,
+        init=None,
+        loss=None,
     ):
+        """Fit at ``alpha`` from ``init``; ``loss``: the all-rows data term, when already built."""
         with blas_threads(data.design):  # the Gram set-up too: small products run faster alone
-            loss = self._solver_loss(self._make_loss(data), shared)
+            loss = self._solver_loss(self._make_loss(data) if loss is None else loss, shared)
             penalty = self._penalty(self.n_tasks_, l1_ratio=l1_ratio, rho=rho, shared=shared)
             L_data = loss.lipschitz()
             problem = Composite(loss, penalty, alpha, L_data=L_data)
