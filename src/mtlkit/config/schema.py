@@ -60,6 +60,13 @@ class DataConfig:
     batch_size: int = 64
     sampling: str = "joint"
     """Multi-input data only: ``joint``, ``round_robin`` or ``proportional``."""
+    stream: bool = False
+    """Read ``path`` (a file, a directory or a glob of Parquet/CSV files) in chunks instead of
+    whole: the table never sits in memory (``mtlkit train --stream``)."""
+    stream_chunk_rows: int = 65_536
+    """With ``stream``: the most rows read at once (one record batch)."""
+    shuffle_buffer: int = 65_536
+    """With ``stream``: rows held in the bounded shuffle buffer."""
 
 
 @dataclass
@@ -121,6 +128,10 @@ class TrainingConfig:
     """A NaN/inf loss: ``stop`` the run (the last checkpoint stays) or ``skip`` the batch."""
     tensorboard: bool = False
     """Also log to TensorBoard (``RUN_DIR/tensorboard``; needs the ``tensorboard`` package)."""
+    checkpoint_every_steps: int | None = None
+    """Also write ``checkpoint.pt`` every this many optimizer steps, inside an epoch (a resumed
+    run continues from there); default: after every epoch only, or every 1000 steps with
+    ``data.stream``."""
 
 
 @dataclass
@@ -174,6 +185,9 @@ _RANGES: dict[str, Interval] = {
     "optim.trunk_lr_scale": Interval(Real, 0.0, None),
     "threads": Interval(Integral, 1, None),
     "model.freeze_stages": Interval(Integral, 1, None),
+    "data.stream_chunk_rows": Interval(Integral, 1, None),
+    "data.shuffle_buffer": Interval(Integral, 1, None),
+    "training.checkpoint_every_steps": Interval(Integral, 1, None),
 }
 """Ranges of the fields no component declares (the config's own)."""
 _COMPONENT_CHOICES: dict[str, str] = {
