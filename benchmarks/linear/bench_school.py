@@ -19,7 +19,8 @@ random_state=seed)`` with nothing else set (default λ grid, mixing and ``shared
 tolerance, unpenalized per-school intercepts, per-task averaged losses), on the 27 standardized
 columns (the all-ones column dropped, ``--bias intercept``); ``pooled ridge`` is the same
 estimator with ``l2`` on the pooled rows as one task. A method name here is a penalty name
-(``mean``, ``l21``, ``trace``, …).
+(``mean``, ``l21``, ``trace``, …); by default the two ridge baselines and every penalty that
+:data:`METHODS` uses.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from mtlkit.linear import MultiTaskRegressorCV
+from mtlkit.linear import PENALTIES, MultiTaskRegressorCV
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "school.mat"
 
@@ -54,6 +55,30 @@ METHODS = {
     "l21 + shared": ("l21", {"l1_ratio": [0.5, 1.0], "shared": 0.0}),
     "clustered (k=1) + shared": ("clustered", {"rho": [0.01, 0.1, 1.0], "shared": 0.0}),
 }
+
+
+RIDGES = ("single-task ridge", "pooled ridge")
+
+
+def method_names(defaults: bool) -> list[str]:
+    """The methods run when ``--methods`` is not given: :data:`METHODS`, or with ``--defaults``
+    the two ridge baselines and the distinct penalties of the other methods."""
+    if not defaults:
+        return list(METHODS)
+    penalties = dict.fromkeys(p for name, (p, _) in METHODS.items() if name not in RIDGES)
+    return [*RIDGES, *penalties]
+
+
+def check_methods(methods: list[str], defaults: bool) -> None:
+    """An error naming the first of ``methods`` that is not a ridge baseline or a penalty name
+    (``defaults``), or not a key of :data:`METHODS`."""
+    known = [*RIDGES, *PENALTIES] if defaults else list(METHODS)
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        mode = "--defaults " if defaults else ""
+        raise ValueError(
+            f"--methods: unknown {mode}method {unknown[0]!r}; choose from {', '.join(known)}"
+        )
 
 
 def load_school(path: Path):
@@ -94,7 +119,7 @@ def standardize(train, test, bias):
 
 def fit_predict(method, train, test, n_alphas, seed, args):
     if args.defaults:
-        penalty = "l2" if method in ("pooled ridge", "single-task ridge") else method
+        penalty = "l2" if method in RIDGES else method
         cv = MultiTaskRegressorCV(penalty, random_state=seed)
         return _fit_predict(method, cv, train, test)
     penalty, extra = METHODS[method]
@@ -132,13 +157,15 @@ def scores(test, preds):
     return ev, rmse
 
 
-def main():
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--quick", action="store_true", help="3 seeds, 10 λ values")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--fractions", type=str, default="0.1,0.2,0.3,0.75")
-    parser.add_argument("--methods", type=str, default=",".join(METHODS))
+    parser.add_argument(
+        "--methods", type=str, default=None, help="comma-separated (default: see --defaults)"
+    )
     parser.add_argument("--tol", type=float, default=1e-3, help="solver tolerance in CV and refit")
     parser.add_argument("--max-iter", type=int, default=500)
     parser.add_argument("--alphas", type=int, default=None, help="number of λ values")
@@ -149,7 +176,12 @@ def main():
         action="store_true",
         help="estimator defaults only (implies --bias intercept --task-weighting mean)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    methods = args.methods.split(",") if args.methods else method_names(args.defaults)
+    try:
+        check_methods(methods, args.defaults)
+    except ValueError as error:
+        parser.error(str(error))
     if args.defaults:
         args.bias, args.task_weighting = "intercept", "mean"
     if not args.data.exists():
@@ -158,7 +190,6 @@ def main():
     seeds = args.seeds or (3 if args.quick else 10)
     n_alphas = args.alphas or (10 if args.quick else 20)
     setting = "estimator defaults, 5-fold CV" if args.defaults else "3-fold CV"
-    methods = args.methods.split(",")
     fractions = [float(f) for f in args.fractions.split(",")]
     warnings.simplefilter("ignore", ConvergenceWarning)
     Xs, ys = load_school(args.data)
