@@ -52,7 +52,8 @@ class DataConfig:
     """A one-hot encoded feature column may have at most this many distinct training values."""
     id_column: str | None = None
     split: str = "random"
-    """``random``, ``stratified`` (on the task ``stratify``) or ``column`` (``split_column``)."""
+    """``random``, ``stratified`` (on the task ``stratify``), ``column`` (``split_column``) or
+    ``hash`` (by a hash of ``id_column`` or the row number: how a stream splits)."""
     val_size: float = 0.15
     test_size: float = 0.15
     stratify: str | None = None

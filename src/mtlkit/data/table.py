@@ -30,10 +30,11 @@ import torch
 from mtlkit.data.builtin._split import make_split, tabular_bundle
 from mtlkit.data.bundle import DatasetBundle
 from mtlkit.data.cells import DataError, labels, location, na_hint, numeric_share
+from mtlkit.data.stream.split import hash_split
 from mtlkit.data.tabular import TabularPreprocessor
 from mtlkit.tasks import TASK_KINDS, Task, get_kind
 
-SPLIT_METHODS = ("random", "stratified", "column")
+SPLIT_METHODS = ("random", "stratified", "column", "hash")
 MAX_CATEGORIES = 1000
 """Default ``data.max_categories``: distinct training values a one-hot encoded column may have."""
 MOSTLY_NUMERIC = 0.5
@@ -208,8 +209,14 @@ def split_rows(
     seed: int,
     strata: np.ndarray | None = None,
     split_column: pd.Series | None = None,
+    ids: pd.Series | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row indices of train/val/test: random, stratified on ``strata``, or read from a column."""
+    """Row indices of train/val/test: random, stratified on ``strata``, read from a column, or
+    ``hash``: by a hash of each row's id (``ids``) or row number, as a stream splits
+    (:mod:`mtlkit.data.stream.split`)."""
+    if method == "hash":
+        codes = hash_split(val_size, test_size, seed, rows=np.arange(n), ids=ids)
+        return tuple(np.flatnonzero(codes == part) for part in range(3))
     if method == "column":
         assert split_column is not None
         names = split_column.astype(str).str.strip().str.lower()
@@ -304,6 +311,7 @@ def load_table(
             seed,
             strata,
             frame[split_column] if split == "column" else None,
+            _column(frame, id_column) if split == "hash" and id_column else None,
         )
     for part, rows in (("train", train), ("val", val), ("test", test)):
         if len(rows) == 0:
