@@ -4,13 +4,14 @@ from mtlkit.data.builtin import DATASETS, load_dataset
 from mtlkit.data.bundle import DatasetBundle
 from mtlkit.data.datasets import MultiInputDataset, MultiTaskDataset
 from mtlkit.data.loaders import SAMPLING_RULES, BatchLoader, make_loader
-from mtlkit.data.tabular import TabularPreprocessor
+from mtlkit.data.tabular import EmbeddingSpec, TabularPreprocessor
 
 __all__ = [
     "DATASETS",
     "SAMPLING_RULES",
     "BatchLoader",
     "DatasetBundle",
+    "EmbeddingSpec",
     "MultiInputDataset",
     "MultiTaskDataset",
     "TabularPreprocessor",
