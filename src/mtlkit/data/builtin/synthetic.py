@@ -5,6 +5,8 @@ weight vector is ``w_t = √ρ u_c + √(1−ρ) v_t`` with a private direction 
 Gaussian directions), so ``ρ`` ∈ [0, 1] sets the relatedness inside a cluster (ρ = 1: identical
 tasks, ρ = 0: unrelated). With the score ``s_t = x·w_t``, targets are
 ``y = 2 tanh(s_t) + ε`` (``regression``) or ``1[s_t + ε > 0]`` (``binary``), ``ε ~ N(0, noise²)``.
+Any registered task kind works that has real targets (``scaled``, as ``regression``) or two
+classes (``max_classes == 2``, as ``binary``).
 
 Tasks listed in ``conflicting`` pull against the others, in one of two ways (``conflict``):
 
@@ -35,7 +37,7 @@ import numpy as np
 
 from mtlkit.data.builtin._split import split_indices, tabular_bundle
 from mtlkit.data.bundle import DatasetBundle
-from mtlkit.tasks import Task
+from mtlkit.tasks import KINDS, Task
 
 
 def load_synthetic(
@@ -50,8 +52,13 @@ def load_synthetic(
     noise: float = 0.1,
     seed: int = 0,
 ) -> DatasetBundle:
-    if kind not in ("regression", "binary"):
-        raise ValueError(f"synthetic: kind must be 'regression' or 'binary', got {kind!r}")
+    spec = KINDS.get(kind)
+    if spec is None or not (spec.scaled or spec.max_classes == 2):
+        fitting = [k.name for k in KINDS.values() if k.scaled or k.max_classes == 2]
+        raise ValueError(
+            "synthetic: kind must be a task kind with real targets or two classes "
+            f"({', '.join(fitting)}), got {kind!r}"
+        )
     if not 0.0 <= relatedness <= 1.0:
         raise ValueError(f"synthetic: relatedness must be in [0, 1], got {relatedness}")
     clusters = list(clusters) if clusters is not None else [0] * num_tasks
@@ -86,7 +93,7 @@ def load_synthetic(
         else:
             score = (-1.0 if t in conflicting else 1.0) * (x @ w)
         name = f"task{t}"
-        if kind == "regression":
+        if spec.scaled:
             clean = 2.0 * score if curved else 2.0 * np.tanh(score)
             targets[name] = clean + noise * rng.standard_normal(n_samples)
         else:
