@@ -103,9 +103,8 @@ def labels(series: pd.Series) -> pd.Series:
     out = pd.Series([None] * len(series), index=series.index, dtype=object)
     if not present.any():
         return out
-    values = series[present]
-    distinct = pd.Index(pd.unique(values), dtype=object)
-    out[present] = _canonical(distinct)[distinct.get_indexer(values.to_numpy(dtype=object))]
+    codes, distinct = pd.factorize(series[present])
+    out[present] = _canonical(pd.Index(distinct, dtype=object))[codes]
     return out
 
 
@@ -114,11 +113,20 @@ def _canonical(values: pd.Index) -> np.ndarray:
     if all(isinstance(v, (bool, np.bool_)) for v in values):
         return np.array([str(bool(v)) for v in values], dtype=object)
     text = np.array([str(v).strip() for v in values], dtype=object)
-    number = pd.to_numeric(values.to_series(), errors="coerce").to_numpy(
+    number = np.full(len(values), np.nan)
+    # only text starting like a finite number can parse as one (to_numeric is slow on words)
+    maybe = (
+        pd.Series(text, dtype=object).str.match(r"[-+]?\.?\d").to_numpy(dtype=bool)
+        if values.inferred_type == "string"
+        else np.ones(len(values), dtype=bool)
+    )
+    number[maybe] = pd.to_numeric(values[maybe].to_series(), errors="coerce").to_numpy(
         dtype=float, na_value=np.nan
     )
     finite = np.isfinite(number)
-    text[finite] = [_number_label(v) for v in number[finite]]
+    whole = finite & (np.trunc(number) == number) & (np.abs(number) < 2**53)
+    text[whole] = number[whole].astype(np.int64).astype(str)
+    text[finite & ~whole] = [_number_label(v) for v in number[finite & ~whole]]
     return text
 
 
