@@ -173,7 +173,7 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path):
         ({"metric": "species:mse"}, "tune.metric: expected 'loss' or one of"),
         ({"metric": "species:accuracy", "direction": "minimize"}, "tune.direction"),
         ({"pruner": "hyperband"}, "tune.pruner: expected one of median, halving, none"),
-        ({"cv_folds": 1}, "tune.cv_folds: expected at least 2"),
+        ({"cv_folds": 1}, "tune.cv_folds: expected a value >= 2"),
     ],
 )
 def test_a_bad_tune_section_exits_2_with_one_line_naming_the_key(tmp_path, capsys, tune, message):

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from numbers import Integral
 
 import torch
 from torch import Tensor
 
+from mtlkit._param_validation import Constraint, Interval, validate_params
 from mtlkit.config import ConfigError
 from mtlkit.data import DatasetBundle, MultiInputDataset, MultiTaskDataset
+
+KFOLD_CONSTRAINTS: dict[str, list[Constraint]] = {"folds": [Interval(Integral, 2, None)]}
+"""The range of :func:`kfold_bundles`' ``folds`` (``tune.cv_folds`` reads it)."""
 
 
 def fold_indices(n: int, folds: int, seed: int) -> list[Tensor]:
@@ -32,8 +37,10 @@ def kfold_bundles(bundle: DatasetBundle, folds: int, seed: int = 0) -> list[Data
     The test split is left as it is; tuning never reads it. Preprocessing and target scaling
     stay those fitted on the original training split. Multi-input data is folded task by task.
     """
-    if folds < 2:
-        raise ConfigError(f"tune.cv_folds: expected at least 2 folds, got {folds}")
+    try:
+        validate_params(KFOLD_CONSTRAINTS, {"folds": folds}, "kfold_bundles")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     train, val = bundle.train, bundle.val
     if isinstance(train, MultiTaskDataset) and isinstance(val, MultiTaskDataset):
         pool = _pool(train, val)

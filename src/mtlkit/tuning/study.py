@@ -16,14 +16,16 @@ import math
 import statistics
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from numbers import Integral
+from typing import Any, ClassVar
 
+from mtlkit._param_validation import Constraint, Interval, Options, validate_params
 from mtlkit.config import Config, ConfigError, from_dict, merge
 from mtlkit.data import DatasetBundle
 from mtlkit.runs import build_model, build_trainer, load_bundle, train_run
 from mtlkit.tasks.metrics import higher_is_better
 from mtlkit.training import NonFiniteLossError
-from mtlkit.tuning.folds import kfold_bundles
+from mtlkit.tuning.folds import KFOLD_CONSTRAINTS, kfold_bundles
 from mtlkit.tuning.space import Param, conditions_met, suggest
 
 PRUNERS = ("median", "halving", "none")
@@ -63,20 +65,23 @@ class TuneConfig:
     seed: int | None = None
     """Seed of the sampler (offset by the trials already run); default: fresh randomness."""
 
+    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "trials": [Interval(Integral, 1, None)],
+        "cv_folds": [*KFOLD_CONSTRAINTS["folds"], None],
+        "direction": [Options(("minimize", "maximize")), None],
+    }
+
 
 def read_tune_config(data: Any, overrides: dict[str, Any] | None = None) -> TuneConfig:
     """Check the ``tune:`` mapping of a config file, with dotted-key ``overrides`` applied."""
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"tune: expected a mapping, got {data!r}")
     settings = from_dict(TuneConfig, merge(data or {}, overrides or {}), "tune")
-    if settings.trials < 1:
-        raise ConfigError(f"tune.trials: expected at least 1, got {settings.trials}")
-    if settings.cv_folds is not None and settings.cv_folds < 2:
-        raise ConfigError(f"tune.cv_folds: expected at least 2 (or null), got {settings.cv_folds}")
-    if settings.direction not in (None, "minimize", "maximize"):
-        raise ConfigError(
-            f"tune.direction: expected minimize or maximize, got {settings.direction!r}"
-        )
+    constraints = TuneConfig._parameter_constraints
+    try:
+        validate_params(constraints, {k: getattr(settings, k) for k in constraints}, "tune")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     return settings
 
 
