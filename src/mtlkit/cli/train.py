@@ -204,7 +204,7 @@ def _resume(args: argparse.Namespace) -> int:
             f"run and are not applied, drop them (or start a new run): {'; '.join(changes)}"
         )
     if not (run_dir / "checkpoint.pt").exists():
-        print(f"{run_dir}: no epoch had finished (no checkpoint.pt); training it from scratch")
+        print(f"{run_dir}: no checkpoint was written (no checkpoint.pt); training it from scratch")
     allowed = {k: v for k, v in config_overrides(args).items() if k in RESUME_FIELDS_ALLOWED}
     result = resume_run(run_dir, allowed)
     config = load_config(run_dir / "config.yaml")  # as resumed (a new --epochs)

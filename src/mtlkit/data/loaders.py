@@ -22,7 +22,8 @@ of processes, and the number of steps per epoch does not depend on it either.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,8 +38,10 @@ SAMPLING_RULES = ("joint", "round_robin", "proportional")
 class BatchLoader:
     """Yields :data:`Batch` es from in-memory tensors by index slicing (no per-row collation).
 
-    Shuffling is driven by its own ``torch.Generator``, whose state is saved by
-    :meth:`state_dict` so that a resumed run sees the same batches.
+    Shuffling is driven by its own ``torch.Generator``. :meth:`state_dict` saves its state at
+    the start of the current epoch and the number of batches yielded since; a loader given that
+    state draws the epoch's order again, skips those batches and continues with the same ones
+    (a run resumed mid-epoch sees the batches it would have seen).
     """
 
     def __init__(
@@ -67,6 +70,9 @@ class BatchLoader:
             raise ValueError(f"rank {rank} is outside a world of {world_size} processes")
         self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
+        self._epoch_start: Tensor | None = None  # generator state when this epoch began
+        self._yielded = 0  # batches of this epoch yielded so far
+        self._skip = 0  # batches the next iteration skips (set by load_state_dict)
 
     def _order(self, n: int) -> Tensor:
         return torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
@@ -81,21 +87,27 @@ class BatchLoader:
         return max(sizes) if self.sampling == "joint" else sum(sizes)
 
     def __iter__(self) -> Iterator[Batch]:
+        skip, self._skip = self._skip, 0  # > 0 after load_state_dict of a mid-epoch state
+        self._epoch_start, self._yielded = self.generator.get_state(), skip
         if isinstance(self.dataset, MultiTaskDataset):
-            yield from self._single()
-        elif self.sampling == "joint":
-            yield from self._joint()
-        else:
-            yield from self._one_task_per_step()
+            batches = self._single(skip)
+        else:  # replayed: the same draws of the generator, batches dropped
+            batches = self._joint() if self.sampling == "joint" else self._one_task_per_step()
+            for _ in range(skip):
+                next(batches)
+        for batch in batches:
+            self._yielded += 1
+            yield batch
+        self._epoch_start, self._yielded = None, 0
 
-    def _slices(self, order: Tensor) -> Iterator[Tensor]:
-        for b in range(self._num_batches(len(order))):
+    def _slices(self, order: Tensor, skip: int = 0) -> Iterator[Tensor]:
+        for b in range(skip, self._num_batches(len(order))):
             index = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield shard_slice(index, self.rank, self.world_size)
 
-    def _single(self) -> Iterator[Batch]:
+    def _single(self, skip: int = 0) -> Iterator[Batch]:
         ds = self.dataset
-        for idx in self._slices(self._order(len(ds))):
+        for idx in self._slices(self._order(len(ds)), skip):
             yield ds.inputs[idx], {name: y[idx] for name, y in ds.targets.items()}
 
     def _task_batches(self, name: str) -> Iterator[Batch]:
@@ -134,11 +146,22 @@ class BatchLoader:
             remaining[name] -= 1
             yield next(streams[name])
 
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
+    def state_dict(self) -> dict[str, Any]:
+        """``generator``: its state now, or at the start of the epoch in progress; ``batches``:
+        the batches of that epoch yielded so far (0 between epochs)."""
+        in_epoch = self._epoch_start is not None
+        return {
+            "generator": self._epoch_start if in_epoch else self.generator.get_state(),
+            "batches": self._yielded,
+        }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue where :meth:`state_dict` was taken: the next iteration replays the epoch's
+        draws and skips the batches already yielded."""
         self.generator.set_state(state["generator"])
+        batches = int(state.get("batches", 0))  # states saved before mid-epoch resume lack it
+        self._epoch_start = state["generator"].clone() if batches else None
+        self._yielded = self._skip = batches
 
 
 def make_loader(

@@ -23,7 +23,8 @@ from mtlkit.training.trainer import Trainer
 
 
 def read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
-    """The training state saved in ``run_dir/checkpoint.pt``; ``None`` if no epoch finished."""
+    """The training state saved in ``run_dir/checkpoint.pt`` (after an epoch, or inside one);
+    ``None`` if none was written yet."""
     path = run_dir / "checkpoint.pt"
     if not path.exists():
         return None

@@ -5,7 +5,8 @@ A run directory holds (see :mod:`mtlkit.runs.trained` for reading it back):
 - ``config.yaml``: the resolved configuration;
 - ``tasks.json``: the tasks, the dataset name, target scaling and tabular preprocessing;
 - ``metrics.jsonl``: one JSON record per epoch (train losses, validation metrics);
-- ``checkpoint.pt``: the full training state after the last epoch (atomic);
+- ``checkpoint.pt``: the full training state after the last epoch, or after the last
+  ``training.checkpoint_every_steps`` optimizer steps inside one (atomic);
 - ``model.pt``: the weights of the best validation epoch;
 - ``summary.json``: final test metrics of every task (and Δm when baselines ran).
 
@@ -122,10 +123,11 @@ def train_run(
 
     Everything is checked (data, model, strategy, optimizer, run directory, checkpoint) before
     anything is written. With ``resume=True`` training continues exactly from
-    ``run_dir/checkpoint.pt``, or starts from scratch when no epoch had finished. Launched by
-    ``torchrun`` it joins the process group and trains data-parallel (any number of processes,
-    also on resume). ``on_epoch_end(record)`` sees every epoch's record (train losses, ``val``,
-    ``score``); an exception it raises stops the run (``mtlkit tune`` prunes trials this way).
+    ``run_dir/checkpoint.pt`` (written after an epoch or inside one), or starts from scratch
+    when there is none. Launched by ``torchrun`` it joins the process group and trains
+    data-parallel (any number of processes, also on resume). ``on_epoch_end(record)`` sees
+    every epoch's record (train losses, ``val``, ``score``); an exception it raises stops the
+    run (``mtlkit tune`` prunes trials this way).
     Ctrl-C (or SIGTERM, see :class:`Terminated`) raises :class:`RunInterrupted`.
     """
     ctx = init_from_env(resolve_device(config.device) if config.device != "auto" else "auto")
@@ -235,15 +237,26 @@ def _train(
     is_main = ctx is None or ctx.is_main
     writer = tensorboard_writer(config, path) if is_main else None
 
+    def save_checkpoint(trainer: Trainer) -> None:
+        state = trainer.state_dict() | {"loader": loader.state_dict(), "rng": rng_states()}
+        atomic_save(state, path / "checkpoint.pt")
+
     def log_epoch(trainer: Trainer, record: dict[str, Any]) -> None:
         if path is not None and is_main:
             append_line(path / "metrics.jsonl", strict_json(record))
-            state = trainer.state_dict() | {"loader": loader.state_dict(), "rng": rng_states()}
-            atomic_save(state, path / "checkpoint.pt")
+            save_checkpoint(trainer)
             if writer is not None:
                 log_tensorboard(writer, record)
         if on_epoch_end is not None:
             on_epoch_end(record)
+
+    every = checkpoint_every_steps(config)
+    on_step_end = None
+    if path is not None and is_main and every is not None:
+
+        def on_step_end(trainer: Trainer) -> None:
+            if trainer.step % every == 0:
+                save_checkpoint(trainer)
 
     try:
         trainer.fit(
@@ -252,6 +265,7 @@ def _train(
             epochs=config.training.epochs,
             patience=config.training.patience,
             on_epoch_end=log_epoch,
+            on_step_end=on_step_end,
         )
         trainer.restore_best()
         test = trainer.evaluate(bundle.test)
@@ -287,6 +301,18 @@ def _train(
     )
 
 
+STREAM_CHECKPOINT_EVERY_STEPS = 1000
+"""``training.checkpoint_every_steps`` of a streamed run that does not set it."""
+
+
+def checkpoint_every_steps(config: Config) -> int | None:
+    """Optimizer steps between mid-epoch checkpoints (``None``: after every epoch only)."""
+    every = config.training.checkpoint_every_steps
+    if every is None and config.data.stream:
+        return STREAM_CHECKPOINT_EVERY_STEPS
+    return every
+
+
 def _failure_message(err: Exception, path: Path | None) -> str:
     if path is None:
         return str(err)
@@ -297,7 +323,7 @@ def _failure_message(err: Exception, path: Path | None) -> str:
             f"`mtlkit train --resume {path}` (with any number of processes)"
         )
     return (
-        f"{err}. No epoch had finished, so there is no checkpoint in {str(path)!r}; "
+        f"{err}. No checkpoint had been written yet in {str(path)!r}; "
         f"`mtlkit train --resume {path}` starts it again from scratch"
     )
 

@@ -140,6 +140,31 @@ def make_scheduler(
 
 
 @dataclass
+class _EpochPartial:
+    """The sums of an epoch in progress: train losses and their batch counts per task."""
+
+    totals: Tensor
+    counts: Tensor
+    skipped_before: int
+    """``Trainer.skipped_batches`` when the epoch began."""
+
+    @classmethod
+    def new(cls, num_tasks: int, skipped: int) -> _EpochPartial:
+        return cls(torch.zeros(num_tasks), torch.zeros(num_tasks), skipped)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "totals": self.totals.clone(),
+            "counts": self.counts.clone(),
+            "skipped_before": self.skipped_before,
+        }
+
+    @classmethod
+    def load(cls, state: Mapping[str, Any]) -> _EpochPartial:
+        return cls(state["totals"].clone(), state["counts"].clone(), state["skipped_before"])
+
+
+@dataclass
 class History:
     """Per-epoch records: train losses per task, validation metrics per task, timings."""
 
@@ -283,6 +308,7 @@ class Trainer:
         self._patience_left: int | None = None
         self._weight_sum = torch.zeros(len(self.tasks))
         self._weight_count = 0
+        self._partial: _EpochPartial | None = None  # the epoch in progress
 
     def _with_strategy_params(
         self, optimizer: torch.optim.Optimizer | None, scheduler: Scheduler | None
@@ -489,13 +515,22 @@ class Trainer:
             callback(self, last.inputs, last.targets, last.losses)
 
     # ----------------------------------------------------------------------------------- epochs
-    def train_epoch(self, loader: Iterable[Batch]) -> dict[str, float]:
-        """One pass over ``loader``: mean train loss per task (over the batches holding it)."""
-        totals = torch.zeros(len(self.tasks))
-        counts = torch.zeros(len(self.tasks))
-        skipped_before = self.skipped_batches
-        self._weight_sum.zero_()
-        self._weight_count = 0
+    def train_epoch(
+        self, loader: Iterable[Batch], on_step_end: Callable[[Trainer], None] | None = None
+    ) -> dict[str, float]:
+        """One pass over ``loader``: mean train loss per task (over the batches holding it).
+
+        ``on_step_end(trainer)`` runs after every optimizer step taken as a batch arrives (a
+        mid-epoch checkpoint: :meth:`state_dict` then holds the epoch's partial sums, consistent
+        with the batches ``loader`` has yielded; not after the last step of an epoch whose
+        batches do not fill ``options.accumulate``). After :meth:`load_state_dict` of such a
+        state it continues that epoch (``loader`` restored to the same point yields the rest).
+        """
+        if self._partial is None:
+            self._partial = _EpochPartial.new(len(self.tasks), self.skipped_batches)
+            self._weight_sum.zero_()
+            self._weight_count = 0
+        partial = self._partial
         bar = tqdm(
             loader,
             desc=f"epoch {self.epoch + 1}",
@@ -510,27 +545,29 @@ class Trainer:
             micro = self._micro_step(inputs, targets)
             if micro is None:
                 continue
+            # a task whose labels are all masked in this batch has no loss (None), not loss 0
+            present = torch.tensor([p is not None for p in micro.parts], dtype=torch.float)
+            partial.totals += micro.losses.cpu() * present
+            partial.counts += present
             pending, last = pending + 1, micro
             if pending == accumulate:
                 self._update(pending, micro)
                 pending = 0
-            losses = micro.losses.cpu()
-            # a task whose labels are all masked in this batch has no loss (None), not loss 0
-            present = torch.tensor([p is not None for p in micro.parts], dtype=torch.float)
-            totals += losses * present
-            counts += present
+                if on_step_end is not None:
+                    on_step_end(self)
             if self.progress:
-                running = totals / counts.clamp(min=1)
+                running = partial.totals / partial.counts.clamp(min=1)
                 bar.set_postfix({t.name: f"{v:.3f}" for t, v in zip(self.tasks, running)})
         if pending and last is not None:
             self._update(pending, last)
-        if not counts.any() and self.skipped_batches > skipped_before:
+        self._partial = None
+        if not partial.counts.any() and self.skipped_batches > partial.skipped_before:
             raise NonFiniteLossError(
                 f"every batch of epoch {self.epoch + 1} had a non-finite loss "
-                f"({self.skipped_batches - skipped_before} skipped); lower optim.lr or check "
-                "the data"
+                f"({self.skipped_batches - partial.skipped_before} skipped); lower optim.lr or "
+                "check the data"
             )
-        means = totals / counts.clamp(min=1)
+        means = partial.totals / partial.counts.clamp(min=1)
         self.weighting.on_epoch_end(means.to(self.device))
         return {t.name: float(v) for t, v in zip(self.tasks, means)}
 
@@ -567,6 +604,7 @@ class Trainer:
         epochs: int = 10,
         patience: int | None = None,
         on_epoch_end: Callable[[Trainer, dict[str, Any]], None] | None = None,
+        on_step_end: Callable[[Trainer], None] | None = None,
     ) -> History:
         """Train for up to ``epochs`` epochs (counting those already done), keeping the best model.
 
@@ -576,6 +614,9 @@ class Trainer:
         epoch. With ``patience`` set, stops when the monitored validation value has not improved
         for that many epochs. ``on_epoch_end(trainer, record)`` runs after every epoch (logging,
         checkpoints); the record is also logged as one line on the ``mtlkit.training`` logger.
+        ``on_step_end(trainer)`` runs after optimizer steps inside an epoch (mid-epoch
+        checkpoints, see :meth:`train_epoch`). A trainer restored from a mid-epoch state
+        finishes that epoch first.
         """
         validate_params(self._fit_constraints, {"epochs": epochs, "patience": patience}, "fit")
         loader = as_loader(train, self.options.batch_size)
@@ -584,7 +625,7 @@ class Trainer:
         started, first_epoch = time.perf_counter(), self.epoch
         while self.epoch < epochs:
             start = time.perf_counter()
-            train_losses = self.train_epoch(loader)
+            train_losses = self.train_epoch(loader, on_step_end)
             record: dict[str, Any] = {
                 "epoch": self.epoch + 1,
                 "step": self.step,
@@ -639,7 +680,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue training exactly (references, as ``nn.Module``'s)."""
+        """Everything needed to continue training exactly (references, as ``nn.Module``'s);
+        inside an epoch also the epoch's partial sums (``epoch_partial``)."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -654,6 +696,8 @@ class Trainer:
             "grad_scaler": None
             if self.precision.scaler is None
             else self.precision.scaler.state_dict(),
+            "epoch_partial": None if self._partial is None else self._partial.state_dict(),
+            "weight_sum": (self._weight_sum.clone(), self._weight_count),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -669,3 +713,8 @@ class Trainer:
         self.skipped_batches = state.get("skipped_batches", 0)
         if self.precision.scaler is not None and state.get("grad_scaler"):
             self.precision.scaler.load_state_dict(state["grad_scaler"])
+        partial = state.get("epoch_partial")  # a state taken inside an epoch
+        self._partial = None if partial is None else _EpochPartial.load(partial)
+        if "weight_sum" in state:
+            weight_sum, self._weight_count = state["weight_sum"]
+            self._weight_sum = weight_sum.clone()
