@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from mtlkit.models.architectures.common import OwnedModel
 from mtlkit.models.base import MultiTaskModel, make_head
 from mtlkit.models.encoders.staged import stage_list
+from mtlkit.models.inputs import WithInputLayer
 from mtlkit.tasks import Task
 
 
@@ -86,13 +87,25 @@ def load_state(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
     model.load_state_dict(state_dict, strict=True)
 
 
+def _unwrap(model: nn.Module) -> tuple[nn.Module, str]:
+    """The architecture behind an input layer (:class:`WithInputLayer`) and the prefix of its
+    names in ``model``; ``(model, "")`` for a model without one."""
+    if isinstance(model, WithInputLayer):
+        return model.model, "model."
+    return model, ""
+
+
 def trunk_encoders(model: nn.Module) -> dict[str, nn.Module]:
     """The encoders built by the encoder factory inside ``model``, by module name.
 
     HPS: ``encoder``; STL: ``encoders.<task>``; MMoE/CGC/PLE: ``gate_encoder`` and the level-0
     experts; cross-stitch: ``columns.<task>``; MTAN: ``encoder``; multi_input: the branches.
-    (Outermost modules with an ``out_features`` attribute that are not linear layers.)
+    (Outermost modules with an ``out_features`` attribute that are not linear layers.) Behind an
+    input layer: the model's, named ``model.<name>`` (the input layer is not an encoder).
     """
+    inner, prefix = _unwrap(model)
+    if prefix:
+        return {prefix + name: module for name, module in trunk_encoders(inner).items()}
     found: dict[str, nn.Module] = {}
     for name, module in model.named_modules():
         if not name or name == "heads" or name.startswith("heads."):
@@ -113,11 +126,12 @@ def load_encoder(
 ) -> list[str]:
     """Load a pretrained encoder's state dict into the trunk encoder(s) of ``model``.
 
-    ``into``: module name(s) to load into (see :func:`trunk_encoders`); by default every trunk
-    encoder (note that identical experts in MMoE-like models then start symmetric). ``prefix``:
-    keep only the checkpoint's keys under ``prefix.`` and strip it (e.g. ``"encoder"`` for an HPS
-    checkpoint). Every target is checked before anything is loaded: any missing, unexpected or
-    wrongly shaped key raises :class:`StateDictMismatch`. Returns the names loaded into.
+    ``into``: module name(s) to load into (see :func:`trunk_encoders`; behind an input layer the
+    model's own names work too); by default every trunk encoder (note that identical experts in
+    MMoE-like models then start symmetric). ``prefix``: keep only the checkpoint's keys under
+    ``prefix.`` and strip it (e.g. ``"encoder"`` for an HPS checkpoint). Every target is checked
+    before anything is loaded: any missing, unexpected or wrongly shaped key raises
+    :class:`StateDictMismatch`. Returns the names loaded into.
     """
     if prefix:
         state = {
@@ -136,6 +150,11 @@ def load_encoder(
             raise ValueError(f"{type(model).__name__}: found no encoder to load into; pass into=")
     else:
         names = [into] if isinstance(into, str) else list(into)
+        _, inner_prefix = _unwrap(model)
+        names = [
+            inner_prefix + n if n not in modules and inner_prefix + n in modules else n
+            for n in names
+        ]
         unknown = [n for n in names if n not in modules]
         if unknown:
             raise ValueError(f"load_encoder: no module named {', '.join(unknown)} in the model")
@@ -167,8 +186,9 @@ def freeze(model: nn.Module, prefixes: Iterable[str]) -> list[str]:
 
 def freeze_heads(model: nn.Module, tasks: Iterable[str] | None = None) -> list[str]:
     """Freeze the heads of ``tasks`` (default: all heads)."""
-    names = list(tasks) if tasks is not None else list(model.heads)
-    return freeze(model, [f"heads.{t}" for t in names])
+    inner, prefix = _unwrap(model)
+    names = list(tasks) if tasks is not None else list(inner.heads)
+    return freeze(model, [f"{prefix}heads.{t}" for t in names])
 
 
 def freeze_shared(model: MultiTaskModel) -> list[str]:
@@ -178,16 +198,16 @@ def freeze_shared(model: MultiTaskModel) -> list[str]:
 
 
 def freeze_trunk(model: nn.Module, stages: int | None = None) -> list[str]:
-    """Freeze the trunk: every parameter outside ``model.heads`` (``stages=None``), or only the
-    first ``stages`` stages of every staged trunk encoder (see :func:`trunk_encoders`).
+    """Freeze the trunk: every parameter outside ``model.heads`` (``stages=None``; an input
+    layer's embeddings included), or only the first ``stages`` stages of every staged trunk
+    encoder (see :func:`trunk_encoders`).
 
     Gates, stitch units and attention modules stay trainable with ``stages=k``. Returns the
     names of the frozen parameters.
     """
     if stages is None:
-        return _set_frozen(
-            (n, p) for n, p in model.named_parameters() if not n.startswith("heads.")
-        )
+        heads = _unwrap(model)[1] + "heads."
+        return _set_frozen((n, p) for n, p in model.named_parameters() if not n.startswith(heads))
     if stages < 0:
         raise ValueError(f"freeze_trunk: stages must be >= 0, got {stages}")
     frozen: list[str] = []
@@ -254,10 +274,11 @@ def add_task(model: MultiTaskModel, task: Task, head_hidden: int | None = None, 
 def new_task_parameters(model: nn.Module, tasks: Iterable[str]) -> list[str]:
     """Names of the parameters that belong to ``tasks`` alone (e.g. the tasks just added)."""
     tasks = set(tasks)
-    if isinstance(model, OwnedModel):
-        owners = model.parameter_owners()
-        return [n for n, _ in model.named_parameters() if owners[n] and owners[n] <= tasks]
-    prefixes = tuple(f"{group}.{t}." for t in tasks for group in ("heads", "encoders"))
+    inner, prefix = _unwrap(model)
+    if isinstance(inner, OwnedModel):
+        owners = inner.parameter_owners()
+        return [prefix + n for n, _ in inner.named_parameters() if owners[n] and owners[n] <= tasks]
+    prefixes = tuple(f"{prefix}{group}.{t}." for t in tasks for group in ("heads", "encoders"))
     return [n for n, _ in model.named_parameters() if n.startswith(prefixes)]
 
 

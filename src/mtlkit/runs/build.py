@@ -18,6 +18,7 @@ from mtlkit.data import DatasetBundle, MultiInputDataset, load_dataset
 from mtlkit.data.table import TableTask, load_table
 from mtlkit.distributed.env import DistContext
 from mtlkit.models import MultiTaskModel, make_encoder, make_model
+from mtlkit.models.inputs import TabularInput, WithInputLayer
 from mtlkit.tasks import Task
 from mtlkit.training.checkpoint import load_file, read_json
 from mtlkit.training.options import Regularization, TrainingOptions
@@ -132,11 +133,17 @@ def _train_targets(bundle: DatasetBundle, task: str) -> torch.Tensor:
 
 
 def build_model(config: Config, bundle: DatasetBundle) -> MultiTaskModel:
+    """The configured architecture; behind a :class:`TabularInput` (one set of embedding tables
+    for every expert / column) when the table has embedded categorical columns."""
     encoder = config.model.encoder or bundle.default_encoder
     options = config.model.encoder_options
+    pre = bundle.preprocessor
+    specs = pre.embedding_specs if pre is not None else []
+    input_layer = TabularInput(pre.n_dense, specs) if pre is not None and specs else None
+    input_shape = (input_layer.out_features,) if input_layer else bundle.input_shape
 
     def encoder_factory() -> torch.nn.Module:
-        return make_encoder(encoder, bundle.input_shape, **options)
+        return make_encoder(encoder, input_shape, **options)
 
     where = (
         f"model: cannot build {config.model.arch!r} with encoder {encoder!r} "
@@ -154,7 +161,7 @@ def build_model(config: Config, bundle: DatasetBundle) -> MultiTaskModel:
     empty = next((n for n, p in model.named_parameters() if p.numel() == 0), None)
     if empty is not None:
         raise ConfigError(f"{where}: layer widths must be >= 1 (parameter {empty!r} is empty)")
-    return model
+    return WithInputLayer(model, input_layer) if input_layer else model
 
 
 @dataclass
