@@ -162,6 +162,7 @@ def _build_with(field: str, value: object) -> None:
     from torch import nn
 
     from mtlkit.config.schema import _DECLARED
+    from mtlkit.data import TabularPreprocessor
     from mtlkit.models import SharedTrunk
     from mtlkit.tasks import Task
     from mtlkit.training import Trainer, TrainingOptions
@@ -175,6 +176,8 @@ def _build_with(field: str, value: object) -> None:
         Regularization(**{name: value})
     elif owner.endswith(":OPTIMIZER_CONSTRAINTS"):
         make_optimizer("sgd", [{"params": [nn.Parameter(torch.zeros(1))]}], **{name: value})
+    elif owner.endswith(":TabularPreprocessor"):
+        TabularPreprocessor(**{name: value})
     else:
         model = SharedTrunk(nn.Linear(2, 2), heads={"a": nn.Linear(2, 1)})
         tasks = [Task("a", "regression")]

@@ -45,11 +45,22 @@ class DataConfig:
     features: list[str] | None = None
     """With ``path``: feature columns (default: every column that is not a target/id/split)."""
     categorical: list[str] = field(default_factory=list)
-    """Feature columns to one-hot encode even if they look numeric."""
+    """Feature columns to encode as categories even if they look numeric."""
     na_values: list[str] = field(default_factory=list)
     """Cell texts that mean "missing" besides an empty cell (e.g. ``[NA, "?"]``)."""
-    max_categories: int = 1000
-    """A one-hot encoded feature column may have at most this many distinct training values."""
+    onehot_max: int = 10
+    """A categorical column with at most this many kept categories is one-hot encoded; above,
+    it feeds a learned embedding (a code column)."""
+    max_categories: int = 100_000
+    """Categories kept per column at most: the most frequent (ties by label); the rest share
+    code 0, "other" (below ``2**24``)."""
+    min_frequency: int = 1
+    """Values seen fewer times in the training rows are "other"."""
+    hash_buckets: dict[str, int] = field(default_factory=dict)
+    """``{column: N}``: hash a categorical column's values into N embedding rows (no vocabulary)."""
+    embedding_dim: dict[str, int] = field(default_factory=dict)
+    """``{column: d}``: embedding width of a categorical column (default
+    ``min(32, round(1.6 * n ** 0.56))``, n its embedding rows)."""
     id_column: str | None = None
     split: str = "random"
     """``random``, ``stratified`` (on the task ``stratify``), ``column`` (``split_column``) or
@@ -197,8 +208,12 @@ _COMPONENT_CHOICES: dict[str, str] = {
 }
 """Fields whose choices the component lists (``module:NAME``, imported when checked)."""
 _OPTIONS = "mtlkit.training.options:TrainingOptions"
+_PREPROCESSOR = "mtlkit.data.tabular:TabularPreprocessor"
 _DECLARED: dict[str, tuple[str, str]] = {
     "data.batch_size": (_OPTIONS, "batch_size"),
+    "data.onehot_max": (_PREPROCESSOR, "onehot_max"),
+    "data.max_categories": (_PREPROCESSOR, "max_categories"),
+    "data.min_frequency": (_PREPROCESSOR, "min_frequency"),
     "optim.lr": ("mtlkit.training.trainer:OPTIMIZER_CONSTRAINTS", "lr"),
     "optim.warmup_steps": (_OPTIONS, "warmup_steps"),
     "optim.scheduler_interval": ("mtlkit.training.trainer:Trainer", "scheduler_interval"),
