@@ -1,0 +1,266 @@
+"""Ma et al. (KDD 2018) §5.2, figure 4, as the paper measures it: the *training* loss of
+shared-bottom (HPS), one-gate MoE (OMoE) and MMoE on the ``mmoe_synthetic`` pair of tasks at
+correlations 1.0, 0.9, 0.5, 0.1, averaged over many runs.
+
+Aligned with the paper: d = 100 inputs, m = 10 sine terms, noise variance 0.01; 8 experts of
+one ReLU layer of 16, towers of one ReLU layer of 8, a shared bottom of one ReLU layer of 113
+(the experts' weight count; ``paper_bottom_width``); gates on the raw input; Adam with the
+learning rate chosen from {1e-4, 1e-3, 1e-2} (``--lr``, one per model); every run with its own
+data (task directions, inputs, noise) and initialisation; the average training-loss curve.
+Not given by the paper, chosen here: ``c``, ``αⱼ``, ``βⱼ`` (Google Research's generator:
+``c = 1``, ``αⱼ = j``, ``βⱼ = (j − 1)²``), the batch size, the number of steps, and whether
+data is re-drawn: a fresh batch every step (an endless stream: the training loss measures
+fitting ability with no overfitting). The loss of a step is the mean of the two tasks' MSE on
+its batch before the update, on raw labels; curves are averaged over windows of steps.
+
+The runs of one model and correlation train together in one process: the models of
+``mtlkit`` (built from ``correlation.mmoe_config``) are stacked with ``torch.func`` and
+called through ``vmap``; each run keeps its own data, initialisation and Adam state (the
+summed loss gives every run exactly its own gradient), so this is the same as training the
+runs one by one (``tests/data/test_mmoe_training_loss.py`` checks it). All models at one
+correlation see the same stream of batches (paired comparison).
+
+    OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/mmoe/training_loss.py --runs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from correlation import ARCHS, CORRELATIONS, N_FEATURES, RESULTS, mmoe_config
+from torch import Tensor
+from torch.func import functional_call, stack_module_state, vmap
+
+from mtlkit.data.builtin.mmoe_synthetic import mmoe_label, sine_parameters, task_weights
+from mtlkit.runs import load_bundle
+from mtlkit.runs.build import build_model
+
+TASKS = ("y1", "y2")
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An endless stream of batches of the synthetic pair, one independent task pair per run.
+
+    ``directions`` is ``(R, d, 2)``: run r's task weights ``w₁, w₂`` (``task_weights`` with
+    ``np.random.default_rng(seed_r)``, as ``load_mmoe_synthetic(seed=seed_r)`` draws them).
+    """
+
+    directions: Tensor
+    alpha: np.ndarray
+    beta: np.ndarray
+    noise: float
+
+    @classmethod
+    def draw(
+        cls,
+        correlation: float,
+        seeds: list[int],
+        n_features: int = N_FEATURES,
+        scale: float = 1.0,
+        num_sines: int = 10,
+        sines: str = "reference",
+        noise: float = 0.1,
+    ) -> Stream:
+        weights = [
+            np.stack(task_weights(correlation, n_features, scale, np.random.default_rng(s)), 1)
+            for s in seeds
+        ]
+        alpha, beta = sine_parameters(num_sines, sines)
+        return cls(torch.tensor(np.stack(weights), dtype=torch.float32), alpha, beta, noise)
+
+    def batches(self, batch_size: int, steps: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """``steps`` fresh batches: inputs ``(R, B, d)`` from ``N(0, I)`` and labels
+        ``(R, B, 2)`` of each run's pair (``mmoe_label`` of the scores, plus the noise)."""
+        generator = torch.Generator().manual_seed(seed)
+        runs, n_features, _ = self.directions.shape
+        for _ in range(steps):
+            x = torch.randn(runs, batch_size, n_features, generator=generator)
+            score = torch.einsum("rbd,rdt->rbt", x, self.directions)
+            labels = torch.from_numpy(mmoe_label(score.numpy(), self.alpha, self.beta)).float()
+            yield x, labels + self.noise * torch.randn(labels.shape, generator=generator)
+
+
+class StackedRuns:
+    """``R`` copies of one ``mtlkit`` model, run r initialised by ``torch.manual_seed(seed_r)``,
+    their parameters stacked along a leading run axis and called with ``vmap``."""
+
+    def __init__(self, models: list[torch.nn.Module]) -> None:
+        self.params, self.buffers = stack_module_state(models)
+        self._base = copy.deepcopy(models[0]).to("meta")
+
+    @classmethod
+    def build(cls, arch: str, correlation: float, seeds: list[int], **sizes) -> StackedRuns:
+        config = mmoe_config(arch, correlation, seeds[0], n_samples=10, **sizes)
+        bundle = load_bundle(config)  # only its tasks and input shape are used
+        models = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            models.append(build_model(config, bundle))
+        return cls(models)
+
+    def _one(self, params: dict, buffers: dict, x: Tensor) -> Tensor:
+        outputs = functional_call(self._base, (params, buffers), (x,))
+        return torch.cat([outputs[t] for t in TASKS], dim=-1)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Predictions ``(R, B, 2)`` of every run on its own inputs ``x`` ``(R, B, d)``."""
+        return vmap(self._one)(self.params, self.buffers, x)
+
+
+def training_curves(
+    runs: StackedRuns, batches: Iterable[tuple[Tensor, Tensor]], lr: float, window: int = 100
+) -> Tensor:
+    """Train every run with Adam, one step per batch; the training loss ``(R, steps // window)``.
+
+    The loss of a step is the mean over the two tasks of the batch MSE before the update;
+    entry ``[r, k]`` is run r's mean over steps ``k·window .. (k+1)·window − 1`` (a last
+    partial window is dropped).
+    """
+    optimizer = torch.optim.Adam(list(runs.params.values()), lr=lr)
+    losses = []
+    for x, y in batches:
+        loss = ((runs(x) - y) ** 2).mean(dim=(1, 2))  # (R,): each run's own loss
+        optimizer.zero_grad()
+        loss.sum().backward()  # the sum gives every run exactly its own gradient
+        optimizer.step()
+        losses.append(loss.detach())
+    steps = len(losses) - len(losses) % window
+    return torch.stack(losses[:steps], dim=1).reshape(len(loss), -1, window).mean(dim=2)
+
+
+def _cell(values: list[float]) -> str:
+    spread = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def report_steps(num_windows: int, window: int) -> list[int]:
+    """Window indices reported: the windows ending at a quarter, half and all of the steps."""
+    return sorted({max(1, num_windows * k // 4) - 1 for k in (1, 2, 4)})
+
+
+def tables(curves: dict[tuple[str, float], np.ndarray], window: int) -> str:
+    """Mean ± standard error over runs of the training loss at three points and over the curve;
+    then, per correlation, on how many runs one model's mean curve is below another's."""
+    archs = sorted({a for a, _ in curves}, key=ARCHS.index)
+    correlations = sorted({p for _, p in curves}, reverse=True)
+    num_windows = next(iter(curves.values())).shape[1]
+    lines = ["| correlation p | training loss | " + " | ".join(archs) + " |"]
+    lines.append("|---|---|" + "---|" * len(archs))
+    for p in correlations:
+        first = f"{p}"
+        for k in report_steps(num_windows, window):
+            label = f"steps {k * window + 1}–{(k + 1) * window}"
+            cells = [_cell(curves[a, p][:, k].tolist()) for a in archs]
+            lines.append(f"| {first} | {label} | " + " | ".join(cells) + " |")
+            first = ""
+        cells = [_cell(curves[a, p].mean(axis=1).tolist()) for a in archs]
+        lines.append("|  | mean over the curve | " + " | ".join(cells) + " |")
+    lines += ["", "Runs where the first model's mean training loss is below the second's:"]
+    for p in correlations:
+        counts = [
+            f"{a} < {b} on {int((curves[a, p].mean(1) < curves[b, p].mean(1)).sum())}"
+            f"/{curves[a, p].shape[0]}"
+            for a, b in (("mmoe", "hps"), ("mmoe", "omoe"), ("omoe", "hps"))
+            if (a, p) in curves and (b, p) in curves
+        ]
+        lines.append(f"- correlation {p}: " + ", ".join(counts))
+    return "\n".join(lines)
+
+
+def _plot(curves: dict[tuple[str, float], np.ndarray], window: int, path: Path, title: str):
+    import matplotlib.pyplot as plt
+
+    archs = sorted({a for a, _ in curves}, key=ARCHS.index)
+    correlations = sorted({p for _, p in curves}, reverse=True)
+    fig, axes = plt.subplots(1, len(archs), figsize=(3.4 * len(archs), 3), sharey=True)
+    for ax, arch in zip(np.atleast_1d(axes), archs):
+        for p in correlations:
+            mean = curves[arch, p].mean(axis=0)
+            ax.plot(window * (np.arange(len(mean)) + 1), mean, label=f"correlation {p}")
+        ax.set_title(arch, fontsize=9)
+        ax.set_xlabel("training step")
+    np.atleast_1d(axes)[0].set_ylabel("training loss (mean task MSE)")
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="runs per model and correlation")
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--window", type=int, default=100, help="steps averaged per point")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--lr", default="hps=1e-3,omoe=1e-3,mmoe=1e-3", help="Adam learning rate per model"
+    )
+    parser.add_argument("--sines", default="reference")
+    parser.add_argument("--num-sines", type=int, default=10)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--noise", type=float, default=0.1)
+    parser.add_argument("--correlations", default=",".join(map(str, CORRELATIONS)))
+    parser.add_argument("--archs", default=",".join(ARCHS))
+    parser.add_argument("--out", type=Path, default=RESULTS / "mmoe_training_loss")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    lrs = {k: float(v) for k, v in (item.split("=") for item in args.lr.split(","))}
+    archs = [a.strip() for a in args.archs.split(",")]
+    correlations = [float(c) for c in args.correlations.split(",")]
+    seeds = list(range(args.first_seed, args.first_seed + args.runs))
+    start = time.perf_counter()
+    curves: dict[tuple[str, float], np.ndarray] = {}
+    for index, p in enumerate(correlations):
+        stream = Stream.draw(
+            p, seeds, scale=args.scale, num_sines=args.num_sines, sines=args.sines,
+            noise=args.noise,
+        )  # fmt: skip
+        for arch in archs:
+            runs = StackedRuns.build(arch, p, seeds)
+            batches = stream.batches(args.batch_size, args.steps, seed=10_000 + index)
+            curve = training_curves(runs, batches, lrs[arch], args.window)
+            curves[arch, p] = curve.numpy()
+            print(f"p={p} {arch}: last window {curve[:, -1].mean():.3f}", flush=True)
+    minutes = (time.perf_counter() - start) / 60
+    table = tables(curves, args.window)
+    command = (
+        f"benchmarks/mmoe/training_loss.py --runs {args.runs} --first-seed {args.first_seed} "
+        f"--steps {args.steps} --window {args.window} --batch-size {args.batch_size} "
+        f"--lr {args.lr} --sines {args.sines} --num-sines {args.num_sines} "
+        f"--scale {args.scale} --noise {args.noise} --correlations {args.correlations} "
+        f"--archs {args.archs} --out {args.out}"
+    )
+    note = (
+        f"Training loss on raw labels (mean of the two tasks' MSE on each step's fresh batch), "
+        f"averaged over windows of {args.window} steps; mean ± standard error over runs "
+        f"(seeds {seeds[0]}..{seeds[-1]}); {minutes:.1f} min. Command: {command}"
+    )
+    print(f"\n{table}\n\n{note}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(f"{table}\n\n{note}\n")
+    stored = [
+        {"arch": a, "correlation": p, "window": args.window, "curves": c.round(5).tolist()}
+        for (a, p), c in curves.items()
+    ]
+    args.out.with_suffix(".json").write_text(json.dumps(stored))
+    title = (
+        f"mmoe_synthetic training loss ({args.sines} sines, m = {args.num_sines}, "
+        f"c = {args.scale}), mean of {args.runs} runs"
+    )
+    _plot(curves, args.window, args.out.with_suffix(".png"), title)
+
+
+if __name__ == "__main__":
+    main()

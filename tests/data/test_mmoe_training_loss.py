@@ -1,0 +1,80 @@
+"""benchmarks/mmoe/training_loss.py: the stream of Ma et al.'s task pairs and the stacked runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mtlkit.data import load_dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "mmoe"))
+
+from training_loss import StackedRuns, Stream, report_steps, training_curves  # noqa: E402
+
+
+def _batch(stream: Stream, batch_size: int, seed: int = 0):
+    return next(stream.batches(batch_size, steps=1, seed=seed))
+
+
+@pytest.mark.parametrize("correlation", [1.0, 0.5, 0.1])
+def test_stream_labels_have_the_set_cosine_and_scale(correlation):
+    stream = Stream.draw(correlation, [3, 4], n_features=12, scale=2.5, num_sines=0, noise=0.0)
+    x, y = _batch(stream, 200)
+    for run in range(2):
+        w = np.linalg.lstsq(x[run].numpy(), y[run].numpy(), rcond=None)[0]  # (d, 2)
+        assert np.linalg.norm(w, axis=0) == pytest.approx([2.5, 2.5], abs=1e-4)
+        assert w[:, 0] @ w[:, 1] / 2.5**2 == pytest.approx(correlation, abs=1e-4)
+
+
+def test_stream_run_has_the_task_pair_of_the_dataset_with_its_seed():
+    options = {"correlation": 0.5, "n_features": 8, "num_sines": 0, "noise": 0.0}
+    bundle = load_dataset("mmoe_synthetic", n_samples=100, seed=7, **options)
+    x = bundle.train.inputs.numpy().astype(float)
+    scaling = bundle.target_scaling
+    raw = {t: bundle.train.targets[t].numpy() * s + m for t, (m, s) in scaling.items()}
+    dataset_w = np.stack([np.linalg.lstsq(x, raw[t], rcond=None)[0] for t in ("y1", "y2")], 1)
+    stream = Stream.draw(0.5, [7], n_features=8, num_sines=0, noise=0.0)
+    np.testing.assert_allclose(stream.directions[0].numpy(), dataset_w, atol=1e-4)
+
+
+def test_stream_adds_the_sines_and_fresh_noise():
+    stream = Stream.draw(0.9, [0], n_features=6, num_sines=3, noise=0.0)
+    x, y = _batch(stream, 50)
+    score = (x[0] @ stream.directions[0]).numpy()
+    expected = score + np.sin(score[..., None] * stream.alpha + stream.beta).sum(-1)
+    np.testing.assert_allclose(y[0].numpy(), expected, atol=1e-4)
+    first, second = stream.batches(50, steps=2, seed=0)
+    assert not torch.equal(first[0], second[0])  # a new batch every step
+
+
+@pytest.mark.parametrize("arch", ["hps", "omoe", "mmoe"])
+def test_stacked_runs_train_exactly_as_separate_runs(arch):
+    seeds = [0, 1]
+    stream = Stream.draw(0.5, seeds, num_sines=2)
+    batches = list(stream.batches(8, steps=6, seed=0))
+    together = training_curves(StackedRuns.build(arch, 0.5, seeds), batches, lr=1e-2, window=1)
+    for r, seed in enumerate(seeds):
+        own = [(x[r : r + 1], y[r : r + 1]) for x, y in batches]
+        alone = training_curves(StackedRuns.build(arch, 0.5, [seed]), own, lr=1e-2, window=1)
+        torch.testing.assert_close(together[r], alone[0], atol=1e-5, rtol=1e-4)
+    assert together.shape == (2, 6)
+    repeated = training_curves(StackedRuns.build(arch, 0.5, seeds), batches[:1] * 6, 1e-2, 1)
+    assert (repeated[:, -1] < repeated[:, 0]).all()  # Adam steps fit a batch seen again
+
+
+def test_curves_average_windows_and_drop_a_partial_one():
+    stream = Stream.draw(1.0, [0], num_sines=0)
+    batches = list(stream.batches(4, steps=7, seed=0))
+    per_step = training_curves(StackedRuns.build("hps", 1.0, [0]), batches, lr=1e-3, window=1)
+    windows = training_curves(StackedRuns.build("hps", 1.0, [0]), batches, lr=1e-3, window=3)
+    expected = per_step[0, :6].reshape(2, 3).mean(dim=1)
+    torch.testing.assert_close(windows[0], expected)
+
+
+def test_reported_windows_end_at_a_quarter_half_and_all_of_the_steps():
+    assert report_steps(30, 100) == [6, 14, 29]
+    assert report_steps(2, 100) == [0, 1]
