@@ -1,0 +1,138 @@
+"""``build_model`` puts the input layer in front of the architecture only for tables with code
+columns, with the preprocessor's widths; a saved run rebuilds the same model and predicts the
+same (``mtlkit.load`` and ``mtlkit predict``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import mtlkit
+from mtlkit.cli.main import main
+from mtlkit.config import from_dict
+from mtlkit.config.schema import Config
+from mtlkit.data import DatasetBundle, TabularPreprocessor
+from mtlkit.models import make_encoder, make_model
+from mtlkit.models.inputs import TabularInput, WithInputLayer
+from mtlkit.runs import train_run
+from mtlkit.runs.build import build_model
+from mtlkit.tasks import Task
+
+TASKS = [Task("clicked", "binary"), Task("spend", "regression")]
+
+
+def _frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(n, 2)), columns=["x1", "x2"])
+    frame["city"] = rng.choice(["north", "south", "east"], n)  # 3 values: one-hot
+    rows = rng.permutation(n)
+    frame["user"] = [f"u{k % 30}" for k in rows]  # 30 values: an embedding
+    frame["shop"] = [f"s{k % 60}" for k in rows]  # 60 values: an embedding
+    effect = frame["user"].str[1:].astype(int) % 3 - 1
+    frame["clicked"] = np.where(frame["x1"] + effect > 0, "yes", "no")
+    frame["spend"] = 10 + 2 * frame["x2"] + effect
+    return frame
+
+
+def _bundle(pre: TabularPreprocessor, width: int) -> DatasetBundle:
+    return DatasetBundle("t", list(TASKS), None, None, None, (width,), preprocessor=pre)  # type: ignore[arg-type]
+
+
+def _config(arch: str, **options) -> Config:
+    model = {"arch": arch, "arch_options": options, "encoder_options": {"hidden": [8]}}
+    return from_dict(Config, {"model": model})
+
+
+def _dim_rule(n: int) -> int:
+    return min(32, round(1.6 * n**0.56))
+
+
+@pytest.mark.parametrize(("arch", "options"), [("hps", {}), ("mmoe", {"num_experts": 3})])
+def test_without_code_columns_the_model_is_the_bare_architecture(arch, options):
+    pre = TabularPreprocessor(["x1", "x2"], ["city"]).fit(_frame())
+    assert pre.embedding_specs == []
+    torch.manual_seed(0)
+    model = build_model(_config(arch, **options), _bundle(pre, pre.n_dense))
+    torch.manual_seed(0)
+    old = make_model(
+        arch, lambda: make_encoder("mlp", (pre.n_dense,), hidden=[8]), list(TASKS), **options
+    )
+    assert type(model) is type(old)
+    assert list(model.state_dict()) == list(old.state_dict())
+    for key, value in old.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("arch", "options"), [("hps", {}), ("ple", {"num_levels": 2})])
+def test_the_preprocessors_widths_reach_the_model(arch, options):
+    pre = TabularPreprocessor(["x1", "x2"], ["city", "user", "shop"], embedding_dim={"shop": 5})
+    pre.fit(_frame())
+    model = build_model(_config(arch, **options), _bundle(pre, pre.n_dense + 2))
+    assert isinstance(model, WithInputLayer)
+    layer = model.input_layer
+    assert isinstance(layer, TabularInput)
+    assert layer.columns == ["user", "shop"]
+    assert layer.num_embeddings == [31, 61]  # the kept values and code 0 ("other")
+    assert layer.dims == [_dim_rule(31), 5]  # default rule; data.embedding_dim override
+    assert layer.n_dense == pre.n_dense == 2 + 3
+    encoders = [m for m in model.model.modules() if hasattr(m, "input_shape")]
+    assert encoders and all(m.input_shape == (5 + _dim_rule(31) + 5,) for m in encoders)
+    x = torch.as_tensor(pre.transform(_frame(7, seed=1)))
+    assert model(x)["spend"].shape == (7, 1)
+
+
+@pytest.fixture(scope="module")
+def embedded_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("embedded")
+    _frame(240).to_csv(folder / "t.csv", index=False)
+    config = from_dict(
+        Config,
+        {
+            "data": {
+                "path": str(folder / "t.csv"),
+                "tasks": [
+                    {"name": "clicked", "kind": "binary"},
+                    {"name": "spend", "kind": "regression"},
+                ],
+                "batch_size": 32,
+                "embedding_dim": {"shop": 5},
+            },
+            "model": {"arch": "mmoe", "arch_options": {"num_experts": 2}},
+            "weighting": {"name": "upgrad"},
+            "training": {"epochs": 1, "progress": False},
+        },
+    )
+    result = train_run(config, folder / "run")
+    return folder, result
+
+
+def test_a_saved_run_rebuilds_the_same_model_and_predicts_the_same(embedded_run, tmp_path):
+    folder, result = embedded_run
+    run = mtlkit.load(folder / "run")
+    assert isinstance(run.model, WithInputLayer)
+    assert run.model.input_layer.columns == ["user", "shop"]
+    assert run.model.input_layer.dims == [_dim_rule(31), 5]  # data.embedding_dim reaches it
+    saved = torch.load(folder / "run" / "model.pt")
+    loaded = run.model.state_dict()
+    assert list(loaded) == list(saved) and any(k.startswith("input_layer.") for k in saved)
+    for key, value in saved.items():
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+
+    new = _frame(25, seed=3)
+    new.loc[0, "user"] = "never seen"  # code 0, the "other" row
+    trained = result.model.cpu().eval()
+    with torch.no_grad():
+        out = trained(torch.as_tensor(result.bundle.preprocessor.transform(new)))
+    mean, std = run.target_scaling["spend"]
+    table = run.predict(new)
+    np.testing.assert_allclose(
+        table["spend"], out["spend"].squeeze(1).numpy() * std + mean, rtol=1e-5
+    )
+    new.drop(columns=["clicked", "spend"]).to_csv(tmp_path / "in.csv", index=False)
+    assert main(["predict", str(folder / "run"), "--input", str(tmp_path / "in.csv"),
+                 "--output", str(tmp_path / "out.csv")]) == 0  # fmt: skip
+    cli = pd.read_csv(tmp_path / "out.csv")
+    np.testing.assert_allclose(cli["spend"], table["spend"], rtol=1e-5)
+    assert list(cli["clicked"]) == list(table["clicked"])
