@@ -149,3 +149,29 @@ def test_a_binary_task_with_three_labels_across_chunks_is_an_error(tmp_path):
     frame.to_parquet(tmp_path / "t.parquet")
     with pytest.raises(DataError, match="task 'y': a binary task needs at most 2 classes"):
         scan_table(tmp_path / "t.parquet", [TableTask("y", "binary", ["y"])], chunk_rows=100)
+
+
+def test_the_fit_pass_sees_one_record_batch_at_a_time(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from mtlkit.data.tabular import TabularPreprocessor
+
+    write_parts(mixed_frame(1000), tmp_path / "d", [250, 500, 750], ".parquet")
+    seen = []
+    partial_fit = TabularPreprocessor.partial_fit
+
+    def recording(self, frame):
+        seen.append(len(frame))
+        return partial_fit(self, frame)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a whole file or row group was read")
+
+    monkeypatch.setattr(TabularPreprocessor, "partial_fit", recording)
+    for name in ("read", "read_row_group"):
+        monkeypatch.setattr(pq.ParquetFile, name, refuse)
+    monkeypatch.setattr(pq, "read_table", refuse)
+    monkeypatch.setattr(pd, "read_parquet", refuse)
+    table = scan_table(tmp_path / "d", TASKS, chunk_rows=64, **OPTIONS)
+    assert max(seen) <= 64
+    assert sum(seen) == table.num_rows("train")
