@@ -138,3 +138,80 @@ def test_weights_round_trip_through_to_dict():
     task = Task("m", "multiclass", 3, class_weight=[0.5, 2.0, 1.0])
     assert Task.from_dict(task.to_dict()) == task
     assert Task.from_dict(Task("b", "binary", pos_weight=2).to_dict()).pos_weight == [2.0]
+
+
+# --- weight tensors: built once per device and dtype, float32 under autocast ----------------
+
+# weights bfloat16 cannot hold (8 significant bits): rounding them would move the loss
+_AUTOCAST_CASES = [
+    ("multiclass", 3, {"class_weight": [1.37, 0.613, 2.931]}),
+    ("binary", 1, {"class_weight": [0.613, 2.931]}),
+    ("binary", 1, {"pos_weight": 2.931}),
+    ("multilabel", 3, {"pos_weight": [1.37, 0.613, 2.931]}),
+]
+
+
+def _batch(kind, outputs, rows=256, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, 6, generator=generator)
+    if kind == "multiclass":
+        y = torch.randint(0, outputs, (rows,), generator=generator)
+    else:
+        shape = (rows, outputs) if kind == "multilabel" else (rows,)
+        y = torch.randint(0, 2, shape, generator=generator)
+    return x, y
+
+
+@pytest.mark.parametrize(("kind", "outputs", "weights"), _AUTOCAST_CASES)
+def test_weighted_loss_under_bf16_autocast_equals_the_float32_loss_of_the_same_logits(
+    kind, outputs, weights
+):
+    torch.manual_seed(0)
+    task = Task("t", kind, outputs, **weights)
+    head = torch.nn.Linear(6, outputs)
+    x, y = _batch(kind, outputs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = head(x)
+        loss = task.compute_loss(logits, y)
+    assert logits.dtype == torch.bfloat16
+    # the reference: the same bf16-rounded logits, everything after them in float32
+    reference = task.compute_loss(logits.float(), y)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize(("kind", "outputs", "weights"), _AUTOCAST_CASES)
+def test_weighted_loss_of_bf16_logits_outside_autocast_is_computed_in_float32(
+    kind, outputs, weights
+):
+    task = Task("t", kind, outputs, **weights)
+    x, y = _batch(kind, outputs)
+    logits = torch.nn.Linear(6, outputs)(x).to(torch.bfloat16)
+    loss = task.compute_loss(logits, y)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(task.compute_loss(logits.float(), y).item(), rel=1e-6)
+
+
+def test_weight_tensors_are_built_once_per_device_and_dtype():
+    from mtlkit.tasks.class_weights import as_weight_tensor
+
+    weights = [1.37, 0.613, 2.931]
+    bf16, fp32, fp64 = (
+        torch.zeros(2, dtype=d) for d in (torch.bfloat16, torch.float32, torch.float64)
+    )
+    first = as_weight_tensor(weights, fp32, "class_weight", "t")
+    assert as_weight_tensor(list(weights), fp32, "class_weight", "t") is first
+    assert as_weight_tensor(weights, bf16, "class_weight", "t") is first  # float32 for bf16 too
+    double = as_weight_tensor(weights, fp64, "class_weight", "t")
+    assert double.dtype == torch.float64 and double is not first
+    assert first.dtype == torch.float32 and first.tolist() == pytest.approx(weights)
+
+
+def test_a_weight_tensor_first_built_in_inference_mode_still_trains():
+    task = Task("t", "multiclass", 3, class_weight=[1.0, 2.0, 0.5 + 1e-3])
+    x, y = _batch("multiclass", 3)
+    head = torch.nn.Linear(6, 3)
+    with torch.inference_mode():
+        task.compute_loss(head(x), y)
+    task.compute_loss(head(x), y).backward()
+    assert head.weight.grad is not None

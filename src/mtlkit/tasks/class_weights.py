@@ -14,10 +14,15 @@
 cross-entropy, ``ℓ = −[p · y log σ(z) + (1 − y) log(1 − σ(z))]`` (torch's ``pos_weight``),
 one ``p`` per label: a number, a list with one per label, or ``"balanced"``:
 ``p = n₋ / n₊``, the negatives per positive among the labelled training rows.
+
+A weighted loss is computed in float32 at least (:func:`loss_dtype`): under bf16/fp16 autocast
+the logits are upcast and the weights are never rounded to 8 or 11 significant bits. Each weight
+tensor is built once per device and dtype (:func:`as_weight_tensor`), not at every step.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -128,7 +133,9 @@ def balanced_pos_weight(target: Tensor, ignore_index: int, task: str) -> list[fl
 
 
 def as_weight_tensor(weights: object, like: Tensor, field: str, task: str) -> Tensor | None:
-    """``weights`` on the device and dtype of ``like``; an error if still ``"balanced"``."""
+    """``weights`` on the device of ``like``, in :func:`loss_dtype` (float32 for bf16/fp16
+    logits, so autocast never rounds a weight); an error if still ``"balanced"``. One tensor
+    per weights, device and dtype, built on first use."""
     if weights is None:
         return None
     if weights == BALANCED:
@@ -136,4 +143,19 @@ def as_weight_tensor(weights: object, like: Tensor, field: str, task: str) -> Te
             f"task {task!r}: {field} 'balanced' is computed from the training targets first: "
             "call task.fit_class_weights(train_targets)"
         )
-    return torch.as_tensor(weights, dtype=like.dtype, device=like.device)
+    values = tuple(weights) if isinstance(weights, Sequence) else weights
+    return _weight_tensor(values, like.device, loss_dtype(like))
+
+
+def loss_dtype(like: Tensor) -> torch.dtype:
+    """The dtype a weighted loss is computed in: at least float32 (float64 stays float64)."""
+    return torch.promote_types(like.dtype, torch.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def _weight_tensor(
+    values: tuple[float, ...] | float, device: torch.device, dtype: torch.dtype
+) -> Tensor:
+    # an ordinary tensor even when first asked for under torch.inference_mode()
+    with torch.inference_mode(False):
+        return torch.tensor(values, dtype=dtype, device=device)

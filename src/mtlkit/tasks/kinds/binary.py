@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtlkit.tasks.class_weights import as_weight_tensor
+from mtlkit.tasks.class_weights import as_weight_tensor, loss_dtype
 from mtlkit.tasks.kinds.base import TaskKind
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class Binary(TaskKind):
     def loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
         class_weight = as_weight_tensor(task.class_weight, prediction, "class_weight", task.name)
         pos_weight = as_weight_tensor(task.pos_weight, prediction, "pos_weight", task.name)
-        logit, label = prediction.reshape(-1), target.reshape(-1)
+        logit, label = prediction.reshape(-1).to(loss_dtype(prediction)), target.reshape(-1)
         if class_weight is None:
             return F.binary_cross_entropy_with_logits(logit, label.float(), pos_weight=pos_weight)
         row_weight = class_weight[label.long()]

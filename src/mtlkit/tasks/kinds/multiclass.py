@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtlkit.tasks.class_weights import as_weight_tensor
+from mtlkit.tasks.class_weights import as_weight_tensor, loss_dtype
 from mtlkit.tasks.kinds.base import TaskKind
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ class Multiclass(TaskKind):
 
     def loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
         class_weight = as_weight_tensor(task.class_weight, prediction, "class_weight", task.name)
-        return F.cross_entropy(prediction, target.long(), weight=class_weight)
+        logits = prediction.to(loss_dtype(prediction))
+        return F.cross_entropy(logits, target.long(), weight=class_weight)
 
     def predict(self, output: Tensor) -> Tensor:
         return output.argmax(dim=-1)

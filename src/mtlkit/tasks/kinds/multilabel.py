@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtlkit.cells import DataError, location, numbers
-from mtlkit.tasks.class_weights import as_weight_tensor
+from mtlkit.tasks.class_weights import as_weight_tensor, loss_dtype
 from mtlkit.tasks.kinds.base import EncodedTargets, TaskKind
 
 if TYPE_CHECKING:
@@ -54,7 +54,10 @@ class Multilabel(TaskKind):
         pos_weight = as_weight_tensor(task.pos_weight, prediction, "pos_weight", task.name)
         mask = target != task.ignore_index
         per_label = F.binary_cross_entropy_with_logits(
-            prediction, target.float().clamp(min=0), reduction="none", pos_weight=pos_weight
+            prediction.to(loss_dtype(prediction)),
+            target.float().clamp(min=0),
+            reduction="none",
+            pos_weight=pos_weight,
         )
         return (per_label * mask).sum() / mask.sum()
 
