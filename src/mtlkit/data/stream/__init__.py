@@ -7,6 +7,8 @@
 - :mod:`~mtlkit.data.stream.table`: :class:`StreamTable`, fitted in one pass over the rows
   (preprocessor, task classes, target scaling, rows of each split in each unit); reads any unit's
   rows of a split, transformed.
+- :mod:`~mtlkit.data.stream.loader`: :class:`StreamLoader`, batches of a split through a bounded
+  shuffle buffer, sharded across ranks, read by workers, resumable mid-epoch.
 
 Names load lazily (PEP 562), so ``mtlkit.data.table`` can use the hash split without a cycle.
 """
@@ -23,6 +25,7 @@ _EXPORTS = {
     "SPLIT_NAMES": "split",
     "StreamTable": "table",
     "scan_table": "table",
+    "StreamLoader": "loader",
 }
 
 __all__ = sorted(_EXPORTS)
