@@ -9,10 +9,13 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stream_testutil import OPTIONS, TASKS, mixed_frame, write_parts
 
 from mtlkit.data import BatchLoader, MultiTaskDataset
 from mtlkit.data.stream.loader import StreamLoader, global_batch_sizes
 from mtlkit.data.stream.split import SPLIT_NAMES as SPLITS
+from mtlkit.data.stream.table import scan_table
+from mtlkit.data.table import load_table
 
 
 class FakeTable:
@@ -57,12 +60,13 @@ def epoch(loader) -> list:
 
 
 def assert_same_batches(a: list, b: list) -> None:
+    """Bit-identical batches (a NaN, a missing label, equals a NaN)."""
     assert len(a) == len(b)
     for (xa, ya), (xb, yb) in zip(a, b, strict=True):
-        assert torch.equal(xa, xb)
+        torch.testing.assert_close(xa, xb, rtol=0, atol=0)
         assert ya.keys() == yb.keys()
         for name in ya:
-            assert torch.equal(ya[name], yb[name])
+            torch.testing.assert_close(ya[name], yb[name], rtol=0, atol=0, equal_nan=True)
 
 
 def roundtrip(state: dict) -> dict:
@@ -344,3 +348,30 @@ def test_bad_unit_counts_are_refused():
     table.unit_counts = np.zeros((3, 2))
     with pytest.raises(ValueError, match=r"unit_counts must be an \(n_units, 3\) array"):
         StreamLoader(table, "train", 4)
+
+
+# ------------------------------------------------------------------------- over a StreamTable
+def test_over_a_stream_table_of_parquet_files(tmp_path):
+    """Unshuffled: load_table's training rows in BatchLoader's batches. Shuffled: the same rows,
+    once each, in the same batches with and without workers."""
+    frame = mixed_frame(600)
+    write_parts(frame, tmp_path / "parts", [250, 400], ".parquet")
+    frame.to_parquet(tmp_path / "whole.parquet")
+    table = scan_table(tmp_path / "parts", TASKS, split="hash", chunk_rows=128, **OPTIONS)
+    bundle = load_table(tmp_path / "whole.parquet", TASKS, split="hash", **OPTIONS)
+
+    stream = epoch(StreamLoader(table, "train", 64, shuffle=False))
+    memory = epoch(BatchLoader(bundle.train, 64, shuffle=False))
+    assert len(stream) == len(memory) == -(-len(bundle.train) // 64)
+    for (x, y), (x_mem, y_mem) in zip(stream, memory, strict=True):
+        torch.testing.assert_close(x, x_mem, rtol=1e-6, atol=1e-6)
+        assert torch.equal(y["grade"], y_mem["grade"])
+        torch.testing.assert_close(y["price"], y_mem["price"], equal_nan=True)
+
+    runs = [epoch(StreamLoader(table, "train", 64, True, 1, 100, num_workers=k)) for k in (0, 2)]
+    assert_same_batches(*runs)
+    shuffled = torch.cat([x for x, _ in runs[0]])
+    unshuffled = torch.cat([x for x, _ in stream])
+    assert not torch.equal(shuffled, unshuffled)
+    by_first_column = lambda x: x[x[:, 0].argsort()]  # noqa: E731
+    assert torch.equal(by_first_column(shuffled), by_first_column(unshuffled))
