@@ -297,3 +297,19 @@ def test_a_pretrained_encoder_loads_by_the_models_own_name():
     torch.testing.assert_close(
         model.model.encoder.stages[0][1].weight, source.stages[0][1].weight, rtol=0, atol=0
     )
+
+
+def test_the_wrapped_model_traces_without_the_range_check():
+    model = wrapped("mmoe").eval()
+    x = rows(9)
+    traced = torch.jit.trace(model, (x,), strict=False)
+    for name, out in model(x).items():
+        torch.testing.assert_close(traced(x)[name], out)
+
+
+def test_the_wrapped_model_exports():
+    model = wrapped("mmoe").eval()
+    x = rows(9)
+    exported = torch.export.export(model, (x,)).module()
+    for name, out in model(x).items():
+        torch.testing.assert_close(exported(x)[name], out)

@@ -91,7 +91,8 @@ class TabularInput(nn.Module):
 
     def codes(self, x: Tensor) -> Tensor:
         """The code columns of ``x`` as integer indices ``(N, k)``, checked against the tables."""
-        if x.dim() != 2 or x.shape[1] != self.in_features:
+        checking = not (torch.jit.is_tracing() or torch.compiler.is_compiling())
+        if checking and (x.dim() != 2 or x.shape[1] != self.in_features):
             raise ValueError(
                 f"TabularInput: expected inputs of shape (N, {self.in_features}) ({self.n_dense} "
                 f"dense + {len(self.columns)} code columns), got {tuple(x.shape)}"
@@ -107,7 +108,7 @@ class TabularInput(nn.Module):
             codes = torch.round(values).clamp(-1, exact).long()  # NaN: caught below
         else:
             codes = values.long()
-        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        if checking:  # an exported model (TorchScript, torch.export) leaves the check out
             self._check_range(values, codes)
         return codes
 
