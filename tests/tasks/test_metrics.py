@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -7,6 +9,7 @@ from mtlkit.tasks import (
     KINDS,
     METRICS,
     Task,
+    UndefinedMetricWarning,
     compute_metrics,
     get_kind,
     higher_is_better,
@@ -60,7 +63,8 @@ def test_multilabel_metrics_are_per_label_and_averaged():
 
 
 def test_no_labelled_rows_gives_nan():
-    got = compute_metrics(Task("a", "binary"), np.full(3, IGNORE_INDEX), np.zeros(3))
+    with pytest.warns(UndefinedMetricWarning, match="accuracy undefined \\(no labelled row\\)"):
+        got = compute_metrics(Task("a", "binary"), np.full(3, IGNORE_INDEX), np.zeros(3))
     assert all(np.isnan(v) for v in got.values())
 
 
@@ -152,9 +156,10 @@ def test_log_loss_of_a_certain_mistake_is_finite():
 
 
 def test_roc_auc_of_a_single_class_is_nan():
-    got = compute_metrics(
-        Task("b", "binary", metrics=["roc_auc"]), np.ones(4), np.ones(4), np.linspace(0, 1, 4)
-    )
+    with pytest.warns(UndefinedMetricWarning, match="roc_auc undefined \\(the labelled rows hold"):
+        got = compute_metrics(
+            Task("b", "binary", metrics=["roc_auc"]), np.ones(4), np.ones(4), np.linspace(0, 1, 4)
+        )
     assert np.isnan(got["roc_auc"])
 
 
@@ -185,3 +190,71 @@ def test_every_kind_has_default_metrics_that_apply_to_it(kind):
     assert spec.default_metrics and set(spec.default_metrics) <= set(spec.metrics())
     for name in spec.default_metrics:
         assert spec.check_metric(name) is METRICS[name]
+
+
+# --- undefined metrics are NaN with a reason, never 0 ----------------------------------------
+
+
+def _scores(task, y, p, prob=None):
+    with pytest.warns(UndefinedMetricWarning) as caught:
+        got = compute_metrics(task, np.asarray(y), np.asarray(p), prob)
+    return got, " ".join(str(w.message) for w in caught)
+
+
+def test_binary_scores_without_any_positive_are_nan_with_the_reason():
+    got, message = _scores(Task("b", "binary"), [0, 0, 0], [0, 0, 0])
+    assert got["accuracy"] == 1.0
+    assert all(np.isnan(got[m]) for m in ("f1", "precision", "recall"))
+    assert message.startswith("task 'b': f1 undefined (no labelled row is positive or predicted")
+    assert "precision undefined (no labelled row is predicted positive)" in message
+    assert "recall undefined (no labelled row is positive)" in message
+    assert message.endswith("reported as NaN (missing)")
+
+
+def test_binary_precision_without_a_predicted_positive_is_nan_and_recall_is_zero():
+    got, message = _scores(Task("b", "binary"), [1, 0, 1], [0, 0, 0])
+    assert np.isnan(got["precision"]) and got["recall"] == 0.0 and got["f1"] == 0.0
+    assert "recall" not in message
+
+
+def test_binary_recall_without_a_labelled_positive_is_nan_and_precision_is_zero():
+    got, _ = _scores(Task("b", "binary"), [0, 0, 0], [1, 0, 0])
+    assert np.isnan(got["recall"]) and got["precision"] == 0.0 and got["f1"] == 0.0
+
+
+def test_macro_averages_leave_out_the_classes_where_a_score_is_undefined():
+    y, p = np.array([0, 1, 2, 2]), np.array([0, 1, 1, 1])  # class 2 is never predicted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UndefinedMetricWarning)  # the averages are defined
+        got = compute_metrics(Task("m", "multiclass", 3), y, p)
+    assert got["precision"] == pytest.approx((1 + 1 / 3) / 2)  # classes 0 and 1 only
+    assert got["precision"] == pytest.approx(
+        skm.precision_score(y, p, average="macro", zero_division=np.nan)
+    )
+    assert got["recall"] == pytest.approx(skm.recall_score(y, p, average="macro"))
+
+
+def test_r2_of_constant_targets_is_nan_with_the_reason():
+    got, message = _scores(Task("r", "regression"), [2.0, 2.0, 2.0], [1.0, 2.0, 3.0])
+    assert np.isnan(got["r2"]) and got["mse"] == pytest.approx(2 / 3)
+    assert (
+        message
+        == "task 'r': r2 undefined (the labelled targets are all equal); reported as NaN (missing)"
+    )
+
+
+def test_r2_averages_the_target_columns_that_vary():
+    y = np.array([[1.0, 5.0], [2.0, 5.0], [4.0, 5.0]])
+    p = np.array([[1.5, 4.0], [2.0, 6.0], [3.0, 5.0]])
+    got = compute_metrics(Task("r", "regression", 2), y, p)
+    assert got["r2"] == pytest.approx(skm.r2_score(y[:, 0], p[:, 0]))
+
+
+def test_a_multilabel_label_without_positives_is_nan_and_left_out_of_the_mean():
+    task = Task("m", "multilabel", 2, class_names=["x", "y"], metrics=["recall"])
+    y = np.array([[1, 0], [0, 0], [1, 0]])
+    p = np.array([[1, 1], [1, 0], [0, 0]])
+    got, message = _scores(task, y, p)
+    assert np.isnan(got["recall/y"]) and got["recall/x"] == pytest.approx(1 / 2)
+    assert got["recall"] == pytest.approx(1 / 2)
+    assert "recall/y undefined (no labelled row is positive)" in message

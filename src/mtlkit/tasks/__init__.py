@@ -1,7 +1,14 @@
 """Tasks: what each task predicts, its loss, its metrics and its weight."""
 
 from mtlkit.tasks.kinds import IGNORE_INDEX, KINDS, TaskKind, get_kind, register_kind
-from mtlkit.tasks.metrics import METRICS, Metric, compute_metrics, get_metric, higher_is_better
+from mtlkit.tasks.metrics import (
+    METRICS,
+    Metric,
+    UndefinedMetricWarning,
+    compute_metrics,
+    get_metric,
+    higher_is_better,
+)
 from mtlkit.tasks.task import Task
 
 TASK_KINDS: tuple[str, ...] = tuple(KINDS)
@@ -15,6 +22,7 @@ __all__ = [
     "Metric",
     "Task",
     "TaskKind",
+    "UndefinedMetricWarning",
     "compute_metrics",
     "get_kind",
     "get_metric",

@@ -5,10 +5,19 @@ scikit-learn from predicted labels, the probability metrics (``roc_auc``, ``log_
 ``brier``) from the predicted probabilities. For ``multilabel`` tasks every metric is computed
 per label and averaged over labels; the per-label values are returned too, as
 ``"<metric>/<label>"``.
+
+An undefined metric is NaN, never 0: precision with no row predicted positive, recall with no
+positive row, f1 with neither, r2 of constant targets, roc_auc with one class, any metric with
+no labelled row (:attr:`Metric.undefined_when` says when). Averages over classes (macro), labels
+(multilabel) and target columns (r2) leave undefined parts out and are NaN only when every part
+is. :func:`compute_metrics` warns (:class:`UndefinedMetricWarning`) with the reason; run files
+store NaN as ``null``, tables print ``-``.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +31,11 @@ if TYPE_CHECKING:
     from mtlkit.tasks.task import Task
 
 
+class UndefinedMetricWarning(UserWarning):
+    """A metric is undefined on the rows scored (e.g. precision with no row predicted
+    positive) and is reported as NaN; the message names the task, the metric and the reason."""
+
+
 @dataclass(frozen=True)
 class Metric:
     """A named metric ``fn(y_true, y) -> float``, its direction and the task kinds it applies to.
@@ -29,7 +43,8 @@ class Metric:
     ``kinds`` names the task kinds (:mod:`mtlkit.tasks.kinds`) it applies to. ``y`` is the
     predicted labels, or with ``needs_probabilities`` the predicted probabilities:
     of class 1 for a binary task (or each label of a multilabel one), ``(n, classes)`` for a
-    multiclass task.
+    multiclass task. ``fn`` returns NaN where the metric is undefined; ``undefined_when`` says
+    when that is (every metric is undefined on no labelled row).
     """
 
     name: str
@@ -37,20 +52,38 @@ class Metric:
     higher_is_better: bool
     kinds: tuple[str, ...]
     needs_probabilities: bool = False
+    undefined_when: str = "no labelled row"
 
 
+# zero_division=NaN: an undefined score is NaN, and a macro average leaves such classes out
 def _macro(fn: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
     def wrapped(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-        return float(fn(y_true, y_pred, average="macro", zero_division=0))
+        return float(fn(y_true, y_pred, average="macro", zero_division=np.nan))
 
     return wrapped
 
 
 def _binary(fn: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
     def wrapped(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-        return float(fn(y_true, y_pred, average="binary", zero_division=0))
+        return float(fn(y_true, y_pred, average="binary", zero_division=np.nan))
 
     return wrapped
+
+
+def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination ``R² = 1 − Σᵢ (yᵢ − ŷᵢ)² / Σᵢ (yᵢ − ȳ)²`` per target
+    column, averaged over the columns whose labelled targets are not all equal (scikit-learn's
+    ``r2_score``, which instead gives such a column 1 or 0); NaN when every column is constant.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(len(y_pred), -1)
+    varies = y_true.max(axis=0) > y_true.min(axis=0)
+    if not varies.any():
+        return float("nan")
+    y_true, y_pred = y_true[:, varies], y_pred[:, varies]
+    residual = ((y_true - y_pred) ** 2).sum(axis=0)
+    total = ((y_true - y_true.mean(axis=0)) ** 2).sum(axis=0)
+    return float(np.mean(1.0 - residual / total))
 
 
 def _binary_roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
@@ -118,20 +151,50 @@ def brier(y_true: np.ndarray, y_prob: np.ndarray) -> float:
 
 _CLASSIFICATION = ("multiclass", "binary", "multilabel")
 
+_NO_POSITIVE = "no labelled row is positive"
+
 METRICS: dict[str, Metric] = {
     "accuracy": Metric("accuracy", skm.accuracy_score, True, _CLASSIFICATION),
-    "f1": Metric("f1", _macro(skm.f1_score), True, _CLASSIFICATION),
-    "precision": Metric("precision", _macro(skm.precision_score), True, _CLASSIFICATION),
-    "recall": Metric("recall", _macro(skm.recall_score), True, _CLASSIFICATION),
+    "f1": Metric(
+        "f1",
+        _macro(skm.f1_score),
+        True,
+        _CLASSIFICATION,
+        undefined_when=f"{_NO_POSITIVE} or predicted positive",
+    ),
+    "precision": Metric(
+        "precision",
+        _macro(skm.precision_score),
+        True,
+        _CLASSIFICATION,
+        undefined_when="no labelled row is predicted positive",
+    ),
+    "recall": Metric(
+        "recall",
+        _macro(skm.recall_score),
+        True,
+        _CLASSIFICATION,
+        undefined_when=_NO_POSITIVE,
+    ),
     "mse": Metric("mse", skm.mean_squared_error, False, ("regression",)),
     "mae": Metric("mae", skm.mean_absolute_error, False, ("regression",)),
-    "r2": Metric("r2", skm.r2_score, True, ("regression",)),
-    "roc_auc": Metric("roc_auc", roc_auc, True, _CLASSIFICATION, needs_probabilities=True),
+    "r2": Metric(
+        "r2", r2, True, ("regression",), undefined_when="the labelled targets are all equal"
+    ),
+    "roc_auc": Metric(
+        "roc_auc",
+        roc_auc,
+        True,
+        _CLASSIFICATION,
+        needs_probabilities=True,
+        undefined_when="the labelled rows hold one class only",
+    ),
     "log_loss": Metric("log_loss", log_loss, False, _CLASSIFICATION, needs_probabilities=True),
     "brier": Metric("brier", brier, False, _CLASSIFICATION, needs_probabilities=True),
 }
 """The metric registry. ``f1``/``precision``/``recall`` are macro averages over classes for
-multiclass tasks and the positive-class scores for binary tasks (per label for multilabel);
+multiclass tasks (over the classes where the score is defined) and the positive-class scores for
+binary tasks (per label for multilabel);
 ``roc_auc``, ``log_loss`` and ``brier`` score the predicted probabilities."""
 
 _BINARY_OVERRIDES = {
@@ -181,7 +244,8 @@ def compute_metrics(
     per label or not, is the task kind's: ``TaskKind.compute_metrics``).
 
     ``y_prob`` (``task.probabilities(output)``) is needed by the probability metrics
-    (``roc_auc``, ``log_loss``, ``brier``). Returns NaN for each metric when no row is labelled.
+    (``roc_auc``, ``log_loss``, ``brier``). A metric undefined on these rows (NaN; every metric
+    when no row is labelled) comes with an :class:`UndefinedMetricWarning` giving the reason.
     """
     metrics = [get_metric(m) for m in task.metrics]
     if y_prob is None:
@@ -192,4 +256,21 @@ def compute_metrics(
             )
     else:
         y_prob = np.asarray(y_prob)
-    return task.spec.compute_metrics(task, metrics, np.asarray(y_true), np.asarray(y_pred), y_prob)
+    results = task.spec.compute_metrics(
+        task, metrics, np.asarray(y_true), np.asarray(y_pred), y_prob
+    )
+    undefined = [name for name, value in results.items() if math.isnan(value)]
+    if undefined:
+        reasons = ", ".join(f"{name} undefined ({_undefined_when(name)})" for name in undefined)
+        warnings.warn(
+            f"task {task.name!r}: {reasons}; reported as NaN (missing)",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+    return results
+
+
+def _undefined_when(name: str) -> str:
+    """The reason a result key (``metric`` or ``metric/label``) can be NaN."""
+    metric = METRICS.get(name.partition("/")[0])
+    return metric.undefined_when if metric else "undefined"
