@@ -278,6 +278,24 @@ def test_resume_with_workers_and_another_world_size():
         assert torch.equal(batch[0], torch.cat([p[0] for p in parts]))
 
 
+def test_a_one_process_state_before_a_short_last_batch_resumes_it_alone():
+    """10 rows in batches of 4: one process yields 4, 4, 2; three processes 4, then 4 + 2 in one
+    step. Resumed after the second batch of one process, three processes get the 2 rows alone."""
+    table = FakeTable([(10, 0, 0)])
+    whole = StreamLoader(table, "train", 4, shuffle_buffer=3)
+    assert len(whole) == 3 and len(StreamLoader(table, "train", 4, world_size=3)) == 2
+    it = iter(whole)
+    next(it), next(it)
+    state, last = roundtrip(whole.state_dict()), next(it)
+    shards = []
+    for rank in range(3):
+        loader = StreamLoader(table, "train", 4, shuffle_buffer=3, rank=rank, world_size=3)
+        loader.load_state_dict(state)
+        shards.append(epoch(loader))
+    assert [len(s[0][0]) for s in shards] == [1, 1, 0]
+    assert torch.equal(torch.cat([s[0][0] for s in shards]), last[0])
+
+
 def test_state_is_small_apart_from_the_buffer():
     loader = StreamLoader(FakeTable(UNITS * 10), "train", 4, shuffle_buffer=30)
     it = iter(loader)
