@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -33,7 +34,9 @@ def epoch_line(
     parts.append("train " + " ".join(f"{t} {v:.4g}" for t, v in record["train_loss"].items()))
     if "val" in record:
         value, (best_score, best_epoch) = sign * record["score"], best
-        parts.append(f"val {monitor} {value:.4g} (best {sign * best_score:.4g} @{best_epoch})")
+        shown = "-" if math.isnan(value) else f"{value:.4g}"  # undefined: missing
+        best_text = f"{sign * best_score:.4g} @{best_epoch}" if best_epoch > 0 else "-"
+        parts.append(f"val {monitor} {shown} (best {best_text})")
     parts.append(_duration(record["seconds"]))
     parts.append(f"ETA {_duration(eta)}")
     return " · ".join(parts)

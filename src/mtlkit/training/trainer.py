@@ -641,7 +641,9 @@ class Trainer:
                 record["val"] = results
                 score = self.score(results)
                 record["score"] = score
-                improved = math.isnan(self.history.best_score) or score > self.history.best_score
+                # an undefined (NaN) value never improves: it counts against patience
+                best = self.history.best_score
+                improved = not math.isnan(score) and (math.isnan(best) or score > best)
                 if improved:
                     self.history.best_score, self.history.best_epoch = score, self.epoch + 1
                     self.best_state = copy.deepcopy(self.model.state_dict())
