@@ -131,8 +131,28 @@ def test_a_saved_run_rebuilds_the_same_model_and_predicts_the_same(embedded_run,
         table["spend"], out["spend"].squeeze(1).numpy() * std + mean, rtol=1e-5
     )
     new.drop(columns=["clicked", "spend"]).to_csv(tmp_path / "in.csv", index=False)
-    assert main(["predict", str(folder / "run"), "--input", str(tmp_path / "in.csv"),
-                 "--output", str(tmp_path / "out.csv")]) == 0  # fmt: skip
+    argv = ["predict", str(folder / "run"), "--input", str(tmp_path / "in.csv")]
+    assert main([*argv, "--output", str(tmp_path / "out.csv")]) == 0
     cli = pd.read_csv(tmp_path / "out.csv")
     np.testing.assert_allclose(cli["spend"], table["spend"], rtol=1e-5)
     assert list(cli["clicked"]) == list(table["clicked"])
+
+
+def test_init_from_adds_a_task_behind_the_input_layer(tmp_path):
+    _frame(160).to_csv(tmp_path / "t.csv", index=False)
+    data = {
+        "path": str(tmp_path / "t.csv"),
+        "tasks": [{"name": "clicked", "kind": "binary"}, {"name": "spend", "kind": "regression"}],
+        "batch_size": 32,
+    }
+    common = {"data": data, "model": {"arch": "hps"}, "training": {"epochs": 1, "progress": False}}
+    old = train_run(from_dict(Config, {**common, "select_tasks": ["clicked"]}), tmp_path / "old")
+    model = {"arch": "hps", "init_from": str(tmp_path / "old"), "freeze": "old_heads"}
+    new = train_run(from_dict(Config, {**common, "model": model}), tmp_path / "new")
+    assert isinstance(new.model, WithInputLayer) and new.model.task_names == ["clicked", "spend"]
+    assert new.transfer.new_tasks == ["spend"]
+    before, after = old.model.state_dict(), new.model.state_dict()
+    for key in ("model.heads.clicked.weight", "model.heads.clicked.bias"):
+        torch.testing.assert_close(after[key].cpu(), before[key].cpu(), rtol=0, atol=0)
+    table = "input_layer.embeddings.0.weight"
+    assert not torch.equal(after[table].cpu(), before[table].cpu())  # the trunk trained on
