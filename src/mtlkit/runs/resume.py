@@ -1,8 +1,8 @@
 """Resuming a run: its checkpoint read and checked, the training state restored, its log cut.
 
-``checkpoint.pt`` holds the trainer's state (model, optimizer, scheduler, strategy, history),
-the data loader's position and every random generator's state, so a resumed run continues
-bit-exactly.
+``checkpoint.pt`` holds the trainer's state (model, optimizer, scheduler, strategy, history;
+inside an epoch also its partial sums), the data loader's position and every random
+generator's state (of every rank), so a resumed run continues bit-exactly.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlkit.config import Config, ConfigError
+from mtlkit.distributed.env import DistContext
 from mtlkit.runs.trained import file_digest
 from mtlkit.training.checkpoint import (
     FileError,
@@ -34,7 +35,11 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     return state
 
 
-def restore(state: dict[str, Any], trainer: Trainer, loader, run_dir: Path) -> None:
+def restore(
+    state: dict[str, Any], trainer: Trainer, loader, run_dir: Path, ctx: DistContext | None = None
+) -> None:
+    """Load a checkpoint into ``trainer`` and ``loader``, and the random generators' states:
+    each rank its own when as many processes resume as saved it, else rank 0's everywhere."""
     try:
         trainer.load_state_dict(state)
         loader.load_state_dict(state["loader"])
@@ -43,7 +48,12 @@ def restore(state: dict[str, Any], trainer: Trainer, loader, run_dir: Path) -> N
             f"--resume: {str(run_dir / 'checkpoint.pt')!r} does not match the run's "
             f"config.yaml ({str(err).strip().splitlines()[0]})"
         ) from None
-    set_rng_states(state["rng"])
+    ranks = state.get("rng_ranks")
+    world_size = 1 if ctx is None else ctx.world_size
+    if ranks is not None and len(ranks) == world_size:
+        set_rng_states(ranks[0 if ctx is None else ctx.rank])
+    else:
+        set_rng_states(state["rng"])
 
 
 def keep_log_lines(path: Path, epochs: int) -> None:

@@ -172,7 +172,7 @@ def train_run(
     _on_main(ctx, lock.__enter__)
     try:
         if state is not None:
-            restore(state, trainer, loader, path)
+            restore(state, trainer, loader, path, ctx)
         if path is not None:
             _on_main(ctx, lambda: _prepare_files(path, config, bundle, resume, trainer.epoch))
         if ctx is not None:
@@ -238,12 +238,21 @@ def _train(
     writer = tensorboard_writer(config, path) if is_main else None
 
     def save_checkpoint(trainer: Trainer) -> None:
-        state = trainer.state_dict() | {"loader": loader.state_dict(), "rng": rng_states()}
-        atomic_save(state, path / "checkpoint.pt")
+        """Rank 0 writes ``checkpoint.pt``; with every rank's random state (a collective)."""
+        rng = rng_states()
+        every_rank = None if ctx is None else ctx.all_gather_object(rng, what="random states")
+        if is_main:
+            state = trainer.state_dict() | {
+                "loader": loader.state_dict(),
+                "rng": rng,
+                "rng_ranks": every_rank,
+            }
+            atomic_save(state, path / "checkpoint.pt")
 
     def log_epoch(trainer: Trainer, record: dict[str, Any]) -> None:
-        if path is not None and is_main:
-            append_line(path / "metrics.jsonl", strict_json(record))
+        if path is not None:
+            if is_main:
+                append_line(path / "metrics.jsonl", strict_json(record))
             save_checkpoint(trainer)
             if writer is not None:
                 log_tensorboard(writer, record)
@@ -252,7 +261,7 @@ def _train(
 
     every = checkpoint_every_steps(config)
     on_step_end = None
-    if path is not None and is_main and every is not None:
+    if path is not None and every is not None:
 
         def on_step_end(trainer: Trainer) -> None:
             if trainer.step % every == 0:
