@@ -175,3 +175,18 @@ def test_the_fit_pass_sees_one_record_batch_at_a_time(tmp_path, monkeypatch):
     table = scan_table(tmp_path / "d", TASKS, chunk_rows=64, **OPTIONS)
     assert max(seen) <= 64
     assert sum(seen) == table.num_rows("train")
+
+
+def test_build_model_takes_a_stream_table_for_a_bundle(tmp_path):
+    from mtlkit.config import Config
+    from mtlkit.runs.build import build_model
+
+    mixed_frame(300).to_parquet(tmp_path / "t.parquet")
+    table = scan_table(tmp_path / "t.parquet", TASKS, chunk_rows=100, **OPTIONS)
+    config = Config()
+    config.model.arch = "mmoe"
+    model = build_model(config, table)
+    inputs, targets = table.read_unit(0, "train")
+    outputs = model(inputs)
+    assert outputs["grade"].shape == (len(inputs), 3)
+    assert outputs["price"].shape[0] == len(inputs)
