@@ -71,3 +71,9 @@ def test_load_table_hash_split_puts_the_hashed_rows_in_each_split(tmp_path):
         x = getattr(bundle, name).inputs[:, 0].double().numpy() * pre.stds["x"] + pre.means["x"]
         np.testing.assert_allclose(x, np.flatnonzero(codes == part), atol=1e-3)
     assert [len(r) for r in split_rows(400, "hash", 0.15, 0.15, 5)] == np.bincount(codes).tolist()
+
+
+def test_negative_and_large_seeds_work():
+    for seed in (-1, -(2**40), 2**62):
+        codes = hash_split(0.15, 0.15, seed, rows=np.arange(1000))
+        assert set(codes.tolist()) == {0, 1, 2}

@@ -7,11 +7,12 @@ its global row number (rows numbered from 0 over the files in order). With
     u = h(key, seed) / 2**64  ∈ [0, 1),
 
 the row is in ``test`` if ``u < test_size``, in ``val`` if ``u < test_size + val_size``, else in
-``train``. ``h`` is SplitMix64's finaliser (Steele, Lea & Flood 2014) of the key's 64-bit hash
-(pandas' SipHash of the label, with a fixed key, for ids; the number itself for row numbers)
-mixed with the seed. The split therefore does not depend on how the rows are chunked, which
-file holds them, how many processes read them or in what order; rows sharing an id share a
-split. The split sizes are ``test_size`` and ``val_size`` in expectation (binomial, not exact).
+``train``. ``h(k, seed)`` is SplitMix64's output function (Steele, Lea & Flood 2014) of
+``k + (seed + 1)·φ`` (mod 2**64), where ``k`` is the row number, or for an id pandas' SipHash of
+its label with the fixed key of hashed columns (:mod:`mtlkit.data.encoders`). The split
+therefore does not depend on how the rows are chunked, which file holds them, how many processes
+read them or in what order; rows sharing an id share a split. The split sizes are ``test_size``
+and ``val_size`` in expectation (binomial, not exact).
 """
 
 from __future__ import annotations
@@ -20,35 +21,20 @@ import numpy as np
 import pandas as pd
 
 from mtlkit.cells import DataError, labels, location
+from mtlkit.data.encoders import HASH_KEY, _splitmix64
 
 SPLIT_NAMES = ("train", "val", "test")
 """Split codes: ``0`` train, ``1`` val, ``2`` test (the index in this tuple)."""
-_ID_HASH_KEY = "mtlkit-split-v01"
-"""pandas' ``hash_array`` key (16 characters): fixed, so a split never changes between runs."""
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser: a bijection of uint64 that mixes every input bit into every
-    output bit (arithmetic wraps modulo 2**64)."""
-    x = x.astype(np.uint64, copy=True)
-    with np.errstate(over="ignore"):
-        x ^= x >> np.uint64(30)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(27)
-        x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
-    return x
-
-
-def _seed_word(seed: int) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        return _mix64(np.array([int(seed) % 2**64], dtype=np.uint64) + _GOLDEN)
+def _seed(seed: int) -> int:
+    """The seed as SplitMix64 takes it (``0 <= seed + 1 < 2**64``; negative seeds too)."""
+    return int(seed) % 2**63
 
 
 def row_number_hash(rows: np.ndarray, seed: int) -> np.ndarray:
     """``h(row, seed)`` for global row numbers (uint64)."""
-    return _mix64(np.asarray(rows, dtype=np.int64).astype(np.uint64) ^ _seed_word(seed))
+    return _splitmix64(np.asarray(rows, dtype=np.int64).astype(np.uint64), _seed(seed))
 
 
 def id_hash(ids: pd.Series, seed: int) -> np.ndarray:
@@ -62,8 +48,8 @@ def id_hash(ids: pd.Series, seed: int) -> np.ndarray:
             f"data.id_column {ids.name!r}, {location(ids, first)}: missing id "
             f"({int(missing.sum())} such row(s)); the hash split needs every row's id"
         )
-    hashed = pd.util.hash_array(canonical.to_numpy(dtype=object), hash_key=_ID_HASH_KEY)
-    return _mix64(hashed ^ _seed_word(seed))
+    hashed = pd.util.hash_array(canonical.to_numpy(dtype=object), hash_key=HASH_KEY)
+    return _splitmix64(hashed, _seed(seed))
 
 
 def assign_splits(hashes: np.ndarray, val_size: float, test_size: float) -> np.ndarray:
