@@ -139,3 +139,18 @@ def test_scan_holds_one_record_batch(tmp_path, monkeypatch):
     sizes = [len(chunk) for _, chunk in source.scan()]
     assert max(decoded) <= 64 and max(sizes) <= 64
     assert sum(decoded) == sum(sizes) == 1500
+
+
+def test_a_csv_file_that_is_not_utf8_is_named(tmp_path):
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "b.csv").write_bytes(b"x,y\n1,2\n\xff\xfe,3\n")
+    with pytest.raises(DataError, match=r"data file '.*b.csv' cannot be read: it is not UTF-8"):
+        list(StreamSource(tmp_path).scan())
+
+
+def test_a_file_without_rows_adds_no_unit(tmp_path):
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n3,4\n")
+    (tmp_path / "b.csv").write_text("x,y\n")
+    (tmp_path / "c.csv").write_text("x,y\n5,6\n")
+    units = [unit for unit, _ in StreamSource(tmp_path).scan()]
+    assert [(u.file, u.first_row, u.rows) for u in units] == [(0, 0, 2), (2, 2, 1)]

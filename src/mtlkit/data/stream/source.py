@@ -131,7 +131,11 @@ class StreamSource:
             with open(file, newline="", encoding="utf-8-sig") as handle:
                 try:
                     raw = next(csv.reader(handle), [])
-                except (UnicodeDecodeError, csv.Error) as err:
+                except UnicodeDecodeError:
+                    raise DataError(
+                        f"data file {str(file)!r} cannot be read: it is not UTF-8 text"
+                    ) from None
+                except csv.Error as err:
                     raise DataError(f"data file {str(file)!r} cannot be read: {err}") from None
             return _check_header(raw, file), list(raw), {}
         import pyarrow as pa
