@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from mtlkit.cli.main import main
+from mtlkit.data.table import split_rows
 
 TASKS = ["--task", "grade:multiclass:grade", "--task", "passed:binary:passed"]
 TASKS += ["--task", "score:regression:score"]
@@ -330,8 +331,17 @@ BAD_FLAGS = [
     (["--split", "column", "--split-column", "grade"], ["data.split_column", "'grade'", "target"]),
     (["--split", "column"], ["data.split_column"]),
     (["--split", "sideways"], ["data.split", "'sideways'"]),
-    (["--set", "data.max_categories=2"], ["feature column 'city'", "3 distinct", "= 2"]),
-    (["--set", "data.max_categories=0"], ["data.max_categories", ">= 1"]),
+    (["--set", "data.max_categories=0"], ["data.max_categories", "expected", "got 0"]),
+    (["--set", f"data.max_categories={2**24}"], ["data.max_categories", "16777215"]),
+    (["--set", "data.onehot_max=-1"], ["data.onehot_max", "expected"]),
+    (["--set", "data.min_frequency=0"], ["data.min_frequency", "expected"]),
+    (["--set", "data.hash_buckets.city=0"], ["data.hash_buckets.city", "expected", "got 0"]),
+    (["--set", f"data.hash_buckets.city={2**24}"], ["data.hash_buckets.city", "16777215"]),
+    (["--set", "data.hash_buckets.a=8"], ["data.hash_buckets.a", "'a'", "not categorical"]),
+    (["--set", "data.hash_buckets.nope=8"], ["data.hash_buckets.nope", "not a feature"]),
+    (["--set", "data.embedding_dim.nope=4"], ["data.embedding_dim.nope", "not a feature"]),
+    (["--set", "data.embedding_dim.b=4"], ["data.embedding_dim.b", "not categorical"]),
+    (["--set", "data.embedding_dim.city=0"], ["data.embedding_dim.city", "expected", "got 0"]),
     (["--set", "data.val_size=0.9"], ["data.val_size"]),
     (["--task", "grade:multiclass:grade"], ["data.tasks", "unique"]),
 ]
@@ -360,18 +370,28 @@ def test_stratify_on_multilabel_is_refused(tmp_path):
     _assert_clean_error(result, "train", "data.stratify", "'tags'", "multilabel")
 
 
-def test_high_cardinality_column_is_refused_with_count_and_threshold(tmp_path):
-    frame = _frame(n=60).assign(user=[f"u{i}" for i in range(60)])
+def test_high_cardinality_column_becomes_an_embedding_code_column(tmp_path):
+    users = [f"u{i % 50}" for i in range(200)]  # 50 values, ties broken by label
+    frame = _frame(n=200).assign(user=users)
     frame.to_csv(tmp_path / "d.csv", index=False)
-    line = _assert_clean_error(
-        _train(tmp_path / "d.csv", tmp_path / "run", "--set", "data.max_categories=20"),
-        "train",
-        "feature column 'user'",
-        "data.max_categories = 20",
-    )
-    assert "42 distinct categories" in line  # 60 rows - 9 val - 9 test
-    code, _, err = _train(tmp_path / "d.csv", tmp_path / "ok", "--set", "data.max_categories=60")
+    code, _, err = _train(tmp_path / "d.csv", tmp_path / "run")
     assert code == 0, err
+    pre = _meta(tmp_path / "run")["preprocessor"]
+    assert pre["encoders"] == {"city": "onehot", "user": "embedding"}
+    assert len(pre["categories"]["user"]) == 50 and pre["notes"] == []
+
+    code, _, err = _train(tmp_path / "d.csv", tmp_path / "kept", "--set", "data.max_categories=20")
+    assert code == 0, err
+    pre = _meta(tmp_path / "kept")["preprocessor"]
+    train, _, _ = split_rows(200, "random", 0.15, 0.15, seed=0)  # the run's split
+    counts = pd.Series(users)[train].value_counts()
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    assert pre["categories"]["user"] == sorted(label for label, _ in ranked[:20])
+    share = sum(n for _, n in ranked[:20]) / counts.sum()
+    assert pre["notes"] == [
+        f"user: 50 distinct training values, kept the 20 most frequent ({share:.0%} of rows); "
+        "the rest share one embedding row"
+    ]
 
 
 # --------------------------------------------------------- odd tables that train correctly

@@ -4,24 +4,27 @@ Each task names its kind and its target column(s): ``NAME:KIND:COLUMN`` on the c
 (``multilabel`` tasks join 0/1 columns with ``+``: ``tags:multilabel:is_a+is_b``). Feature
 columns are the ones given, or every column that is neither a target nor the id/split column.
 Numeric features are standardized and categorical ones (non-numeric columns, or those listed
-as categorical) one-hot encoded by :class:`~mtlkit.data.TabularPreprocessor`, fitted on the
-training rows only. Cells are read by the rules of :mod:`mtlkit.data.cells`: only an empty cell
-(or a token of ``na_values``) is missing; an empty target cell is a missing label, masked for
-that task only.
+as categorical) one-hot encoded, or turned into embedding codes when they have more than
+``onehot_max`` categories, by :class:`~mtlkit.data.TabularPreprocessor`, fitted on the
+training rows only (a streamed table uses the same preprocessor). Cells are read by the rules
+of :mod:`mtlkit.data.cells`: only an empty cell (or a token of ``na_values``) is missing; an
+empty target cell is a missing label, masked for that task only.
 
 Nothing is guessed silently: a duplicated or empty header name, a row with more or fewer fields
 than the header, a nested Parquet column, a mostly numeric column with a few words in it, an
-infinite or float32-overflowing number, a categorical column with more than ``max_categories``
-values and contradictory column roles are errors naming the file, column, line or task.
+infinite or float32-overflowing number, encoder options naming a column that is not a
+categorical feature and contradictory column roles are errors naming the file, column, line,
+option or task.
 """
 
 from __future__ import annotations
 
 import csv
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,14 +32,12 @@ import torch
 
 from mtlkit.data.builtin._split import make_split, tabular_bundle
 from mtlkit.data.bundle import DatasetBundle
-from mtlkit.data.cells import DataError, labels, location, na_hint, numeric_share
+from mtlkit.data.cells import DataError, location, na_hint, numeric_share
 from mtlkit.data.stream.split import hash_split
 from mtlkit.data.tabular import TabularPreprocessor
 from mtlkit.tasks import TASK_KINDS, Task, get_kind
 
 SPLIT_METHODS = ("random", "stratified", "column", "hash")
-MAX_CATEGORIES = 1000
-"""Default ``data.max_categories``: distinct training values a one-hot encoded column may have."""
 MOSTLY_NUMERIC = 0.5
 """A feature column with at least this share of numeric cells and some words is an error."""
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -255,10 +256,13 @@ def load_table(
     split_column: str | None = None,
     seed: int = 0,
     na_values: Sequence[str] = (),
-    max_categories: int = MAX_CATEGORIES,
+    encoder_options: Mapping[str, Any] | None = None,
     fitted: DatasetBundle | None = None,
 ) -> DatasetBundle:
     """Read a table and build a :class:`DatasetBundle` (see the module docstring).
+
+    ``encoder_options`` are the keyword options of :class:`~mtlkit.data.TabularPreprocessor`
+    (``onehot_max``, ``max_categories``, ``min_frequency``, ``hash_buckets``, ``embedding_dim``).
 
     ``fitted`` (the tasks, preprocessor and target scaling of a trained run) applies that run's
     preprocessing instead of fitting it: a class it does not know is an error. With ``fitted``,
@@ -269,10 +273,6 @@ def load_table(
         raise DataError(f"data.split: expected one of {', '.join(SPLIT_METHODS)}, got {split!r}")
     if not (0 <= val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
         raise DataError("data.val_size/test_size: need 0 <= val_size, 0 < test_size, sum < 1")
-    if isinstance(max_categories, bool) or not isinstance(max_categories, int):
-        raise DataError(f"data.max_categories: expected an integer, got {max_categories!r}")
-    if max_categories < 1:
-        raise DataError(f"data.max_categories: expected >= 1, got {max_categories}")
     if not tasks:
         raise DataError("data.tasks: at least one task is needed (--task NAME:KIND:COLUMN)")
     names = [t.name for t in tasks]
@@ -325,8 +325,7 @@ def load_table(
 
     cats = [c for c in features if c in categorical or not _is_numeric(frame, c, path)]
     numeric = [c for c in features if c not in cats]
-    _check_cardinality(frame.iloc[train], cats, max_categories)
-    pre = TabularPreprocessor(numeric, cats).fit(frame.iloc[train])
+    pre = TabularPreprocessor(numeric, cats, **(encoder_options or {})).fit(frame.iloc[train])
     return tabular_bundle(
         path.stem,
         task_list,
@@ -414,17 +413,6 @@ def _is_numeric(frame: pd.DataFrame, column: str, path: Path) -> bool:
         f"mostly numeric column{more}{na_hint(token)}; list the column in data.categorical "
         "(--categorical) to one-hot encode it"
     )
-
-
-def _check_cardinality(train: pd.DataFrame, columns: list[str], limit: int) -> None:
-    for column in columns:
-        count = int(labels(_column(train, column)).nunique())
-        if count > limit:
-            raise DataError(
-                f"feature column {column!r}: {count} distinct categories in the training rows, "
-                f"above data.max_categories = {limit}; leave it out of data.features, or raise "
-                "the limit (--set data.max_categories=N) if one-hot encoding it fits in memory"
-            )
 
 
 def _apply_fitted(

@@ -18,7 +18,8 @@ from mtlkit.data import DatasetBundle, MultiInputDataset, load_dataset
 from mtlkit.data.table import TableTask, load_table
 from mtlkit.distributed.env import DistContext
 from mtlkit.models import MultiTaskModel, make_encoder, make_model
-from mtlkit.models.inputs import TabularInput, WithInputLayer
+from mtlkit.models.architectures import ARCHITECTURE_CLASSES
+from mtlkit.models.inputs import EncoderWithInput, TabularInput, WithInputLayer
 from mtlkit.tasks import Task
 from mtlkit.training.checkpoint import load_file, read_json
 from mtlkit.training.options import Regularization, TrainingOptions
@@ -95,9 +96,28 @@ def table_split_options(config: Config) -> dict[str, Any]:
     }
 
 
-def load_bundle(config: Config) -> DatasetBundle:
-    """The configured data: a built-in dataset, or the user's table when ``data.path`` is set."""
+def table_encoder_options(config: Config) -> dict[str, Any]:
+    """The :class:`~mtlkit.data.TabularPreprocessor` options of ``data:`` (how categorical
+    columns are encoded), for ``load_table`` and a streamed table alike."""
     data = config.data
+    return {
+        "onehot_max": data.onehot_max,
+        "max_categories": data.max_categories,
+        "min_frequency": data.min_frequency,
+        "hash_buckets": data.hash_buckets,
+        "embedding_dim": data.embedding_dim,
+        "seed": config.seed,
+    }
+
+
+def load_bundle(config: Config) -> DatasetBundle:
+    """The configured data: a built-in dataset, or the user's table when ``data.path`` is set
+    (with ``data.stream``, a :class:`~mtlkit.runs.stream.StreamBundle`: read in chunks)."""
+    data = config.data
+    if data.stream:
+        from mtlkit.runs.stream import load_stream  # it imports this module
+
+        return load_stream(config)  # type: ignore[return-value]
     if data.path is None:
         try:
             bundle = load_dataset(data.dataset, **data.options)
@@ -109,7 +129,7 @@ def load_bundle(config: Config) -> DatasetBundle:
             [TableTask(t.name, t.kind, (t.column or t.name).split("+")) for t in data.tasks],
             features=data.features,
             categorical=data.categorical,
-            max_categories=data.max_categories,
+            encoder_options=table_encoder_options(config),
             **table_split_options(config),
         )
     if config.select_tasks is not None:
@@ -133,17 +153,22 @@ def _train_targets(bundle: DatasetBundle, task: str) -> torch.Tensor:
 
 
 def build_model(config: Config, bundle: DatasetBundle) -> MultiTaskModel:
-    """The configured architecture; behind a :class:`TabularInput` (one set of embedding tables
-    for every expert / column) when the table has embedded categorical columns."""
+    """The configured architecture. A table with embedded categorical columns gets one
+    :class:`TabularInput` in front of it (one set of tables for every expert / column), or one
+    inside each task's encoder when the tasks share nothing (STL)."""
     encoder = config.model.encoder or bundle.default_encoder
     options = config.model.encoder_options
     pre = bundle.preprocessor
     specs = pre.embedding_specs if pre is not None else []
-    input_layer = TabularInput(pre.n_dense, specs) if pre is not None and specs else None
-    input_shape = (input_layer.out_features,) if input_layer else bundle.input_shape
+    n_dense = pre.n_dense if pre is not None and specs else 0
+    arch = ARCHITECTURE_CLASSES.get(config.model.arch)
+    per_task = bool(specs) and arch is not None and arch.independent_tasks
+    input_layer = TabularInput(n_dense, specs) if specs and not per_task else None
+    input_shape = (n_dense + sum(s.dim for s in specs),) if specs else bundle.input_shape
 
     def encoder_factory() -> torch.nn.Module:
-        return make_encoder(encoder, input_shape, **options)
+        built = make_encoder(encoder, input_shape, **options)
+        return EncoderWithInput(TabularInput(n_dense, specs), built) if per_task else built
 
     where = (
         f"model: cannot build {config.model.arch!r} with encoder {encoder!r} "
