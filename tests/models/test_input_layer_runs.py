@@ -156,3 +156,20 @@ def test_init_from_adds_a_task_behind_the_input_layer(tmp_path):
         torch.testing.assert_close(after[key].cpu(), before[key].cpu(), rtol=0, atol=0)
     table = "input_layer.embeddings.0.weight"
     assert not torch.equal(after[table].cpu(), before[table].cpu())  # the trunk trained on
+
+
+def test_stl_gives_each_task_its_own_tables():
+    """STL is the Δm baseline: nothing shared, the embedding tables included."""
+    pre = TabularPreprocessor(["x1", "x2"], ["city", "user", "shop"]).fit(_frame())
+    model = build_model(_config("stl"), _bundle(pre, pre.n_dense + 2))
+    assert not isinstance(model, WithInputLayer)
+    tables = {n: m.weight for n, m in model.named_modules() if isinstance(m, torch.nn.Embedding)}
+    assert len(tables) == 2 * len(TASKS)
+    assert list(model.shared_parameters()) == []
+    out = model(torch.as_tensor(pre.transform(_frame(16, seed=2))))
+    for task in TASKS:
+        grads = torch.autograd.grad(
+            out[task.name].sum(), list(tables.values()), retain_graph=True, allow_unused=True
+        )
+        reached = {name for name, g in zip(tables, grads, strict=True) if g is not None}
+        assert reached == {f"encoders.{task.name}.input_layer.embeddings.{i}" for i in (0, 1)}

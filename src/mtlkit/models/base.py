@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import ClassVar
 
 from torch import Tensor, nn
 
@@ -58,6 +59,9 @@ class MultiTaskModel(nn.Module):
     """
 
     tasks: Sequence[Task]
+    independent_tasks: ClassVar[bool] = False
+    """Whether the tasks share nothing (STL): a table's embedding layer is then built inside each
+    task's encoder instead of once in front of the model (see :mod:`mtlkit.models.inputs`)."""
 
     @property
     def task_names(self) -> list[str]:

@@ -4,8 +4,10 @@ A preprocessed table row is one float tensor ``[dense features | code columns]``
 (:class:`mtlkit.data.TabularPreprocessor`: ``n_dense`` standardized numbers, missing
 indicators and one-hot blocks, then one integer code per embedded categorical column, stored
 as a float). :class:`TabularInput` turns the codes into learned vectors; :class:`WithInputLayer`
-puts it in front of any multi-task model, so that MMoE/PLE experts, STL encoders or
-cross-stitch columns all read the same embeddings: one set of tables, shared by every task.
+puts it in front of any multi-task model, so that MMoE/PLE experts, the gate encoder or
+cross-stitch columns all read the same embeddings: one set of tables, shared by every task. An
+architecture whose tasks share nothing (STL, the Δm baseline) gets one :class:`EncoderWithInput`
+per task instead: its own tables in each task's encoder.
 """
 
 from __future__ import annotations
@@ -135,6 +137,24 @@ class TabularInput(nn.Module):
         return f"n_dense={self.n_dense}, columns={self.columns}, out_features={self.out_features}"
 
 
+class EncoderWithInput(nn.Module):
+    """``encoder(input_layer(x))`` as one encoder, with ``out_features`` of ``encoder``.
+
+    For an architecture whose tasks share nothing (``independent_tasks``, STL): each task's
+    encoder then has its own tables, so that the baseline stays single-task.
+    """
+
+    def __init__(self, input_layer: TabularInput, encoder: nn.Module) -> None:
+        super().__init__()
+        self.input_layer = input_layer
+        self.encoder = encoder
+        self.input_shape: tuple[int, ...] = (input_layer.in_features,)
+        self.out_features = int(encoder.out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.encoder(self.input_layer(x))
+
+
 class WithInputLayer(MultiTaskModel):
     """``outputs = model(input_layer(x))``: a multi-task model behind an input layer.
 
@@ -209,4 +229,4 @@ class WithInputLayer(MultiTaskModel):
         return self.model(self.input_layer(x))
 
 
-__all__ = ["EmbeddingSpecLike", "TabularInput", "WithInputLayer"]
+__all__ = ["EmbeddingSpecLike", "EncoderWithInput", "TabularInput", "WithInputLayer"]

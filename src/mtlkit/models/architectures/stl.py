@@ -20,6 +20,8 @@ from mtlkit.tasks import Task
 class SingleTaskModels(MultiTaskModel):
     """``outputₜ = headₜ(encoderₜ(x))`` with one encoder per task."""
 
+    independent_tasks: ClassVar[bool] = True
+
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "head_hidden": [Interval(Integral, 1, None), None],
     }
