@@ -35,37 +35,28 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    """Predictions of a run trained on a table for the rows of a CSV or Parquet file.
+    """Predictions of a run trained on a table for the rows of a CSV or Parquet file (or a
+    directory or glob of them), read and written in chunks, in input order.
 
-    See :meth:`mtlkit.runs.TrainedRun.predict`.
+    See :meth:`mtlkit.runs.TrainedRun.predict_file`.
     """
-    from mtlkit.data.table import read_table
-
     run = load(args.run_dir)
-    pre = run.preprocessor
-    if pre is None:
-        raise ConfigError(
-            f"predict: run {args.run_dir!r} was not trained on tabular data; "
-            "predict reads rows of feature columns from a CSV or Parquet file"
-        )
     path, output = Path(args.input), Path(args.output)
     if output.is_dir():
         raise ConfigError(f"--output: {str(output)!r} is a folder; name a CSV file")
     if output.exists() and path.exists() and output.resolve() == path.resolve():
         raise ConfigError(f"--output: {str(output)!r} is the input file; name another file")
-    frame = read_table(path, run.config.data.na_values)
-    if args.id_column and args.id_column not in frame.columns:
-        raise ConfigError(f"--id-column: column {args.id_column!r} is not in {str(path)!r}")
-    table = run.predict(frame, all_probabilities=args.all_probabilities)
-    if args.id_column:
-        table.insert(0, args.id_column, frame[args.id_column])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(output, index=False)
-    coverage = pre.coverage(frame)
-    print(f"wrote {len(table)} rows to {args.output}")
+    counts = run.predict_file(
+        args.input,
+        output,
+        id_column=args.id_column,
+        all_probabilities=args.all_probabilities,
+        chunk_rows=args.chunk_rows,
+    )
+    print(f"wrote {counts['rows']} rows to {args.output}")
     print(
-        f"rows with every feature missing: {coverage['all_features_missing']}; "
-        f"rows with a category unseen in training: {coverage['unseen_category']}"
+        f"rows with every feature missing: {counts['all_features_missing']}; "
+        f"rows with a category unseen in training: {counts['unseen_category']}"
     )
     return 0
 

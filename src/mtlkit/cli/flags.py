@@ -59,7 +59,16 @@ def add_run_flags(
     if exclude:
         parser = _Excluding(parser, exclude)  # type: ignore[assignment]
     parser.add_argument("--config", help="YAML config file (flags override its fields)")
-    parser.add_argument("--data", help="your own CSV or Parquet file (instead of --dataset)")
+    parser.add_argument(
+        "--data",
+        help="your own CSV or Parquet file (instead of --dataset); with --stream also a "
+        "directory or a glob of files",
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="read --data in chunks, never whole (tables larger than memory; data.stream)",
+    )
     parser.add_argument(
         "--task",
         action="append",
@@ -174,6 +183,8 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides[key] = yaml_value(value, f"--set {item!r}")
     if getattr(args, "no_progress", False):
         overrides["training.progress"] = False
+    if getattr(args, "stream", False):
+        overrides["data.stream"] = True
     if getattr(args, "baselines", False):
         overrides["baselines"] = True
     return overrides

@@ -90,12 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="predict every task for the rows of a table")
     predict.add_argument("run_dir")
     predict.add_argument(
-        "--input", required=True, help="CSV or Parquet file with the feature columns"
+        "--input",
+        required=True,
+        help="CSV or Parquet file with the feature columns (or a directory or glob of them)",
     )
     predict.add_argument("--output", required=True, help="CSV file to write")
     predict.add_argument("--id-column", help="a column to copy to the output")
     predict.add_argument(
         "--all-probabilities", action="store_true", help="write every class probability"
+    )
+    predict.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=65_536,
+        help="rows read and predicted at a time (memory does not grow with the file)",
     )
 
     add_compare_parser(sub)

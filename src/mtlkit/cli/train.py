@@ -23,6 +23,7 @@ from mtlkit.config import Config, ConfigError, from_dict, load_config, merge
 from mtlkit.data import DatasetBundle
 from mtlkit.data.table import label_report
 from mtlkit.runs.build import build_model, load_bundle, prepare_transfer
+from mtlkit.runs.stream import StreamBundle, stream_label_report
 from mtlkit.runs.train import (
     RunInterrupted,
     RunResult,
@@ -80,7 +81,8 @@ def _train(args: argparse.Namespace) -> int:
         except ConfigError as err:
             raise ConfigError(f"--baselines: the single-task models (arch stl): {err}") from None
     print(f"{bundle.name}: {len(bundle.tasks)} tasks")
-    print("\n".join(label_report(bundle)))
+    report = stream_label_report if isinstance(bundle, StreamBundle) else label_report
+    print("\n".join(report(bundle)))
     result = train_run(config, out, overwrite=args.overwrite, bundle=bundle)
     _report(config, out, result, bundle, baseline)
     return 0

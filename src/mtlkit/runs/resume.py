@@ -12,7 +12,7 @@ from typing import Any
 
 from mtlkit.config import Config, ConfigError
 from mtlkit.distributed.env import DistContext
-from mtlkit.runs.trained import file_digest
+from mtlkit.runs.trained import data_digest
 from mtlkit.training.checkpoint import (
     FileError,
     atomic_write_text,
@@ -65,11 +65,15 @@ def keep_log_lines(path: Path, epochs: int) -> None:
 
 
 def check_data_unchanged(config: Config, run_dir: Path) -> None:
-    """Refuse to resume a table run whose data file is gone or changed (other rows, splits)."""
+    """Refuse to resume a table run whose data (file, or a stream's files) is gone or changed
+    (other rows, splits)."""
     meta = read_json(run_dir / "tasks.json", "--resume")
     if not config.data.path:
         return
-    if not Path(config.data.path).is_file():
-        raise ConfigError(f"--resume: the run's data file {config.data.path!r} is gone")
-    if meta.get("data_sha256") != file_digest(config.data.path):
-        raise ConfigError(f"--resume: data file {config.data.path!r} changed since the run started")
+    what = "data" if config.data.stream else "data file"
+    try:
+        digest = data_digest(config)
+    except (OSError, ValueError):  # no such file; a stream's directory or glob now empty
+        raise ConfigError(f"--resume: the run's {what} {config.data.path!r} is gone") from None
+    if meta.get("data_sha256") != digest:
+        raise ConfigError(f"--resume: {what} {config.data.path!r} changed since the run started")

@@ -41,6 +41,7 @@ from mtlkit.runs.build import (
 from mtlkit.runs.logs import append_line, log_tensorboard, require_tensorboard, tensorboard_writer
 from mtlkit.runs.resume import check_data_unchanged, keep_log_lines, read_checkpoint, restore
 from mtlkit.runs.rundir import RunLock, check_new_run_directory, clear_run_directory
+from mtlkit.runs.stream import StreamBundle, checkpoint_every_steps, stream_train_loader
 from mtlkit.runs.trained import bundle_metadata
 from mtlkit.training.checkpoint import (
     FileError,
@@ -141,14 +142,7 @@ def train_run(
     bundle = bundle or load_bundle(config)
     model, transfer = prepare_transfer(config, build_model(config, bundle), bundle)
     trainer = build_trainer(config, model, bundle, transfer, distributed=ctx)
-    loader = make_loader(
-        bundle.train,
-        config.data.batch_size,
-        seed=config.seed,
-        sampling=config.data.sampling,
-        rank=ctx.rank if ctx else 0,
-        world_size=ctx.world_size if ctx else 1,
-    )
+    loader = _train_loader(config, bundle, ctx)
     path = Path(run_dir) if run_dir is not None else None
     state = None
     if resume:
@@ -183,6 +177,20 @@ def train_run(
         raise RunInterrupted(message, getattr(err, "signal_number", signal.SIGINT)) from None
     finally:
         lock.__exit__(None, None, None)
+
+
+def _train_loader(config: Config, bundle: DatasetBundle | StreamBundle, ctx: DistContext | None):
+    """Shuffled training batches (this process's shard of each), resumable mid-epoch."""
+    if isinstance(bundle, StreamBundle):
+        return stream_train_loader(config, bundle, ctx)
+    return make_loader(
+        bundle.train,
+        config.data.batch_size,
+        seed=config.seed,
+        sampling=config.data.sampling,
+        rank=ctx.rank if ctx else 0,
+        world_size=ctx.world_size if ctx else 1,
+    )
 
 
 def _prepare_files(
@@ -237,16 +245,15 @@ def _train(
     is_main = ctx is None or ctx.is_main
     writer = tensorboard_writer(config, path) if is_main else None
 
-    def save_checkpoint(trainer: Trainer) -> None:
+    def save_checkpoint(trainer: Trainer, inside_epoch: bool = False) -> None:
         """Rank 0 writes ``checkpoint.pt``; with every rank's random state (a collective)."""
+        position = loader.state_dict()
+        if inside_epoch and position.get("batches", 0) == 0:
+            return  # the loader has passed the epoch's last batch: the epoch's checkpoint follows
         rng = rng_states()
         every_rank = None if ctx is None else ctx.all_gather_object(rng, what="random states")
         if is_main:
-            state = trainer.state_dict() | {
-                "loader": loader.state_dict(),
-                "rng": rng,
-                "rng_ranks": every_rank,
-            }
+            state = trainer.state_dict() | {"loader": position, "rng": rng, "rng_ranks": every_rank}
             atomic_save(state, path / "checkpoint.pt")
 
     def log_epoch(trainer: Trainer, record: dict[str, Any]) -> None:
@@ -265,7 +272,7 @@ def _train(
 
         def on_step_end(trainer: Trainer) -> None:
             if trainer.step % every == 0:
-                save_checkpoint(trainer)
+                save_checkpoint(trainer, inside_epoch=True)
 
     try:
         trainer.fit(
@@ -308,18 +315,6 @@ def _train(
     return RunResult(
         path, test, history, trainer.model, bundle, seconds, transfer, before, is_main=is_main
     )
-
-
-STREAM_CHECKPOINT_EVERY_STEPS = 1000
-"""``training.checkpoint_every_steps`` of a streamed run that does not set it."""
-
-
-def checkpoint_every_steps(config: Config) -> int | None:
-    """Optimizer steps between mid-epoch checkpoints (``None``: after every epoch only)."""
-    every = config.training.checkpoint_every_steps
-    if every is None and config.data.stream:
-        return STREAM_CHECKPOINT_EVERY_STEPS
-    return every
 
 
 def _failure_message(err: Exception, path: Path | None) -> str:

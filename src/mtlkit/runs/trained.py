@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,10 +24,12 @@ from torch import Tensor
 
 from mtlkit.config import Config, ConfigError, load_config
 from mtlkit.data import DatasetBundle, TabularPreprocessor
+from mtlkit.data.stream.source import DEFAULT_CHUNK_ROWS
 from mtlkit.models import MultiTaskModel
 from mtlkit.runs.build import build_model, load_bundle, table_split_options
+from mtlkit.runs.stream import stream_digest
 from mtlkit.tasks import Task
-from mtlkit.training.checkpoint import FileError, load_file, read_json
+from mtlkit.training.checkpoint import FileError, atomic_write, load_file, read_json
 from mtlkit.training.evaluation import evaluate as evaluate_split
 
 if TYPE_CHECKING:
@@ -44,10 +47,19 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def data_digest(config: Config) -> str | None:
+    """SHA-256 of a table run's data: its file, or a stream's files (``None``: no table)."""
+    if not config.data.path:
+        return None
+    if config.data.stream:
+        return stream_digest(config.data.path)
+    return file_digest(config.data.path)
+
+
 def bundle_metadata(bundle: DatasetBundle, config: Config | None = None) -> dict[str, Any]:
     """The content of ``tasks.json``: what a trained model needs to read new rows."""
     return {
-        "data_sha256": file_digest(config.data.path) if config and config.data.path else None,
+        "data_sha256": data_digest(config) if config else None,
         "dataset": bundle.name,
         "tasks": [t.to_dict() for t in bundle.tasks],
         "input_shape": list(bundle.input_shape),
@@ -162,6 +174,63 @@ class TrainedRun:
             scaling = self.target_scaling.get(task.name)
             _add_prediction_columns(table, task, outputs[task.name], scaling, all_probabilities)
         return table
+
+    def predict_file(
+        self,
+        input: str | Path,
+        output: str | Path,
+        *,
+        id_column: str | None = None,
+        all_probabilities: bool = False,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ) -> dict[str, int]:
+        """Write :meth:`predict`'s rows for every row of ``input`` (a CSV/Parquet file, a
+        directory or a glob of them) to the CSV file ``output``, in input order.
+
+        Read ``chunk_rows`` rows at a time (memory does not grow with the file); the output is
+        written beside ``output`` and renamed into place at the end, so an error (a bad row,
+        a non-finite output) leaves no partial file. ``id_column`` is copied as the first
+        column. Returns the rows written and the preprocessor's coverage counts (rows with every
+        feature missing, rows with an unseen category), summed over the chunks.
+        """
+        from mtlkit.cells import DataError
+        from mtlkit.data.stream import StreamSource
+
+        pre = self.preprocessor
+        if pre is None:
+            raise ConfigError(
+                f"predict: run {str(self.path)!r} was not trained on tabular data; "
+                "predict reads rows of feature columns from a CSV or Parquet file"
+            )
+        source = StreamSource(input, self.config.data.na_values, chunk_rows)
+        features = pre.numeric + pre.categorical
+        missing = [c for c in features if c not in source.columns]
+        if missing:
+            raise ConfigError(
+                f"--input: {str(input)!r} lacks feature column(s) {', '.join(missing)}"
+            )
+        if id_column and id_column not in source.columns:
+            raise ConfigError(f"--id-column: column {id_column!r} is not in {str(input)!r}")
+        columns = list(dict.fromkeys(features + ([id_column] if id_column else [])))
+        counts = {"rows": 0, "all_features_missing": 0, "unseen_category": 0}
+
+        def write(handle) -> None:
+            text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+            for _, frame in source.scan(columns):
+                table = self.predict(frame, all_probabilities=all_probabilities)
+                if id_column:
+                    table.insert(0, id_column, frame[id_column])
+                table.to_csv(text, index=False, header=counts["rows"] == 0)
+                counts["rows"] += len(table)
+                for key, value in pre.coverage(frame).items():
+                    counts[key] += value
+            if counts["rows"] == 0:
+                raise DataError(f"--input {str(input)!r} has no data rows")
+            text.flush()
+            text.detach()
+
+        atomic_write(output, write)
+        return counts
 
     # -- evaluation -------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` so that a crash or a signal leaves either the old or the new file, whole.
 
     The data goes to a temporary file beside ``path`` (removed if anything fails, Ctrl-C
@@ -63,12 +63,12 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) ->
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` atomically (temporary file, fsync, rename)."""
-    _atomic_write(path, lambda handle: torch.save(obj, handle))
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     """Write a text file atomically (temporary file, fsync, rename)."""
-    _atomic_write(path, lambda handle: handle.write(text.encode()))
+    atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def remove_temp_files(directory: str | os.PathLike) -> list[Path]:
