@@ -17,7 +17,9 @@ reports:
 - ``wall``: the whole command (reading, fitting, the epoch, validation and test).
 
 Tables are written once under ``--data-dir`` (row groups of 65,536 rows: one unit each) and
-reused. Threads: ``--threads`` in total, shared by the processes of a configuration.
+reused. Threads: ``--threads`` per process (default 1: two processes use two cores, one process
+one core; more threads than free cores makes torch's thread pool spin and slows a step down
+many times over).
 
     .venv/bin/python benchmarks/stream/bench_stream.py --rows 1000000 10000000
 """
@@ -135,7 +137,7 @@ def train_command(path: Path, run_dir: Path, stream: bool, procs: int, threads: 
 
 def run_config(path: Path, rows: int, stream: bool, procs: int, threads: int, data_dir: Path):
     run_dir = data_dir / "runs" / f"{'stream' if stream else 'memory'}-{rows}-{procs}p"
-    command = train_command(path, run_dir, stream, procs, max(1, threads // procs))
+    command = train_command(path, run_dir, stream, procs, threads)
     measured = subprocess.run(
         [sys.executable, __file__, "--measure", json.dumps(command)],
         stdout=subprocess.PIPE,
@@ -156,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--in-memory-max-rows", type=int, default=1_000_000)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--data-dir", type=Path, default=HERE / "data")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
