@@ -313,3 +313,12 @@ def test_the_wrapped_model_exports():
     exported = torch.export.export(model, (x,)).module()
     for name, out in model(x).items():
         torch.testing.assert_close(exported(x)[name], out)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import mtlkit.models.inputs as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

@@ -124,8 +124,8 @@ class TabularInput(nn.Module):
         raise ValueError(
             f"input column {self.columns[col]!r}: code {values[row, col].item():g} (batch row "
             f"{row}) is outside [0, {self.num_embeddings[col]}), the rows of its embedding "
-            f"table ({int(bad[:, col].sum())} row(s) of the batch are); the inputs do not come "
-            "from the preprocessing this model was built for"
+            f"table ({int(bad[:, col].sum())} row(s) of this batch have such a code); the inputs "
+            "do not come from the preprocessing this model was built for"
         )
 
     def forward(self, x: Tensor) -> Tensor:
