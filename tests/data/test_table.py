@@ -146,3 +146,32 @@ def test_missing_empty_and_unreadable_files(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(DataError, match="cannot be read"):
         load_table(tmp_path / "bad.parquet", TASKS)
+
+
+def test_a_50000_value_column_becomes_one_embedding_code_column(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 100_000
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "color": rng.choice(["red", "blue"], n),
+            "user": np.arange(n) % 50_000,  # 50,000 values, ~45,000 in the training rows
+            "y": rng.normal(size=n),
+        }
+    )
+    frame.to_parquet(tmp_path / "d.parquet")
+    bundle = load_table(
+        tmp_path / "d.parquet",
+        [TableTask("y", "regression", ["y"])],
+        categorical=["user"],
+        encoder_options={"max_categories": 40_000},
+    )
+    pre = bundle.preprocessor
+    assert pre.encoders == {"color": "onehot", "user": "embedding"}
+    assert pre.feature_names == ["x", "color=blue", "color=red", "user__code"]
+    (spec,) = pre.embedding_specs
+    assert (spec.column, spec.num_embeddings, spec.dim) == ("user", 40_001, 32)
+    assert bundle.input_shape == (pre.n_dense + 1,) == (4,)
+    codes = bundle.train.inputs[:, 3]
+    assert codes.min() >= 0 and codes.max() == 40_000 and torch.equal(codes, codes.round())
+    assert pre.notes[0].startswith("user: ") and "kept the 40,000 most frequent" in pre.notes[0]
