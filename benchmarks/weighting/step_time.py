@@ -23,14 +23,21 @@ from the graph, the engine kept per model) — and ``NAME trainer.train_step`` �
 :meth:`mtlkit.training.Trainer.train_step` on the same model and batch. Both should cost what
 the ``NAME`` row costs: no per-step re-timing of the Jacobian method.
 
-Reported: median over ``--reps`` timed steps (after ``--warmup``) ÷ EW's median, per T. The
-steps are timed in interleaved rounds (EW, loop, every strategy, then again), so a change of
-machine load during the run shifts all of them alike.
+How it is timed: every configuration (EW, the loop, each strategy and mode, each torchjd path)
+first runs ``--warmup`` steps; then ``--rounds`` rounds each time every configuration once, in a
+freshly shuffled order (``--seed``). A ratio is taken *within* a round (both steps ran within
+seconds of each other, under the same machine load) and reported as the median over the rounds;
+the speed-up lines also give the spread, the smallest and largest per-round ratio. torch runs
+with ``--threads`` threads (default 2), set before anything is timed.
+
+    .venv/bin/python -u benchmarks/weighting/step_time.py --tasks 4 8 16 \
+        --strategies mgda upgrad imtl_g aligned_mtl --rounds 30
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -111,19 +118,30 @@ def build(num_tasks: int, batch: int, seed: int = 0):
     return model, tasks, x, y
 
 
-def time_interleaved(steps: dict[str, Callable[[], None]], warmup: int, reps: int) -> dict:
-    """Median time of each step, timed in rounds (one step of each per round) so that a change
-    of machine load over the run affects every step alike."""
+def time_rounds(
+    steps: dict[str, Callable[[], None]], warmup: int, rounds: int, seed: int = 0
+) -> dict[str, list[float]]:
+    """Seconds per step, one entry per round: after ``warmup`` steps of each configuration, each
+    round runs every step once in a freshly shuffled order, so that a change of machine load
+    (or a step that warms the caches for the next) affects no configuration systematically."""
     for step in steps.values():
         for _ in range(warmup):
             step()
+    order = random.Random(seed)
     times: dict[str, list[float]] = {label: [] for label in steps}
-    for _ in range(reps):
-        for label, step in steps.items():
+    for _ in range(rounds):
+        labels = list(steps)
+        order.shuffle(labels)
+        for label in labels:
             start = time.perf_counter()
-            step()
+            steps[label]()
             times[label].append(time.perf_counter() - start)
-    return {label: statistics.median(t) for label, t in times.items()}
+    return times
+
+
+def per_round_ratios(numerator: list[float], denominator: list[float]) -> list[float]:
+    """``numerator[r] / denominator[r]`` for every round ``r`` (both timed in the same round)."""
+    return [a / b for a, b in zip(numerator, denominator, strict=True)]
 
 
 def mtlkit_step(model, tasks, x, y, strategy, engine, optimizer):
@@ -236,26 +254,49 @@ def torchjd_autogram_step(model, tasks, x, y, weighting_name: str, optimizer):
     return step
 
 
-def print_speedups(rows: dict[str, dict[int, float]], args: argparse.Namespace) -> None:
-    """Faster torchjd path ÷ mtlkit's exact step, per strategy torchjd has."""
+Rows = dict[str, dict[int, list[float]]]
+"""Per configuration label, per T: its seconds per step, one entry per round."""
+
+
+def faster_torchjd_path(rows: Rows, name: str, num_tasks: int) -> str | None:
+    """The label of the torchjd path with the lower median time for ``name`` at T tasks."""
+    paths = [
+        label
+        for label in (f"{name} torchjd", f"{name} torchjd-autogram")
+        if num_tasks in rows.get(label, {})
+    ]
+    return min(paths, key=lambda label: statistics.median(rows[label][num_tasks]), default=None)
+
+
+def print_speedups(rows: Rows, args: argparse.Namespace) -> None:
+    """Per strategy torchjd has, per T: the faster torchjd path's time ÷ mtlkit's exact step,
+    taken within each round; the median over rounds and the (smallest–largest) round."""
     lines = []
     for name in rows:
-        paths = [rows[k] for k in (f"{name} torchjd", f"{name} torchjd-autogram") if k in rows]
-        if not paths:
-            continue
-        cells = []
+        cells, seen = [], False
         for t in args.tasks:
-            theirs = [p[t] for p in paths if t in p]
-            ours = rows[name].get(t)
-            cells.append(f"{min(theirs) / ours:<10.2f}" if theirs and ours else " " * 10)
-        lines.append(name.ljust(28) + "".join(cells))
+            path = faster_torchjd_path(rows, name, t)
+            if path is None or t not in rows[name]:
+                cells.append(" " * 18)
+                continue
+            seen = True
+            ratios = per_round_ratios(rows[path][t], rows[name][t])
+            tag = "a" if path.endswith("autogram") else "j"
+            cell = f"{statistics.median(ratios):.2f}{tag} ({min(ratios):.2f}-{max(ratios):.2f})"
+            cells.append(f"{cell:<18}")
+        if seen:
+            lines.append(name.ljust(28) + "".join(cells))
     if lines:
-        print("\nspeed-up vs torchjd (faster torchjd path / mtlkit exact; target ≥ 1.5 at T ≥ 4)")
-        print("strategy".ljust(28) + "".join(f"T={t:<8}" for t in args.tasks))
+        print(
+            "\nspeed-up vs torchjd: faster torchjd path ÷ mtlkit exact, per round; median "
+            "(min-max)\nover the rounds; j = autojac mtl_backward + jac_to_grad, a = autogram "
+            "Engine (target ≥ 1.5 at T ≥ 4)"
+        )
+        print("strategy".ljust(28) + "".join(f"T={t:<16}" for t in args.tasks))
         print("\n".join(lines), flush=True)
 
 
-def print_table(rows: dict[str, dict[int, float]], args: argparse.Namespace) -> None:
+def print_table(rows: Rows, args: argparse.Namespace) -> None:
     tasks = [t for t in args.tasks if t in rows["ew"]]
     width = max(len(k) for k in rows) + 2
     header = "strategy".ljust(width) + "".join(f"T={t:<8}" for t in tasks)
@@ -264,12 +305,19 @@ def print_table(rows: dict[str, dict[int, float]], args: argparse.Namespace) -> 
     print("-" * len(header))
     for label, times in rows.items():
         cells = "".join(
-            (f"{times[t] / rows['ew'][t]:<10.2f}" if t in times else " " * 10) for t in tasks
+            (
+                f"{statistics.median(per_round_ratios(times[t], rows['ew'][t])):<10.2f}"
+                if t in times
+                else " " * 10
+            )
+            for t in tasks
         )
         print(label.ljust(width) + cells)
+    rounds = len(next(iter(rows["ew"].values())))
     print(
-        f"\nratios = median step time / EW median step time; batch {args.batch}, "
-        f"{args.reps} reps after {args.warmup} warmup, torch threads {torch.get_num_threads()}",
+        f"\nratio = step time ÷ EW's step time in the same round, median over {rounds} rounds "
+        f"(each round times every configuration once, in shuffled order, after {args.warmup} "
+        f"warm-up steps each); batch {args.batch}, torch threads {torch.get_num_threads()}",
         flush=True,
     )
 
@@ -280,25 +328,30 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=None)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument(
+        "--rounds", "--reps", type=int, default=10, help="timed rounds (each times every config)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the per-round shuffle")
     parser.add_argument("--every", type=int, default=4, help="k of the every-k mode")
-    parser.add_argument("--quick", action="store_true", help="T ∈ {2, 16}, 2 warmup, 5 reps")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="T ∈ {2, 16}, 2 warmup, 5 rounds")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (pinned)")
     parser.add_argument("--no-torchjd", action="store_true")
+    parser.add_argument(
+        "--method", default="auto", help="the engine's Jacobian method (auto, loop, layerwise, ...)"
+    )
     parser.add_argument("--seam", nargs="*", default=["upgrad"], help="custom-loop/trainer rows")
     args = parser.parse_args()
     if args.quick:
-        args.tasks, args.warmup, args.reps = [2, 16], 2, 5
-    if args.threads:
-        torch.set_num_threads(args.threads)
+        args.tasks, args.warmup, args.rounds = [2, 16], 2, 5
+    torch.set_num_threads(args.threads)
     names = args.strategies or (GRADIENT + LOSS)
 
-    rows: dict[str, dict[int, float]] = {}
+    rows: Rows = {}
     for num_tasks in args.tasks:
         model, tasks, x, y = build(num_tasks, args.batch)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
 
-        engine = GradientEngine()
+        engine = GradientEngine(method=args.method)
         engine.watch(model, list(model.shared_parameters()))  # as the trainer does
         probe = make_weighting("mgda", num_tasks)  # let the engine measure and choose first
         probe_step = mtlkit_step(model, tasks, x, y, probe, engine, optimizer)
@@ -344,7 +397,8 @@ def main() -> None:
             steps[f"{name} trainer.train_step"] = trainer_step(
                 model, tasks, x, y, make_weighting(name, num_tasks), engine
             )
-        for label, seconds in time_interleaved(steps, args.warmup, args.reps).items():
+        timed = time_rounds(steps, args.warmup, args.rounds, seed=args.seed + num_tasks)
+        for label, seconds in timed.items():
             rows.setdefault(label, {})[num_tasks] = seconds
         chosen = sorted(
             {
@@ -353,7 +407,8 @@ def main() -> None:
             }
         )
         print(
-            f"T={num_tasks}: EW step {1000 * rows['ew'][num_tasks]:.1f} ms; engine's Jacobian "
+            f"T={num_tasks}: EW step {1000 * statistics.median(rows['ew'][num_tasks]):.1f} ms "
+            f"(median of {args.rounds} rounds); engine's Jacobian "
             f"method: {chosen}",
             flush=True,
         )
