@@ -78,7 +78,10 @@ def add_run_flags(
         "after the column, e.g. :class_weight=balanced or :pos_weight=3 (repeatable)",
     )
     parser.add_argument("--features", help="comma-separated feature columns of --data")
-    parser.add_argument("--categorical", help="comma-separated columns to one-hot encode")
+    parser.add_argument(
+        "--categorical",
+        help="comma-separated columns to encode as categories (one-hot or embedding)",
+    )
     parser.add_argument(
         "--na-values",
         dest="na_values",
