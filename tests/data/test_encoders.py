@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -275,6 +276,59 @@ def test_hash_codes_are_stable_across_processes_chunkings_and_storage():
     pre = TabularPreprocessor([], ["c"], hash_buckets={"c": 100}).fit(pd.DataFrame({"c": [1]}))
     same = pre.transform(pd.DataFrame({"c": [3, 3.0, "3"]}))[:, 0]
     assert same[0] == same[1] == same[2] != 0
+
+
+_M64 = 2**64 - 1
+
+
+def _siphash24(key: bytes, message: bytes) -> int:
+    """SipHash-2-4 (Aumasson & Bernstein, 2012), written from the paper as an oracle."""
+
+    def rotl(x: int, b: int) -> int:
+        return ((x << b) | (x >> (64 - b))) & _M64
+
+    def sip_round(v0: int, v1: int, v2: int, v3: int) -> list[int]:
+        v0 = (v0 + v1) & _M64
+        v1 = rotl(v1, 13) ^ v0
+        v0 = rotl(v0, 32)
+        v2 = (v2 + v3) & _M64
+        v3 = rotl(v3, 16) ^ v2
+        v0 = (v0 + v3) & _M64
+        v3 = rotl(v3, 21) ^ v0
+        v2 = (v2 + v1) & _M64
+        v1 = rotl(v1, 17) ^ v2
+        return [v0, v1, rotl(v2, 32), v3]
+
+    k0, k1 = struct.unpack("<QQ", key)
+    v = [k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D]
+    v += [k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573]
+    whole = len(message) // 8 * 8
+    last = (len(message) & 0xFF) << 56 | int.from_bytes(message[whole:], "little")
+    words = [*struct.unpack(f"<{whole // 8}Q", message[:whole]), last]
+    for word in words:
+        v[3] ^= word
+        v = sip_round(*sip_round(*v))
+        v[0] ^= word
+    v[2] ^= 0xFF
+    for _ in range(4):
+        v = sip_round(*v)
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
+
+
+def _mix64(z: int) -> int:
+    """The 64-bit mixing step pandas applies after hashing (SplitMix64's output function)."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def test_hash_codes_follow_siphash_of_the_utf8_label():
+    # the paper's test vector: key 00..0f, message 00..0e
+    assert _siphash24(bytes(range(16)), bytes(range(15))) == 0xA129CA6149BE45E5
+    labels = ["user7", "a", "", "ünïcødé", "a label longer than sixteen bytes", "1"]
+    key = encoders.HASH_KEY.encode()
+    expected = [1 + _mix64(_siphash24(key, text.encode())) % 997 for text in labels]
+    assert hash_codes(pd.Series(labels), 997).tolist() == expected
 
 
 # ------------------------------------------------------------------------------- storage

@@ -167,8 +167,9 @@ def select_vocabulary(counts: Counter[str], max_categories: int, min_frequency: 
 def hash_codes(labels: pd.Series, buckets: int) -> np.ndarray:
     """``1 + hash(label) mod buckets`` for each present label, 0 where it is missing.
 
-    The hash is :func:`pandas.util.hash_array` (SipHash of the UTF-8 label) with the fixed key
-    :data:`HASH_KEY`, so a label gets the same code in every run and process.
+    The hash is :func:`pandas.util.hash_array` with the fixed key :data:`HASH_KEY` (SipHash-2-4
+    of the UTF-8 label, then SplitMix64's mixing step), so a label gets the same code in every
+    run and process.
     """
     present = labels.notna().to_numpy()
     codes = np.zeros(len(labels), dtype=np.int64)
