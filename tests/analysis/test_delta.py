@@ -1,6 +1,9 @@
+import logging
+import math
+
 import pytest
 
-from mtlkit.analysis import delta_m
+from mtlkit.analysis import comparison_table, delta_m
 
 
 def test_delta_m_hand_computed():
@@ -22,3 +25,35 @@ def test_delta_m_is_zero_against_itself_and_antisymmetric_in_sign():
 def test_delta_m_rejects_zero_baseline():
     with pytest.raises(ValueError, match="task 'a'"):
         delta_m({"a": {"mse": 1.0}}, {"a": {"mse": 0.0}}, {"a": ["mse"]})
+
+
+# --- undefined (NaN) metrics: left out, never a gain or a loss ------------------------------
+
+
+def test_a_metric_undefined_for_either_model_is_left_out_of_its_task_with_a_warning(caplog):
+    nan = float("nan")
+    stl = {"a": {"accuracy": 0.80, "precision": nan}, "b": {"r2": 0.50}}
+    mtl = {"a": {"accuracy": 0.88, "precision": 0.9}, "b": {"r2": 0.45}}
+    metrics = {"a": ["accuracy", "precision"], "b": ["r2"]}
+    with caplog.at_level(logging.WARNING, logger="mtlkit.analysis.delta"):
+        got = delta_m(mtl, stl, metrics)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Δm leaves out a precision: undefined (NaN) for a model"
+    ]
+    assert got == pytest.approx((10.0 - 10.0) / 2)  # task a: accuracy alone
+
+
+def test_a_task_with_no_defined_metric_is_left_out_and_nothing_left_is_nan():
+    nan = float("nan")
+    stl = {"a": {"r2": nan}, "b": {"mae": 2.0}}
+    mtl = {"a": {"r2": 0.3}, "b": {"mae": 1.0}}
+    assert delta_m(mtl, stl, {"a": ["r2"], "b": ["mae"]}) == pytest.approx(50.0)
+    assert math.isnan(delta_m(mtl, stl, {"a": ["r2"]}))
+
+
+def test_tables_print_an_undefined_value_as_missing():
+    nan = float("nan")
+    results = {"stl": {"a": {"r2": nan}}, "hps": {"a": {"r2": 0.25}}}
+    table = comparison_table(results, {"a": ["r2"]}, {"stl": 0.0, "hps": nan})
+    rows = [line.split() for line in table.splitlines()[2:]]
+    assert rows == [["a", "r2", "-", "0.2500"], ["Δm", "%", "vs", "stl", "+0.00", "-"]]

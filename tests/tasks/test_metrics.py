@@ -1,4 +1,4 @@
-import warnings
+import logging
 
 import numpy as np
 import pytest
@@ -9,7 +9,6 @@ from mtlkit.tasks import (
     KINDS,
     METRICS,
     Task,
-    UndefinedMetricWarning,
     compute_metrics,
     get_kind,
     higher_is_better,
@@ -62,10 +61,10 @@ def test_multilabel_metrics_are_per_label_and_averaged():
     assert got["accuracy"] == pytest.approx((2 / 3 + 1 / 2) / 2)
 
 
-def test_no_labelled_rows_gives_nan():
-    with pytest.warns(UndefinedMetricWarning, match="accuracy undefined \\(no labelled row\\)"):
-        got = compute_metrics(Task("a", "binary"), np.full(3, IGNORE_INDEX), np.zeros(3))
+def test_no_labelled_rows_gives_nan(caplog):
+    got, message = _scores(caplog, Task("a", "binary"), np.full(3, IGNORE_INDEX), np.zeros(3))
     assert all(np.isnan(v) for v in got.values())
+    assert "accuracy undefined (no labelled row)" in message
 
 
 # --- probability metrics: reference values from scikit-learn -------------------------------
@@ -155,11 +154,10 @@ def test_log_loss_of_a_certain_mistake_is_finite():
     assert got["log_loss"] == pytest.approx(-np.log(np.finfo(np.float32).eps))
 
 
-def test_roc_auc_of_a_single_class_is_nan():
-    with pytest.warns(UndefinedMetricWarning, match="roc_auc undefined \\(the labelled rows hold"):
-        got = compute_metrics(
-            Task("b", "binary", metrics=["roc_auc"]), np.ones(4), np.ones(4), np.linspace(0, 1, 4)
-        )
+def test_roc_auc_of_a_single_class_is_nan(caplog):
+    task = Task("b", "binary", metrics=["roc_auc"])
+    got, message = _scores(caplog, task, np.ones(4), np.ones(4), np.linspace(0, 1, 4))
+    assert "roc_auc undefined (the labelled rows hold fewer than two classes)" in message
     assert np.isnan(got["roc_auc"])
 
 
@@ -195,14 +193,16 @@ def test_every_kind_has_default_metrics_that_apply_to_it(kind):
 # --- undefined metrics are NaN with a reason, never 0 ----------------------------------------
 
 
-def _scores(task, y, p, prob=None):
-    with pytest.warns(UndefinedMetricWarning) as caught:
+def _scores(caplog, task, y, p, prob=None):
+    """The metrics and the warnings logged while computing them."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtlkit.tasks.metrics"):
         got = compute_metrics(task, np.asarray(y), np.asarray(p), prob)
-    return got, " ".join(str(w.message) for w in caught)
+    return got, " ".join(record.getMessage() for record in caplog.records)
 
 
-def test_binary_scores_without_any_positive_are_nan_with_the_reason():
-    got, message = _scores(Task("b", "binary"), [0, 0, 0], [0, 0, 0])
+def test_binary_scores_without_any_positive_are_nan_with_the_reason(caplog):
+    got, message = _scores(caplog, Task("b", "binary"), [0, 0, 0], [0, 0, 0])
     assert got["accuracy"] == 1.0
     assert all(np.isnan(got[m]) for m in ("f1", "precision", "recall"))
     assert message.startswith("task 'b': f1 undefined (no labelled row is positive or predicted")
@@ -211,22 +211,21 @@ def test_binary_scores_without_any_positive_are_nan_with_the_reason():
     assert message.endswith("reported as NaN (missing)")
 
 
-def test_binary_precision_without_a_predicted_positive_is_nan_and_recall_is_zero():
-    got, message = _scores(Task("b", "binary"), [1, 0, 1], [0, 0, 0])
+def test_binary_precision_without_a_predicted_positive_is_nan_and_recall_is_zero(caplog):
+    got, message = _scores(caplog, Task("b", "binary"), [1, 0, 1], [0, 0, 0])
     assert np.isnan(got["precision"]) and got["recall"] == 0.0 and got["f1"] == 0.0
     assert "recall" not in message
 
 
-def test_binary_recall_without_a_labelled_positive_is_nan_and_precision_is_zero():
-    got, _ = _scores(Task("b", "binary"), [0, 0, 0], [1, 0, 0])
+def test_binary_recall_without_a_labelled_positive_is_nan_and_precision_is_zero(caplog):
+    got, _ = _scores(caplog, Task("b", "binary"), [0, 0, 0], [1, 0, 0])
     assert np.isnan(got["recall"]) and got["precision"] == 0.0 and got["f1"] == 0.0
 
 
-def test_macro_averages_leave_out_the_classes_where_a_score_is_undefined():
+def test_macro_averages_leave_out_the_classes_where_a_score_is_undefined(caplog):
     y, p = np.array([0, 1, 2, 2]), np.array([0, 1, 1, 1])  # class 2 is never predicted
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UndefinedMetricWarning)  # the averages are defined
-        got = compute_metrics(Task("m", "multiclass", 3), y, p)
+    got, message = _scores(caplog, Task("m", "multiclass", 3), y, p)
+    assert message == ""  # the averages are defined
     assert got["precision"] == pytest.approx((1 + 1 / 3) / 2)  # classes 0 and 1 only
     assert got["precision"] == pytest.approx(
         skm.precision_score(y, p, average="macro", zero_division=np.nan)
@@ -234,12 +233,12 @@ def test_macro_averages_leave_out_the_classes_where_a_score_is_undefined():
     assert got["recall"] == pytest.approx(skm.recall_score(y, p, average="macro"))
 
 
-def test_r2_of_constant_targets_is_nan_with_the_reason():
-    got, message = _scores(Task("r", "regression"), [2.0, 2.0, 2.0], [1.0, 2.0, 3.0])
+def test_r2_of_constant_targets_is_nan_with_the_reason(caplog):
+    got, message = _scores(caplog, Task("r", "regression"), [2.0, 2.0, 2.0], [1.0, 2.0, 3.0])
     assert np.isnan(got["r2"]) and got["mse"] == pytest.approx(2 / 3)
-    assert (
-        message
-        == "task 'r': r2 undefined (the labelled targets are all equal); reported as NaN (missing)"
+    assert message == (
+        "task 'r': r2 undefined (fewer than two distinct labelled targets); "
+        "reported as NaN (missing)"
     )
 
 
@@ -250,11 +249,11 @@ def test_r2_averages_the_target_columns_that_vary():
     assert got["r2"] == pytest.approx(skm.r2_score(y[:, 0], p[:, 0]))
 
 
-def test_a_multilabel_label_without_positives_is_nan_and_left_out_of_the_mean():
+def test_a_multilabel_label_without_positives_is_nan_and_left_out_of_the_mean(caplog):
     task = Task("m", "multilabel", 2, class_names=["x", "y"], metrics=["recall"])
     y = np.array([[1, 0], [0, 0], [1, 0]])
     p = np.array([[1, 1], [1, 0], [0, 0]])
-    got, message = _scores(task, y, p)
+    got, message = _scores(caplog, task, y, p)
     assert np.isnan(got["recall/y"]) and got["recall/x"] == pytest.approx(1 / 2)
     assert got["recall"] == pytest.approx(1 / 2)
     assert "recall/y undefined (no labelled row is positive)" in message

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain-text table with aligned columns (numbers to 4 significant decimals)."""
+    """A plain-text table with aligned columns (numbers to 4 significant decimals; an undefined
+    value, NaN, as ``-``)."""
 
     def cell(value: Any) -> str:
+        if isinstance(value, float) and math.isnan(value):
+            return "-"
         if isinstance(value, float):
             return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
         return str(value)
@@ -38,8 +42,13 @@ def comparison_table(
         for m in names:
             rows.append([f"{task} {m}", *(results[model][task][m] for model in models)])
     if delta:
-        rows.append(["Δm % vs stl", *(f"{delta[m]:+.2f}" if m in delta else "-" for m in models)])
+        rows.append(["Δm % vs stl", *(_signed(delta.get(m)) for m in models)])
     return format_table(["task metric", *models], rows)
+
+
+def _signed(value: float | None) -> str:
+    """``+1.23``; ``-`` when missing or undefined (NaN)."""
+    return "-" if value is None or math.isnan(value) else f"{value:+.2f}"
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:

@@ -4,7 +4,6 @@ from mtlkit.tasks.kinds import IGNORE_INDEX, KINDS, TaskKind, get_kind, register
 from mtlkit.tasks.metrics import (
     METRICS,
     Metric,
-    UndefinedMetricWarning,
     compute_metrics,
     get_metric,
     higher_is_better,
@@ -22,7 +21,6 @@ __all__ = [
     "Metric",
     "Task",
     "TaskKind",
-    "UndefinedMetricWarning",
     "compute_metrics",
     "get_kind",
     "get_metric",

@@ -10,14 +10,14 @@ An undefined metric is NaN, never 0: precision with no row predicted positive, r
 positive row, f1 with neither, r2 of constant targets, roc_auc with one class, any metric with
 no labelled row (:attr:`Metric.undefined_when` says when). Averages over classes (macro), labels
 (multilabel) and target columns (r2) leave undefined parts out and are NaN only when every part
-is. :func:`compute_metrics` warns (:class:`UndefinedMetricWarning`) with the reason; run files
-store NaN as ``null``, tables print ``-``.
+is. :func:`compute_metrics` logs a warning with the reason (logger ``mtlkit.tasks.metrics``;
+the command line prints it); run files store NaN as ``null``, tables print ``-``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,10 +30,7 @@ from sklearn import metrics as skm
 if TYPE_CHECKING:
     from mtlkit.tasks.task import Task
 
-
-class UndefinedMetricWarning(UserWarning):
-    """A metric is undefined on the rows scored (e.g. precision with no row predicted
-    positive) and is reported as NaN; the message names the task, the metric and the reason."""
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -179,7 +176,7 @@ METRICS: dict[str, Metric] = {
     "mse": Metric("mse", skm.mean_squared_error, False, ("regression",)),
     "mae": Metric("mae", skm.mean_absolute_error, False, ("regression",)),
     "r2": Metric(
-        "r2", r2, True, ("regression",), undefined_when="the labelled targets are all equal"
+        "r2", r2, True, ("regression",), undefined_when="fewer than two distinct labelled targets"
     ),
     "roc_auc": Metric(
         "roc_auc",
@@ -187,7 +184,7 @@ METRICS: dict[str, Metric] = {
         True,
         _CLASSIFICATION,
         needs_probabilities=True,
-        undefined_when="the labelled rows hold one class only",
+        undefined_when="the labelled rows hold fewer than two classes",
     ),
     "log_loss": Metric("log_loss", log_loss, False, _CLASSIFICATION, needs_probabilities=True),
     "brier": Metric("brier", brier, False, _CLASSIFICATION, needs_probabilities=True),
@@ -245,7 +242,7 @@ def compute_metrics(
 
     ``y_prob`` (``task.probabilities(output)``) is needed by the probability metrics
     (``roc_auc``, ``log_loss``, ``brier``). A metric undefined on these rows (NaN; every metric
-    when no row is labelled) comes with an :class:`UndefinedMetricWarning` giving the reason.
+    when no row is labelled) is logged as a warning giving the reason.
     """
     metrics = [get_metric(m) for m in task.metrics]
     if y_prob is None:
@@ -262,11 +259,7 @@ def compute_metrics(
     undefined = [name for name, value in results.items() if math.isnan(value)]
     if undefined:
         reasons = ", ".join(f"{name} undefined ({_undefined_when(name)})" for name in undefined)
-        warnings.warn(
-            f"task {task.name!r}: {reasons}; reported as NaN (missing)",
-            UndefinedMetricWarning,
-            stacklevel=2,
-        )
+        logger.warning("task %r: %s; reported as NaN (missing)", task.name, reasons)
     return results
 
 
