@@ -243,6 +243,34 @@ def split_rows(
     return tuple(np.sort(np.asarray(p, dtype=int)) for p in parts)
 
 
+def check_table_options(
+    tasks: Sequence[TableTask],
+    split: str,
+    val_size: float,
+    test_size: float,
+    split_column: str | None = None,
+    stratify: str | None = None,
+    methods: Sequence[str] = SPLIT_METHODS,
+) -> None:
+    """The task list and split options of a table (in memory or streamed); errors name the
+    field."""
+    if split not in methods:
+        raise DataError(f"data.split: expected one of {', '.join(methods)}, got {split!r}")
+    if not (0 <= val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
+        raise DataError("data.val_size/test_size: need 0 <= val_size, 0 < test_size, sum < 1")
+    if not tasks:
+        raise DataError("data.tasks: at least one task is needed (--task NAME:KIND:COLUMN)")
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise DataError(f"data.tasks: task names must be unique, got {names}")
+    if split == "column" and not split_column:
+        raise DataError("data.split_column: name the column holding train/val/test")
+    if split_column and split != "column":
+        raise DataError(f"data.split_column: only used with data.split: column, not {split!r}")
+    if stratify and split != "stratified":
+        raise DataError(f"data.stratify: only used with data.split: stratified, not {split!r}")
+
+
 def load_table(
     path: str | Path,
     tasks: Sequence[TableTask],
@@ -269,27 +297,14 @@ def load_table(
     ``split="all"`` puts every row in each split (evaluating a new labelled file).
     """
     path = Path(path)
-    if fitted is None and split not in SPLIT_METHODS:
-        raise DataError(f"data.split: expected one of {', '.join(SPLIT_METHODS)}, got {split!r}")
-    if not (0 <= val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
-        raise DataError("data.val_size/test_size: need 0 <= val_size, 0 < test_size, sum < 1")
-    if not tasks:
-        raise DataError("data.tasks: at least one task is needed (--task NAME:KIND:COLUMN)")
-    names = [t.name for t in tasks]
-    if len(set(names)) != len(names):
-        raise DataError(f"data.tasks: task names must be unique, got {names}")
+    methods = SPLIT_METHODS if fitted is None else (*SPLIT_METHODS, "all")
+    check_table_options(tasks, split, val_size, test_size, split_column, stratify, methods)
     frame = read_table(path, na_values)
     if fitted is not None:
         assert fitted.preprocessor is not None
         features = fitted.preprocessor.numeric + fitted.preprocessor.categorical
         categorical = fitted.preprocessor.categorical
     features = _check_roles(frame, path, tasks, features, categorical, id_column, split_column)
-    if split == "column" and not split_column:
-        raise DataError("data.split_column: name the column holding train/val/test")
-    if split_column and split != "column":
-        raise DataError(f"data.split_column: only used with data.split: column, not {split!r}")
-    if stratify and split != "stratified":
-        raise DataError(f"data.stratify: only used with data.split: stratified, not {split!r}")
 
     known = {t.name: t for t in fitted.tasks} if fitted is not None else {}
     built = [_encode_targets(frame, spec, path, known.get(spec.name)) for spec in tasks]

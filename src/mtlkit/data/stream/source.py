@@ -177,11 +177,13 @@ class StreamSource:
                         "the same column types"
                     )
 
-    def require(self, columns: Sequence[str]) -> None:
-        """An error naming the first of ``columns`` that the files lack."""
+    def require(self, columns: Sequence[str], where: str = "data") -> None:
+        """An error naming the first of ``columns`` that the files lack, and ``where`` it is
+        needed (``"data.features"``, ``"task 'price'"``), as :func:`~mtlkit.data.table.load_table`
+        words it."""
         frame = pd.DataFrame(columns=self.columns)
         for column in columns:
-            _require_column(frame, column, "data", Path(self.path))
+            _require_column(frame, column, where, Path(self.path))
 
     # ------------------------------------------------------------------------------ reading
     def scan(self, columns: Sequence[str] | None = None) -> Iterator[tuple[Unit, pd.DataFrame]]:

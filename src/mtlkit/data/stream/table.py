@@ -45,7 +45,7 @@ from mtlkit.data.table import (
     _column,
     _encode_targets,
     _is_numeric,
-    _require_column,
+    check_table_options,
     split_rows,
 )
 from mtlkit.data.tabular import TabularPreprocessor
@@ -138,6 +138,12 @@ class StreamTable:
         """The rows of ``split`` in unit ``i``, in file order: inputs ``(n, d)`` float32 and
         each task's targets (scaled as for training; missing labels as the kind marks them)."""
         frame, _ = self._rows(i, split)
+        return self.encode(frame)
+
+    def encode(self, frame: pd.DataFrame) -> tuple[Tensor, dict[str, Tensor]]:
+        """Rows holding the feature and target columns as :meth:`read_unit` gives them: inputs
+        transformed, targets encoded by the tasks (``predict``/``evaluate`` of a saved run read
+        other files this way, a chunk at a time)."""
         inputs = torch.from_numpy(self.preprocessor.transform(frame))
         targets = {}
         for spec, task in zip(self.specs, self.tasks):
@@ -250,29 +256,17 @@ def scan_table(
     ``hash``) or ``column``; ``encoder_options`` go to
     :class:`~mtlkit.data.TabularPreprocessor` (``onehot_max``, ``max_categories``...)."""
     split = "hash" if split == "random" else split
-    if split not in STREAM_SPLITS:
+    if split == "stratified":
         raise DataError(
-            f"data.split: a stream splits by hash (of data.id_column or the row number) or by "
-            f"data.split_column, not {split!r}"
+            "data.split: a stream splits by hash (of data.id_column or the row number) or by "
+            "data.split_column, not 'stratified' (it needs the whole table)"
         )
-    if not (0 <= val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
-        raise DataError("data.val_size/test_size: need 0 <= val_size, 0 < test_size, sum < 1")
-    if split == "column" and not split_column:
-        raise DataError("data.split_column: name the column holding train/val/test")
-    if split_column and split != "column":
-        raise DataError(f"data.split_column: only used with data.split: column, not {split!r}")
-    if not tasks:
-        raise DataError("data.tasks: at least one task is needed (--task NAME:KIND:COLUMN)")
-    names = [t.name for t in tasks]
-    if len(set(names)) != len(names):
-        raise DataError(f"data.tasks: task names must be unique, got {names}")
-
+    check_table_options(tasks, split, val_size, test_size, split_column, methods=STREAM_SPLITS)
     source = StreamSource(path, na_values, chunk_rows)
     where = Path(source.path)
-    header = pd.DataFrame(columns=source.columns)
     for spec in tasks:
-        for column in spec.columns:
-            _require_column(header, column, f"task {spec.name!r}", where)
+        source.require(spec.columns, f"task {spec.name!r}")
+    header = pd.DataFrame(columns=source.columns)
     features = _check_roles(header, where, tasks, features, categorical, id_column, split_column)
     table = StreamTable(
         source=source,
