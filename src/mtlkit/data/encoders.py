@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mtlkit.cells import labels
+
 MEDIAN_SAMPLE = 100_000
 """Training values per numeric column kept for the median (exact up to this many)."""
 MAX_CODE = 2**24 - 1
@@ -98,6 +100,7 @@ class MedianSample:
         self.seen = 0
         self.values = np.empty(0, dtype=np.float64)
         self.keys = np.empty(0, dtype=np.uint64)
+        self._threshold: np.uint64 | None = None
 
     def update(self, values: np.ndarray) -> None:
         """Add a chunk of (present) float64 values."""
@@ -105,14 +108,28 @@ class MedianSample:
             return
         positions = np.arange(self.seen, self.seen + values.size, dtype=np.uint64)
         self.seen += values.size
+        keys = _splitmix64(positions, self.seed)
+        if self._threshold is not None:  # a key above the capacity-th smallest never enters
+            enters = keys < self._threshold
+            values, keys = values[enters], keys[enters]
         self.values = np.concatenate([self.values, values])
-        self.keys = np.concatenate([self.keys, _splitmix64(positions, self.seed)])
+        self.keys = np.concatenate([self.keys, keys])
+        if self.values.size > 2 * self.capacity:
+            self._prune()
+
+    def _prune(self) -> None:
         if self.values.size > self.capacity:
             keep = np.argpartition(self.keys, self.capacity - 1)[: self.capacity]
             self.values, self.keys = self.values[keep], self.keys[keep]
+            self._threshold = self.keys.max()
+
+    def sample(self) -> np.ndarray:
+        """The kept values (all of them up to ``capacity``), in no particular order."""
+        self._prune()
+        return self.values
 
     def median(self) -> float:
-        return float(np.median(self.values))
+        return float(np.median(self.sample()))
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -127,9 +144,12 @@ def _splitmix64(positions: np.ndarray, seed: int) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def count_labels(counts: Counter[str], labels: pd.Series) -> None:
-    """Add the (canonical, ``None`` when missing) ``labels`` of one chunk to ``counts``."""
-    counts.update(labels.value_counts(dropna=True).to_dict())
+def count_labels(counts: Counter[str], values: pd.Series) -> None:
+    """Add the canonical labels (:func:`mtlkit.cells.labels`) of one chunk's ``values`` to
+    ``counts``; missing cells are not counted."""
+    raw = values.value_counts(dropna=True)  # distinct cells first: canonical labels of fewer
+    for label, n in zip(labels(raw.index.to_series()).tolist(), raw.tolist()):
+        counts[label] += n
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,7 @@ class TabularPreprocessor:
             self._samples[col].update(present)
             self._missing[col] += values.size - present.size
         for col, counts in self._counts.items():
-            count_labels(counts, _labels(frame, col))
+            count_labels(counts, _require(frame, col))
         for col in self.hash_buckets:
             _require(frame, col)
         return self
