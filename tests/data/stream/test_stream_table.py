@@ -190,3 +190,28 @@ def test_build_model_takes_a_stream_table_for_a_bundle(tmp_path):
     outputs = model(inputs)
     assert outputs["grade"].shape == (len(inputs), 3)
     assert outputs["price"].shape[0] == len(inputs)
+
+
+def test_binary_and_multilabel_tasks_match_load_table(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "clicked": np.where(rng.random(n) < 0.1, None, rng.choice(["no", "yes"], n)),
+            "is_a": np.where(rng.random(n) < 0.1, np.nan, rng.integers(0, 2, n)),
+            "is_b": rng.integers(0, 2, n),
+        }
+    )
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    tasks = [
+        TableTask("clicked", "binary", ["clicked"]),
+        TableTask("tags", "multilabel", ["is_a", "is_b"]),
+    ]
+    bundle = load_table(tmp_path / "t.csv", tasks, split="hash")
+    table = scan_table(tmp_path / "t.csv", tasks, chunk_rows=37)
+    assert table.tasks == bundle.tasks
+    assert table.tasks[0].class_names == ["no", "yes"]
+    _, targets, _ = _stack(table, "train")
+    for name in ("clicked", "tags"):
+        assert torch.equal(targets[name], bundle.train.targets[name])
