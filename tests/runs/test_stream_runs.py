@@ -4,9 +4,11 @@ an exact resume, and MMoE / PLE / HPS on recommender data with masked conversion
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -198,3 +200,49 @@ def test_predict_file_leaves_no_partial_output_on_a_bad_row(streamed_run, recsys
         load(streamed_run).predict_file(tmp_path / "bad.csv", tmp_path / "p.csv", chunk_rows=100)
     assert not (tmp_path / "p.csv").exists()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+# ------------------------------------------------------- recommender architectures from the CLI
+@pytest.mark.parametrize("arch", ["hps", "mmoe", "ple"])
+def test_recommender_architectures_train_from_the_cli_on_streamed_parquet(
+    arch, recsys_dir, tmp_path, capsys
+):
+    out = tmp_path / arch
+    flags = ["--data", str(recsys_dir), "--stream", "--arch", arch, "--out", str(out)]
+    flags += ["--task", "click:binary:click", "--task", "conversion:binary:conversion"]
+    flags += ["--categorical", "user_id,item_id,context_id", "--batch-size", "64"]
+    flags += ["--epochs", "1", "--no-progress", "--set", "model.encoder_options={hidden: [8]}"]
+    assert main(["train", *flags]) == 0
+    report = capsys.readouterr().out
+    # conversion is labelled only where click is 1: its labelled training rows are the clicks
+    click = re.search(
+        r"click \(binary\): labelled training rows ([\d,]+): 0 [\d,]+, 1 ([\d,]+)", report
+    )
+    conversion = re.search(r"conversion \(binary\): labelled training rows ([\d,]+)", report)
+    assert click and conversion, report
+    assert int(conversion[1].replace(",", "")) == int(click[2].replace(",", ""))
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["test"]) == {"click", "conversion"}
+    for metrics in summary["test"].values():
+        assert all(v is None or np.isfinite(v) for v in metrics.values())
+    assert load(out).config.model.arch == arch  # the saved run loads back
+
+
+# --------------------------------------------------------------------------------- evaluate
+def test_evaluate_a_streamed_runs_own_split_gives_its_test_metrics(streamed_run):
+    summary = json.loads((streamed_run / "summary.json").read_text())
+    again = load(streamed_run).evaluate()
+    assert again.keys() == summary["test"].keys()
+    for task, metrics in summary["test"].items():
+        for name, value in metrics.items():
+            assert again[task][name] == pytest.approx(value, rel=1e-5, nan_ok=True), (task, name)
+
+
+def test_evaluate_data_in_chunks_equals_the_in_memory_evaluation(streamed_run, recsys_dir):
+    run = load(streamed_run)
+    frame = pd.concat([read_table(f) for f in sorted(recsys_dir.glob("*.parquet"))])
+    whole = run.evaluate(frame.reset_index(drop=True))  # a DataFrame: read in memory
+    chunked = run.evaluate(recsys_dir, chunk_rows=9)
+    for task, metrics in whole.items():
+        for name, value in metrics.items():
+            assert chunked[task][name] == pytest.approx(value, rel=1e-5, nan_ok=True), (task, name)

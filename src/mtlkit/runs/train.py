@@ -245,22 +245,19 @@ def _train(
     is_main = ctx is None or ctx.is_main
     writer = tensorboard_writer(config, path) if is_main else None
 
-    def save_checkpoint(trainer: Trainer, inside_epoch: bool = False) -> None:
-        """Rank 0 writes ``checkpoint.pt``; with every rank's random state (a collective)."""
-        position = loader.state_dict()
-        if inside_epoch and position.get("batches", 0) == 0:
-            return  # the loader has passed the epoch's last batch: the epoch's checkpoint follows
+    def checkpoint(trainer: Trainer) -> dict[str, Any]:
+        """The training state, with every rank's random state (a collective: every rank)."""
         rng = rng_states()
         every_rank = None if ctx is None else ctx.all_gather_object(rng, what="random states")
-        if is_main:
-            state = trainer.state_dict() | {"loader": position, "rng": rng, "rng_ranks": every_rank}
-            atomic_save(state, path / "checkpoint.pt")
+        position = {"loader": loader.state_dict(), "rng": rng, "rng_ranks": every_rank}
+        return trainer.state_dict() | position
 
     def log_epoch(trainer: Trainer, record: dict[str, Any]) -> None:
         if path is not None:
-            if is_main:
+            state = checkpoint(trainer)
+            if is_main:  # the record first: a checkpoint never runs ahead of the log
                 append_line(path / "metrics.jsonl", strict_json(record))
-            save_checkpoint(trainer)
+                atomic_save(state, path / "checkpoint.pt")
             if writer is not None:
                 log_tensorboard(writer, record)
         if on_epoch_end is not None:
@@ -271,8 +268,11 @@ def _train(
     if path is not None and every is not None:
 
         def on_step_end(trainer: Trainer) -> None:
-            if trainer.step % every == 0:
-                save_checkpoint(trainer, inside_epoch=True)
+            if trainer.step % every or loader.state_dict().get("batches", 0) == 0:
+                return  # a loader past the epoch's last batch: the epoch's checkpoint follows
+            state = checkpoint(trainer)
+            if is_main:
+                atomic_save(state, path / "checkpoint.pt")
 
     try:
         trainer.fit(

@@ -15,7 +15,7 @@ import hashlib
 import io
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -235,21 +235,32 @@ class TrainedRun:
     # -- evaluation -------------------------------------------------------------------------
 
     def evaluate(
-        self, data: pd.DataFrame | str | Path | None = None, split: str | None = None
+        self,
+        data: pd.DataFrame | str | Path | None = None,
+        split: str | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
     ) -> dict[str, dict[str, float]]:
         """``{task: {metric: value, "loss": ...}}`` on every row of a labelled table, or on a split.
 
-        ``data``: a labelled table (a DataFrame or a CSV/Parquet file) with the run's feature
-        and target columns, read with the run's stored preprocessing, classes and target
-        scaling. Without ``data``: the run's own ``split`` (default ``test``); a table run's
-        data file must be unchanged (same SHA-256) so that the split holds the same rows.
+        ``data``: a labelled table (a DataFrame, or a CSV/Parquet file, directory or glob, read
+        ``chunk_rows`` rows at a time) with the run's feature and target columns, read with the
+        run's stored preprocessing, classes and target scaling. Without ``data``: the run's own
+        ``split`` (default ``test``; a streamed run's, a chunk at a time); a table run's data
+        must be unchanged (same SHA-256) so that the split holds the same rows.
         """
         if data is not None:
             if not self.is_table_run:
                 raise ConfigError(f"--data: run {str(self.path)!r} was not trained on a table")
             if split is not None:
                 raise ConfigError("--split: with --data every row of the file is evaluated")
+            if isinstance(data, str | Path):
+                batches = self._labelled_chunks(data, chunk_rows)
+                return evaluate_split(
+                    self.model, self.tasks, batches, target_scaling=self.target_scaling
+                )
             bundle, split = self._labelled_table(data), "test"
+        elif self.is_table_run and self.config.data.stream:
+            return self._evaluate_own_stream(split or "test")
         elif self.is_table_run:
             bundle, split = self._own_table(), split or "test"
         else:
@@ -257,6 +268,65 @@ class TrainedRun:
         return evaluate_split(
             self.model, bundle.tasks, getattr(bundle, split), target_scaling=bundle.target_scaling
         )
+
+    def _labelled_chunks(
+        self, path: str | Path, chunk_rows: int
+    ) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+        """The labelled rows of ``path``, a chunk at a time, as the run's model reads them."""
+        import numpy as np
+        import pandas as pd
+
+        from mtlkit.cells import DataError
+        from mtlkit.data.stream import StreamSource, StreamTable
+        from mtlkit.data.table import _require_column
+
+        source = StreamSource(path, self.config.data.na_values, chunk_rows)
+        pre, specs = self.preprocessor, self._specs()
+        assert pre is not None  # a table run
+        header, where = pd.DataFrame(columns=source.columns), Path(source.path)
+        for column in pre.numeric + pre.categorical:
+            _require_column(header, column, "feature", where)
+        for spec in specs:
+            for column in spec.columns:
+                _require_column(header, column, f"task {spec.name!r}", where)
+        columns = list(dict.fromkeys(pre.numeric + pre.categorical))
+        columns += [c for spec in specs for c in spec.columns if c not in columns]
+        table = StreamTable(
+            source=source,
+            specs=specs,
+            tasks=self.tasks,
+            preprocessor=pre,
+            units=[],
+            unit_counts=np.zeros((0, 3), dtype=np.int64),
+            target_scaling=dict(self.target_scaling),
+            label_counts={},
+        )
+        rows = 0
+        for _, frame in source.scan(columns):
+            rows += len(frame)
+            yield table.encode(frame)
+        if rows == 0:
+            raise DataError(f"--data {str(path)!r} has no data rows")
+
+    def _evaluate_own_stream(self, split: str) -> dict[str, dict[str, float]]:
+        """A split of the streamed table the run trained on, read a unit at a time."""
+        from mtlkit.data.stream import StreamLoader
+        from mtlkit.runs.stream import load_stream
+
+        path = self.config.data.path
+        try:
+            unchanged = self.data_sha256 == data_digest(self.config)
+        except (OSError, ValueError):
+            raise ConfigError(f"evaluate: the run's data {path!r} no longer exists") from None
+        if not unchanged:
+            raise ConfigError(
+                f"evaluate: data {path!r} changed since the run was trained, so its splits "
+                f"would hold other rows; pass --data {path!r} to evaluate every row of it"
+            )
+        fitted = load_stream(self.config).table  # the same rows in each split (same data)
+        table = replace(fitted, tasks=self.tasks, preprocessor=self.preprocessor)
+        loader = StreamLoader(table, split, 4096, shuffle=False)
+        return evaluate_split(self.model, self.tasks, loader, target_scaling=self.target_scaling)
 
     def _specs(self) -> list[Any]:
         from mtlkit.data.table import TableTask
