@@ -14,7 +14,13 @@ from mtlkit.models.encoders import LeNet
 from mtlkit.tasks import Task
 from mtlkit.weighting import GradientEngine
 from mtlkit.weighting.engine import jacobian_loop
-from mtlkit.weighting.layerwise import LayerRecorder, jacobian_layerwise, unfold_patches
+from mtlkit.weighting.layerwise import (
+    MIN_PATCH_LENGTH,
+    LayerRecorder,
+    jacobian_layerwise,
+    patch_length,
+    unfold_patches,
+)
 
 
 def _check(model: nn.Module, x, heads: int = 3, watched: int | None = None, seed: int = 0):
@@ -28,8 +34,10 @@ def _check(model: nn.Module, x, heads: int = 3, watched: int | None = None, seed
     head_layers = [nn.Linear(rep.shape[1], 2) for _ in range(heads)]
     losses = torch.stack([(h(rep) ** 2).mean() * (t + 1) for t, h in enumerate(head_layers)])
     expected = jacobian_loop(losses, shared)
-    got = jacobian_layerwise(losses, shared, recorder)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    # every watched layer by products (0), then the default rule
+    for min_patch_length in (0, MIN_PATCH_LENGTH):
+        got = jacobian_layerwise(losses, shared, recorder, min_patch_length=min_patch_length)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
     return recorder
 
 
@@ -209,3 +217,62 @@ def test_sparse_embedding_in_the_trunk(method):
             jacobian = engine.jacobian(torch.stack([z.sum(), (z**2).sum()]), params)
         jacobians.append(jacobian)
     torch.testing.assert_close(jacobians[0], jacobians[1])
+
+
+def test_short_rows_are_left_to_autograd(monkeypatch):
+    """LeNet's first convolution (patches of 1·5·5) is left to the per-task passes; its second
+    (10·5·5) and its Linear layer get their columns by one product for all tasks."""
+    from mtlkit.weighting import layerwise
+
+    model = LeNet()
+    shared = list(model.parameters())
+    recorder = LayerRecorder(model, shared)
+    conv1, conv2, fc = recorder.layers
+    assert [patch_length(m) for m in (conv1, conv2)] == [25, 250]
+    built = []
+    for kind, factory in list(layerwise.LAYER_JACOBIANS.items()):
+        monkeypatch.setitem(
+            layerwise.LAYER_JACOBIANS,
+            kind,
+            lambda layer, inputs, num_tasks, factory=factory: (
+                built.append(layer) or factory(layer, inputs, num_tasks)
+            ),
+        )
+    x = torch.randn(6, 1, 28, 28)
+    rep = model(x)
+    losses = [rep.sum(), (rep**2).sum()]
+    torch.testing.assert_close(
+        jacobian_layerwise(losses, shared, recorder), jacobian_loop(losses, shared)
+    )
+    assert built == [conv2, fc]
+
+
+@pytest.mark.parametrize("arch", ["hps", "mmoe"])
+def test_forced_layerwise_is_exact_on_architectures(arch):
+    """The layerwise Jacobian (default row-length rule) equals the loop's on HPS and MMoE."""
+    torch.manual_seed(0)
+    tasks = [Task(f"t{i}", "multiclass", num_outputs=10) for i in range(3)]
+    model = make_model(arch, LeNet, tasks)
+    shared = list(model.shared_parameters())
+    engine = GradientEngine(method="layerwise")
+    engine.watch(model, shared)
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    for _ in range(2):
+        engine.new_step()
+        out = model(x)
+        losses = torch.stack([t.compute_loss(out[t.name], y) for t in tasks])
+        torch.testing.assert_close(engine.jacobian(losses, shared), jacobian_loop(losses, shared))
+
+
+def test_auto_probes_take_turns_first(monkeypatch):
+    """Each probe starts with a different method, so none is always timed on cold caches."""
+    p = nn.Parameter(torch.randn(3))
+    engine = GradientEngine(probes=3)
+    compute = engine._compute
+    calls: list[str] = []
+    monkeypatch.setattr(
+        engine, "_compute", lambda method, *args: calls.append(method) or compute(method, *args)
+    )
+    for _ in range(2):
+        engine.jacobian(torch.stack([p.sum(), p.prod()]), [p])
+    assert calls[0] != calls[2] and sorted(calls[:2]) == sorted(calls[2:]) == ["batched", "loop"]

@@ -213,28 +213,31 @@ class GradientEngine:
     def _measure(self, key: tuple, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
         methods = ["loop", "batched"] + (["layerwise"] if key[-1] else [])
         timings = self._timings.setdefault(key, {m: [] for m in methods})
-        result = None
-        for method in methods:
+        probe = len(timings["loop"])
+        shift = probe % len(methods)  # each method takes its turn first (cold caches)
+        results: dict[str, Tensor | None] = {}
+        for method in methods[shift:] + methods[:shift]:
             if timings[method] and timings[method][-1] == float("inf"):
-                continue  # found unavailable at an earlier probe
+                results[method] = None  # found unavailable at an earlier probe
+                continue
             try:
                 start = time.perf_counter()
-                jacobian = self._compute(method, losses, params)
-                elapsed = time.perf_counter() - start
+                results[method] = self._compute(method, losses, params)
+                timings[method].append(time.perf_counter() - start)
             except RuntimeError:  # e.g. an operation vmap cannot batch
                 if method == "loop":  # the reference: its own error says what is wrong
                     raise
-                elapsed, jacobian = float("inf"), None
-            if result is None:
-                result = jacobian  # the loop's, the reference
-            elif jacobian is not None and not _same(jacobian, result):
-                elapsed = float("inf")  # not exact for this model: never choose it
-            timings[method].append(elapsed)
-        assert result is not None  # the loop ran (it is first, and its errors propagate)
-        if len(timings["loop"]) >= self.probes:
+                results[method] = None
+                timings[method].append(float("inf"))
+        reference = results["loop"]
+        assert reference is not None  # the loop's errors propagate
+        for method, jacobian in results.items():
+            if jacobian is not None and not _same(jacobian, reference):
+                timings[method][-1] = float("inf")  # not exact for this model: never choose it
+        if probe + 1 >= self.probes:
             # the first probe pays one-off costs (allocator, kernels' first calls): left out
             self.choice[key] = min(timings, key=lambda m: min(timings[m][1:] or timings[m]))
-        return result
+        return reference
 
     def jacobian(self, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
         """``J[t] = ∂Lₜ/∂θ`` flattened over ``params``; rows of tasks without a graph are zero.

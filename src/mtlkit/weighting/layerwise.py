@@ -210,17 +210,39 @@ class LayerRecorder:
         ]
 
 
+MIN_PATCH_LENGTH = 64
+"""Shortest patch (``in_channels·kh·kw``) for which :func:`jacobian_layerwise` builds a
+convolution's columns by one product for all tasks. A convolution with shorter patches (a first
+convolution on grey images: 1·5·5 = 25) is left to the per-task reverse passes: its output
+gradients, as large as its output, would be laid out for a product of only ``2·T·out·patch``
+operations per patch, and on a CPU that layout costs more than autograd's per-task
+weight-gradient kernels (docs/weighting.md, "After the mtl_backward seam")."""
+
+
+def patch_length(layer: nn.Conv2d) -> int:
+    """``in_channels·kh·kw``: the inner dimension of the convolution's weight gradient."""
+    return int(layer.weight.shape[1:].numel())
+
+
 def jacobian_layerwise(
-    losses: Tensor | Sequence[Tensor], params: Sequence[Tensor], recorder: LayerRecorder
+    losses: Tensor | Sequence[Tensor],
+    params: Sequence[Tensor],
+    recorder: LayerRecorder,
+    min_patch_length: int = MIN_PATCH_LENGTH,
 ) -> Tensor:
     """``J`` (T × P) with the watched layers' parameter columns built from output gradients.
 
     One reverse pass per task computes the output gradients ``δₜ`` of every recorded layer call
-    and the gradients of the remaining parameters, and runs none of the watched layers'
-    weight-gradient kernels; their columns come from :class:`LayerJacobian` instead.
+    (except convolutions with patches shorter than ``min_patch_length``, see
+    :data:`MIN_PATCH_LENGTH`) and the gradients of the remaining parameters, and runs none of
+    those layers' weight-gradient kernels; their columns come from :class:`LayerJacobian`.
     """
     num_tasks = len(losses)
-    calls = recorder.usable_calls()
+    calls = [
+        call
+        for call in recorder.usable_calls()
+        if not isinstance(call.module, nn.Conv2d) or patch_length(call.module) >= min_patch_length
+    ]
     covered = {id(p) for call in calls for p in call.module.parameters(recurse=False)}
     others = [p for p in params if id(p) not in covered]
     inputs = [call.output for call in calls] + others
