@@ -4,14 +4,19 @@ an exact resume, and MMoE / PLE / HPS on recommender data with masked conversion
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 import mtlkit.runs.train as run_module
 from mtlkit.cli.main import main
@@ -246,3 +251,62 @@ def test_evaluate_data_in_chunks_equals_the_in_memory_evaluation(streamed_run, r
     for task, metrics in whole.items():
         for name, value in metrics.items():
             assert chunked[task][name] == pytest.approx(value, rel=1e-5, nan_ok=True), (task, name)
+
+
+# ------------------------------------------------------------------ a real SIGKILL, real CLI
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_of_a_stream_ends_bit_identical(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for part in range(2):
+        generator = RecsysGenerator(n_users=50, n_items=200, n_contexts=5, seed=part)
+        write(str(folder / f"part-{part}.parquet"), 4000, generator, 1000)
+    config = _config(folder, training={"checkpoint_every_steps": 40}, data={"batch_size": 8})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    command = [sys.executable, "-m", "mtlkit", "train", "--config", str(tmp_path / "config.yaml")]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path / "reference")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*command, "--out", str(killed)], env=_env(), stderr=subprocess.PIPE)
+    checkpoint, deadline = killed / "checkpoint.pt", time.monotonic() + 300
+    try:
+        while not checkpoint.is_file():  # the first is inside epoch 1 (step 40 of 700)
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no mid-epoch checkpoint appeared"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["epoch"] == 0 and state["loader"]["batches"] > 0, "not killed mid-epoch"
+    resumed = subprocess.run(
+        [sys.executable, "-m", "mtlkit", "train", "--resume", str(killed)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for name in ("model.pt", "checkpoint.pt"):
+        a = torch.load(tmp_path / "reference" / name, weights_only=False)
+        b = torch.load(killed / name, weights_only=False)
+        _assert_same_weights(*((a, b) if name == "model.pt" else (a["model"], b["model"])))
+    assert _records(killed) == _records(tmp_path / "reference")
+
+
+def _env() -> dict[str, str]:
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(src) + os.pathsep + env.get("PYTHONPATH", "")
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    return env
