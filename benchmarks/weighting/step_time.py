@@ -28,7 +28,9 @@ first runs ``--warmup`` steps; then ``--rounds`` rounds each time every configur
 freshly shuffled order (``--seed``). A ratio is taken *within* a round (both steps ran within
 seconds of each other, under the same machine load) and reported as the median over the rounds;
 the speed-up lines also give the spread, the smallest and largest per-round ratio. torch runs
-with ``--threads`` threads (default 2), set before anything is timed.
+with ``--threads`` threads (default 2), set before anything is timed. ``--clock cpu --threads 1``
+times the CPU seconds of the one thread instead of wall seconds: on a machine loaded by other
+processes that stays close to the idle machine's single-thread time.
 
     .venv/bin/python -u benchmarks/weighting/step_time.py --tasks 4 8 16 \
         --strategies mgda upgrad imtl_g aligned_mtl --rounds 30
@@ -118,8 +120,17 @@ def build(num_tasks: int, batch: int, seed: int = 0):
     return model, tasks, x, y
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+"""``cpu``: CPU seconds of the timing thread, which other processes on a loaded machine barely
+change (valid with ``--threads 1`` only: other threads' work is not counted)."""
+
+
 def time_rounds(
-    steps: dict[str, Callable[[], None]], warmup: int, rounds: int, seed: int = 0
+    steps: dict[str, Callable[[], None]],
+    warmup: int,
+    rounds: int,
+    seed: int = 0,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
     """Seconds per step, one entry per round: after ``warmup`` steps of each configuration, each
     round runs every step once in a freshly shuffled order, so that a change of machine load
@@ -133,9 +144,9 @@ def time_rounds(
         labels = list(steps)
         order.shuffle(labels)
         for label in labels:
-            start = time.perf_counter()
+            start = clock()
             steps[label]()
-            times[label].append(time.perf_counter() - start)
+            times[label].append(clock() - start)
     return times
 
 
@@ -317,7 +328,8 @@ def print_table(rows: Rows, args: argparse.Namespace) -> None:
     print(
         f"\nratio = step time ÷ EW's step time in the same round, median over {rounds} rounds "
         f"(each round times every configuration once, in shuffled order, after {args.warmup} "
-        f"warm-up steps each); batch {args.batch}, torch threads {torch.get_num_threads()}",
+        f"warm-up steps each); batch {args.batch}, torch threads {torch.get_num_threads()}, "
+        f"{args.clock} clock",
         flush=True,
     )
 
@@ -335,6 +347,9 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=4, help="k of the every-k mode")
     parser.add_argument("--quick", action="store_true", help="T ∈ {2, 16}, 2 warmup, 5 rounds")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (pinned)")
+    parser.add_argument(
+        "--clock", choices=list(CLOCKS), default="wall", help="cpu: needs --threads 1"
+    )
     parser.add_argument("--no-torchjd", action="store_true")
     parser.add_argument(
         "--method", default="auto", help="the engine's Jacobian method (auto, loop, layerwise, ...)"
@@ -343,6 +358,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.tasks, args.warmup, args.rounds = [2, 16], 2, 5
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu counts the timing thread only: use it with --threads 1")
     torch.set_num_threads(args.threads)
     names = args.strategies or (GRADIENT + LOSS)
 
@@ -397,7 +414,9 @@ def main() -> None:
             steps[f"{name} trainer.train_step"] = trainer_step(
                 model, tasks, x, y, make_weighting(name, num_tasks), engine
             )
-        timed = time_rounds(steps, args.warmup, args.rounds, seed=args.seed + num_tasks)
+        timed = time_rounds(
+            steps, args.warmup, args.rounds, args.seed + num_tasks, CLOCKS[args.clock]
+        )
         for label, seconds in timed.items():
             rows.setdefault(label, {})[num_tasks] = seconds
         chosen = sorted(
