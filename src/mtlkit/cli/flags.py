@@ -90,7 +90,7 @@ def add_run_flags(
     parser.add_argument(
         "--id-column", dest="id_column", help="an id column of --data (not a feature)"
     )
-    parser.add_argument("--split", help="random, stratified or column")
+    parser.add_argument("--split", help="random, stratified, column or hash (by id or row number)")
     parser.add_argument("--stratify", help="task to stratify the split on")
     parser.add_argument("--split-column", dest="split_column", help="column holding train/val/test")
     parser.add_argument(
