@@ -138,7 +138,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 def _splitmix64(positions: np.ndarray, seed: int) -> np.ndarray:
     """Steele et al.'s SplitMix64 output function of ``positions + (seed + 1) · φ`` (mod 2⁶⁴)."""
     with np.errstate(over="ignore"):
-        z = positions + np.uint64(seed + 1) * _GOLDEN
+        z = positions + np.uint64((seed + 1) % 2**64) * _GOLDEN
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
