@@ -1,7 +1,8 @@
 """Two processes killed (SIGKILL) inside an epoch, resumed by two processes: bit-identical.
 
-The training rows (1,815) leave a last batch of 7 rows, split 4 / 3: the ranks' dropout draws
-differ from there on, so each rank's random state must come back as its own.
+In memory: the training rows (1,815) leave a last batch of 7 rows, split 4 / 3: the ranks'
+dropout draws differ from there on, so each rank's random state must come back as its own.
+Streamed (``data.stream``, two Parquet files): the loader's buffer and position come back too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,6 +28,39 @@ CONFIG = {
     "device": "cpu",
     "seed": 0,
 }
+
+
+STREAM_CONFIG = {
+    "data": {
+        "stream": True,
+        "batch_size": 16,
+        "stream_chunk_rows": 500,
+        "shuffle_buffer": 300,
+        "tasks": [
+            {"name": "click", "kind": "binary"},
+            {"name": "conversion", "kind": "binary"},
+        ],
+        "categorical": ["user_id", "item_id", "context_id"],
+    },
+    "model": {"arch": "mmoe", "encoder_options": {"hidden": [16], "dropout": 0.1}},
+    "training": {"epochs": 2, "progress": False, "checkpoint_every_steps": 20},
+    "device": "cpu",
+    "seed": 0,
+}
+
+
+def _recsys_parquet(folder) -> str:
+    """Two Parquet files of 1,500 rows of the synthetic recommender data."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "recsys"))
+    from write_parquet import write
+
+    from mtlkit.data.builtin.recsys_synthetic import RecsysGenerator
+
+    folder.mkdir()
+    for part in range(2):
+        generator = RecsysGenerator(n_users=50, n_items=200, n_contexts=5, seed=part)
+        write(str(folder / f"part-{part}.parquet"), 1500, generator, 500)
+    return str(folder)
 
 
 def _rank_commands(*args: str) -> tuple[list[list[str]], list[dict[str, str]]]:
@@ -64,9 +99,14 @@ def _in_second_epoch(checkpoint) -> bool:
 
 
 @pytest.mark.slow
-def test_two_processes_killed_mid_epoch_resume_bit_identical(tmp_path):
+@pytest.mark.parametrize("data", ["in memory", "streamed"])
+def test_two_processes_killed_mid_epoch_resume_bit_identical(tmp_path, data):
+    raw = CONFIG
+    if data == "streamed":
+        raw = {**STREAM_CONFIG, "data": {**STREAM_CONFIG["data"]}}
+        raw["data"]["path"] = _recsys_parquet(tmp_path / "data")
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
+    config.write_text(yaml.safe_dump(raw))
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     _run_two("--config", str(config), "--out", str(reference))
 
