@@ -22,7 +22,7 @@ import mtlkit.runs.train as run_module
 from mtlkit.cli.main import main
 from mtlkit.config import Config, ConfigError, from_dict
 from mtlkit.data.table import read_table
-from mtlkit.runs import load
+from mtlkit.runs import load, load_bundle
 from mtlkit.runs.stream import STREAM_CHECKPOINT_EVERY_STEPS, StreamBundle, checkpoint_every_steps
 from mtlkit.runs.train import RunInterrupted, resume_run, train_run
 
@@ -147,11 +147,32 @@ def test_resume_refuses_a_changed_stream(recsys_dir, tmp_path):
         resume_run(tmp_path / "run", {"training.epochs": 2})
 
 
-def test_stream_refuses_balanced_class_weights(recsys_dir):
-    config = _config(recsys_dir)
-    config = from_dict(Config, {**config.to_dict(), "tasks": {"click": {"pos_weight": "balanced"}}})
-    with pytest.raises(ConfigError, match="tasks.click.pos_weight: 'balanced'"):
-        train_run(config)
+@pytest.mark.parametrize(
+    ("task", "option"), [("conversion", "pos_weight"), ("click", "class_weight")]
+)
+def test_balanced_weights_of_a_stream_equal_the_in_memory_ones(recsys_dir, task, option):
+    file = sorted(recsys_dir.glob("*.parquet"))[0]  # load_table reads one file
+    weights = {"tasks": {task: {option: "balanced"}}}
+    streamed = load_bundle(_config(file, **weights))
+    in_memory = load_bundle(_config(file, **weights, data={"stream": False, "split": "hash"}))
+    fitted = getattr(streamed.task(task), option)
+    assert isinstance(fitted, list) and fitted != [1.0, 1.0]
+    assert fitted == pytest.approx(getattr(in_memory.task(task), option), rel=1e-12)
+
+
+def test_stream_refuses_balanced_weights_it_cannot_count(tmp_path):
+    frame = pd.DataFrame({"x": np.arange(40.0), "a": [0, 1] * 20, "b": [1, 0, 0, 1] * 10})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    raw = {
+        "data": {
+            "path": str(tmp_path / "t.csv"),
+            "stream": True,
+            "tasks": [{"name": "ab", "kind": "multilabel", "column": "a+b"}],
+        },
+        "tasks": {"ab": {"pos_weight": "balanced"}},
+    }
+    with pytest.raises(ConfigError, match="tasks.ab.pos_weight: 'balanced' is not available"):
+        load_bundle(from_dict(Config, raw))
 
 
 # ---------------------------------------------------------------------------------- predict

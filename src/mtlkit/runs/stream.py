@@ -24,7 +24,11 @@ from mtlkit.data.table import TableTask
 from mtlkit.distributed.env import DistContext
 from mtlkit.runs.build import apply_task_overrides, table_encoder_options
 from mtlkit.tasks import Task
-from mtlkit.tasks.class_weights import BALANCED
+from mtlkit.tasks.class_weights import (
+    BALANCED,
+    balanced_class_weight_from_counts,
+    balanced_pos_weight_from_counts,
+)
 
 STREAM_CHECKPOINT_EVERY_STEPS = 1000
 """``training.checkpoint_every_steps`` of a streamed run that does not set it."""
@@ -109,20 +113,30 @@ def load_stream(config: Config) -> StreamBundle:
         chunk_rows=data.stream_chunk_rows,
         encoder_options=table_encoder_options(config),
     )
-    tasks = apply_task_overrides(table.tasks, config)
-    _check_no_balanced_weights(tasks)
+    tasks = [_fit_balanced_weights(t, table) for t in apply_task_overrides(table.tasks, config)]
     return StreamBundle(table, tasks, _eval_loader(table, "val"), _eval_loader(table, "test"))
 
 
-def _check_no_balanced_weights(tasks: Sequence[Task]) -> None:
-    """``"balanced"`` class weights read every training label: refused for a stream."""
-    for task in tasks:
-        if BALANCED in (task.class_weight, task.pos_weight):
-            option = "class_weight" if task.class_weight == BALANCED else "pos_weight"
-            raise ConfigError(
-                f"tasks.{task.name}.{option}: 'balanced' is not available with data.stream "
-                "(it needs every training label in memory); give the weights"
-            )
+def _fit_balanced_weights(task: Task, table: StreamTable) -> Task:
+    """``"balanced"`` class or ``pos_weight`` from the training rows' class counts, which the
+    scan keeps (a multilabel task's are not counted: refused)."""
+    if BALANCED not in (task.class_weight, task.pos_weight):
+        return task
+    option = "class_weight" if task.class_weight == BALANCED else "pos_weight"
+    counts = table.label_counts.get(task.name)
+    if counts is None or (option == "pos_weight" and len(counts) != 2):
+        raise ConfigError(
+            f"tasks.{task.name}.{option}: 'balanced' is not available for a streamed "
+            f"{task.kind} task (its labels are not counted); give the weights"
+        )
+    try:
+        if option == "class_weight":
+            weights = balanced_class_weight_from_counts(counts, task.class_names, task.name)
+            return replace(task, class_weight=weights)
+        weights = balanced_pos_weight_from_counts(counts[:1], counts[1:], task.name)
+        return replace(task, pos_weight=weights)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _eval_loader(table: StreamTable, split: str, batch_size: int = 4096) -> StreamLoader:

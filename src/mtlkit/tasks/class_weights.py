@@ -106,6 +106,16 @@ def balanced_class_weight(
 ) -> list[float]:
     """``w_k = n / (K · n_k)`` over the labelled rows ``labels`` (class ids)."""
     counts = torch.bincount(labels.long(), minlength=num_classes).tolist()
+    return balanced_class_weight_from_counts(counts, class_names, task)
+
+
+def balanced_class_weight_from_counts(
+    counts: Sequence[int], class_names: Sequence[str] | None, task: str
+) -> list[float]:
+    """``w_k = n / (K · n_k)`` from ``n_k``, the labelled training rows of each class (a
+    streamed table counts them without keeping the labels)."""
+    num_classes = len(counts)
+    counts = [int(c) for c in counts]
     empty = [k for k, c in enumerate(counts) if c == 0]
     if empty:
         name = class_names[empty[0]] if class_names is not None else empty[0]
@@ -123,6 +133,14 @@ def balanced_pos_weight(target: Tensor, ignore_index: int, task: str) -> list[fl
     labelled = target != ignore_index
     positives = ((target == 1) & labelled).sum(dim=0).tolist()
     negatives = ((target == 0) & labelled).sum(dim=0).tolist()
+    return balanced_pos_weight_from_counts(negatives, positives, task)
+
+
+def balanced_pos_weight_from_counts(
+    negatives: Sequence[int], positives: Sequence[int], task: str
+) -> list[float]:
+    """``p = n₋ / n₊`` per label from the labelled training entries' counts."""
+    negatives, positives = [int(n) for n in negatives], [int(p) for p in positives]
     if 0 in positives:
         label = positives.index(0)
         raise ValueError(
