@@ -78,7 +78,11 @@ class DataConfig:
     stream_chunk_rows: int = 65_536
     """With ``stream``: the most rows read at once (one record batch)."""
     shuffle_buffer: int = 65_536
-    """With ``stream``: rows held in the bounded shuffle buffer."""
+    """With ``stream``: rows held in the bounded shuffle buffer (0: each unit's rows shuffled
+    alone, in a shuffled order of units)."""
+    num_workers: int = 0
+    """With ``stream``: DataLoader worker processes reading units ahead (0: the training
+    process reads them); the batches do not depend on it."""
 
 
 @dataclass
@@ -198,7 +202,8 @@ _RANGES: dict[str, Interval] = {
     "threads": Interval(Integral, 1, None),
     "model.freeze_stages": Interval(Integral, 1, None),
     "data.stream_chunk_rows": Interval(Integral, 1, None),
-    "data.shuffle_buffer": Interval(Integral, 1, None),
+    "data.shuffle_buffer": Interval(Integral, 0, None),
+    "data.num_workers": Interval(Integral, 0, None),
     "training.checkpoint_every_steps": Interval(Integral, 1, None),
 }
 """Ranges of the fields no component declares (the config's own)."""
