@@ -97,6 +97,12 @@ def test_streamed_run_trains_and_writes_a_run_directory(recsys_dir, tmp_path):
     assert [r["step"] for r in records] == [steps, 2 * steps]
 
 
+def test_workers_do_not_change_a_streamed_run(recsys_dir):
+    plain = train_run(_config(recsys_dir, training={"epochs": 1}))
+    workers = train_run(_config(recsys_dir, training={"epochs": 1}, data={"num_workers": 2}))
+    _assert_same_weights(plain.model.state_dict(), workers.model.state_dict())
+
+
 def test_stream_checkpoints_every_1000_steps_unless_set(recsys_dir):
     assert checkpoint_every_steps(_config(recsys_dir)) == STREAM_CHECKPOINT_EVERY_STEPS
     assert checkpoint_every_steps(_config(recsys_dir, training={"checkpoint_every_steps": 7})) == 7

@@ -154,6 +154,7 @@ def stream_train_loader(config: Config, bundle: StreamBundle, ctx: DistContext |
         shuffle_buffer=config.data.shuffle_buffer,
         rank=ctx.rank if ctx else 0,
         world_size=ctx.world_size if ctx else 1,
+        num_workers=config.data.num_workers,
     )
 
 

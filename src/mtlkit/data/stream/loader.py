@@ -206,7 +206,12 @@ class StreamLoader:
         reader = _UnitReader(self.table, self.split, units)
         if self.num_workers == 0:
             return iter(reader)
-        return iter(DataLoader(reader, batch_size=None, num_workers=self.num_workers))
+        # its own generator: the workers' base seed is not drawn from the global one (which
+        # would shift the model's dropout draws with the number of workers)
+        quiet = torch.Generator().manual_seed(0)
+        return iter(
+            DataLoader(reader, batch_size=None, num_workers=self.num_workers, generator=quiet)
+        )
 
     def _add_unit(self, unit: int, rows: Batch) -> None:
         inputs, targets = rows
