@@ -394,6 +394,27 @@ def test_high_cardinality_column_becomes_an_embedding_code_column(tmp_path):
     ]
 
 
+def test_embedded_and_hashed_columns_train_and_predict_with_coverage(tmp_path):
+    frame = _frame(n=200).assign(
+        user=[f"u{i % 50}" for i in range(200)], item=[f"i{i % 7}" for i in range(200)]
+    )
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    run = tmp_path / "run"
+    code, _, err = _train(tmp_path / "d.csv", run, "--set", "data.hash_buckets.item=16")
+    assert code == 0, err
+    pre = _meta(run)["preprocessor"]
+    assert pre["encoders"] == {"city": "onehot", "user": "embedding", "item": "hash"}
+    new = frame.drop(columns=["grade", "passed", "score"]).head(6)
+    new = new.assign(user=["u1", "u2", "nobody", None, "u3", "stranger"], item="new-item")
+    new.to_csv(tmp_path / "new.csv", index=False)
+    code, out, err = _cli(
+        "predict", run, "--input", tmp_path / "new.csv", "--output", tmp_path / "p.csv"
+    )
+    assert code == 0, err
+    assert "rows with a category unseen in training: 2" in out  # hashed items are never unseen
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 6
+
+
 # --------------------------------------------------------- odd tables that train correctly
 def _meta(out: Path) -> dict:
     return json.loads((out / "tasks.json").read_text())
