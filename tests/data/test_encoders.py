@@ -7,8 +7,6 @@ import json
 import logging
 import statistics
 import struct
-import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -253,7 +251,7 @@ def test_default_embedding_dim_rule(n, dim):
 
 
 # ------------------------------------------------------------------------------- hashing
-def test_hash_codes_are_stable_across_processes_chunkings_and_storage():
+def test_hash_codes_are_uniform_and_the_same_across_chunkings_and_storage():
     values = pd.Series([f"user{i}" for i in range(2000)] + [None])
     codes = hash_codes(values, 100)
     assert codes[-1] == 0 and codes[:-1].min() >= 1 and codes[:-1].max() <= 100
@@ -261,20 +259,6 @@ def test_hash_codes_are_stable_across_processes_chunkings_and_storage():
     assert per_bucket.min() >= 5 and per_bucket.max() <= 40  # about uniform (20 per bucket)
     pieces = np.concatenate([hash_codes(values[:700], 100), hash_codes(values[700:], 100)])
     assert np.array_equal(pieces, codes)
-    script = (  # the module alone (numpy and pandas), not the package (torch)
-        "import runpy, pandas as pd; "
-        f"hash_codes = runpy.run_path({encoders.__file__!r})['hash_codes']; "
-        "print(hash_codes(pd.Series(['user7', 'user1999']), 100).tolist())"
-    )
-    for seed in ("1", "2"):
-        result = subprocess.run(
-            [sys.executable, "-c", script],
-            capture_output=True,
-            text=True,
-            env={"PYTHONHASHSEED": seed, "PATH": ""},
-            check=True,
-        )
-        assert json.loads(result.stdout) == [int(codes[7]), int(codes[1999])]
     pre = TabularPreprocessor([], ["c"], hash_buckets={"c": 100}).fit(pd.DataFrame({"c": [1]}))
     same = pre.transform(pd.DataFrame({"c": [3, 3.0, "3"]}))[:, 0]
     assert same[0] == same[1] == same[2] != 0
