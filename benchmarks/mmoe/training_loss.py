@@ -31,6 +31,7 @@ import json
 import statistics
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +139,30 @@ def training_curves(
     return torch.stack(losses[:steps], dim=1).reshape(len(loss), -1, window).mean(dim=2)
 
 
+def train_cell(
+    arch: str,
+    correlation: float,
+    lr: float,
+    seeds: list[int],
+    steps: int,
+    batch_size: int,
+    window: int,
+    **stream_options,
+) -> np.ndarray:
+    """Curves ``(R, steps // window)`` of ``arch``'s runs at ``correlation``, one thread.
+
+    Every correlation and model reads the same inputs (data seed ``10_000 + seeds[0]``) and
+    run r the same directions ``u₁, u₂`` and initialisation (seed r), so that differences
+    between models or correlations are paired run by run.
+    """
+    torch.set_num_threads(1)
+    stream = Stream.draw(correlation, seeds, **stream_options)
+    batches = stream.batches(batch_size, steps, seed=10_000 + seeds[0])
+    curve = training_curves(StackedRuns.build(arch, correlation, seeds), batches, lr, window)
+    print(f"p={correlation} {arch}: last window {curve[:, -1].mean():.3f}", flush=True)
+    return curve.numpy()
+
+
 def _cell(values: list[float]) -> str:
     spread = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f} ± {spread:.3f}"
@@ -150,7 +175,8 @@ def report_steps(num_windows: int, window: int) -> list[int]:
 
 def tables(curves: dict[tuple[str, float], np.ndarray], window: int) -> str:
     """Mean ± standard error over runs of the training loss at three points and over the curve;
-    then, per correlation, on how many runs one model's mean curve is below another's."""
+    per correlation, on how many runs one model's mean curve is below another's; and each
+    model's rise from the highest to the lowest correlation."""
     archs = sorted({a for a, _ in curves}, key=ARCHS.index)
     correlations = sorted({p for _, p in curves}, reverse=True)
     num_windows = next(iter(curves.values())).shape[1]
@@ -174,6 +200,15 @@ def tables(curves: dict[tuple[str, float], np.ndarray], window: int) -> str:
             if (a, p) in curves and (b, p) in curves
         ]
         lines.append(f"- correlation {p}: " + ", ".join(counts))
+    high, low = correlations[0], correlations[-1]
+    lines += [
+        "",
+        f"Rise of each run's training loss from correlation {high} to {low} (same inputs, "
+        "directions and initialisation), last window / mean over the curve:",
+    ]
+    for a in archs:
+        rise = curves[a, low] - curves[a, high]
+        lines.append(f"- {a}: {_cell(rise[:, -1].tolist())} / {_cell(rise.mean(1).tolist())}")
     return "\n".join(lines)
 
 
@@ -199,13 +234,13 @@ def _plot(curves: dict[tuple[str, float], np.ndarray], window: int, path: Path, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="runs per model and correlation")
+    parser.add_argument("--runs", type=int, default=10, help="runs per model and correlation")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--window", type=int, default=100, help="steps averaged per point")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument(
-        "--lr", default="hps=1e-3,omoe=1e-3,mmoe=1e-3", help="Adam learning rate per model"
+        "--lr", default="hps=1e-2,omoe=1e-2,mmoe=1e-2", help="Adam learning rate per model"
     )
     parser.add_argument("--sines", default="reference")
     parser.add_argument("--num-sines", type=int, default=10)
@@ -213,26 +248,23 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--correlations", default=",".join(map(str, CORRELATIONS)))
     parser.add_argument("--archs", default=",".join(ARCHS))
+    parser.add_argument("--jobs", type=int, default=1, help="processes, one thread each")
     parser.add_argument("--out", type=Path, default=RESULTS / "mmoe_training_loss")
     args = parser.parse_args()
-    torch.set_num_threads(1)
     lrs = {k: float(v) for k, v in (item.split("=") for item in args.lr.split(","))}
     archs = [a.strip() for a in args.archs.split(",")]
     correlations = [float(c) for c in args.correlations.split(",")]
     seeds = list(range(args.first_seed, args.first_seed + args.runs))
+    cells = [(arch, p) for p in correlations for arch in archs]
+    options = {
+        "seeds": seeds, "steps": args.steps, "batch_size": args.batch_size,
+        "window": args.window, "scale": args.scale, "num_sines": args.num_sines,
+        "sines": args.sines, "noise": args.noise,
+    }  # fmt: skip
     start = time.perf_counter()
-    curves: dict[tuple[str, float], np.ndarray] = {}
-    for index, p in enumerate(correlations):
-        stream = Stream.draw(
-            p, seeds, scale=args.scale, num_sines=args.num_sines, sines=args.sines,
-            noise=args.noise,
-        )  # fmt: skip
-        for arch in archs:
-            runs = StackedRuns.build(arch, p, seeds)
-            batches = stream.batches(args.batch_size, args.steps, seed=10_000 + index)
-            curve = training_curves(runs, batches, lrs[arch], args.window)
-            curves[arch, p] = curve.numpy()
-            print(f"p={p} {arch}: last window {curve[:, -1].mean():.3f}", flush=True)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(train_cell, a, p, lrs[a], **options) for a, p in cells]
+        curves = {cell: future.result() for cell, future in zip(cells, futures)}
     minutes = (time.perf_counter() - start) / 60
     table = tables(curves, args.window)
     command = (
@@ -240,7 +272,7 @@ def main() -> None:
         f"--steps {args.steps} --window {args.window} --batch-size {args.batch_size} "
         f"--lr {args.lr} --sines {args.sines} --num-sines {args.num_sines} "
         f"--scale {args.scale} --noise {args.noise} --correlations {args.correlations} "
-        f"--archs {args.archs} --out {args.out}"
+        f"--archs {args.archs} --jobs {args.jobs} --out {args.out}"
     )
     note = (
         f"Training loss on raw labels (mean of the two tasks' MSE on each step's fresh batch), "
