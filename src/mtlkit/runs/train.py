@@ -245,12 +245,15 @@ def _train(
     is_main = ctx is None or ctx.is_main
     writer = tensorboard_writer(config, path) if is_main else None
 
-    def checkpoint(trainer: Trainer) -> dict[str, Any]:
-        """The training state, with every rank's random state (a collective: every rank)."""
+    def checkpoint(trainer: Trainer, position: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Rank 0's training state with every rank's random state (a collective: every rank
+        calls it; the others get ``{}``). ``position``: the loader's state, if taken already."""
         rng = rng_states()
         every_rank = None if ctx is None else ctx.all_gather_object(rng, what="random states")
-        position = {"loader": loader.state_dict(), "rng": rng, "rng_ranks": every_rank}
-        return trainer.state_dict() | position
+        if not is_main:
+            return {}
+        position = position if position is not None else loader.state_dict()
+        return trainer.state_dict() | {"loader": position, "rng": rng, "rng_ranks": every_rank}
 
     def log_epoch(trainer: Trainer, record: dict[str, Any]) -> None:
         if path is not None:
@@ -268,9 +271,12 @@ def _train(
     if path is not None and every is not None:
 
         def on_step_end(trainer: Trainer) -> None:
-            if trainer.step % every or loader.state_dict().get("batches", 0) == 0:
+            if trainer.step % every:
+                return
+            position = loader.state_dict()
+            if position.get("batches", 0) == 0:
                 return  # a loader past the epoch's last batch: the epoch's checkpoint follows
-            state = checkpoint(trainer)
+            state = checkpoint(trainer, position)
             if is_main:
                 atomic_save(state, path / "checkpoint.pt")
 
