@@ -56,11 +56,25 @@ class StreamBundle:
     val: StreamLoader
     test: StreamLoader
 
-    name = property(lambda self: self.table.name)
-    description = property(lambda self: self.table.description)
-    input_shape = property(lambda self: self.table.input_shape)
-    default_encoder = property(lambda self: self.table.default_encoder)
-    target_columns = property(lambda self: self.table.target_columns)
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    @property
+    def description(self) -> str:
+        return self.table.description
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.table.input_shape
+
+    @property
+    def default_encoder(self) -> str:
+        return self.table.default_encoder
+
+    @property
+    def target_columns(self) -> dict[str, str]:
+        return self.table.target_columns
 
     @property
     def preprocessor(self) -> TabularPreprocessor:
