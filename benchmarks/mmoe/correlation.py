@@ -7,7 +7,8 @@ that gives it the experts' parameter count (``paper_bottom_width``); Adam; 200 r
 correlation, each with fresh data and initialisation; the figure plots the average loss over
 training steps. Here: gates read the raw input (``gate_input: input``), fewer runs (``--seeds``),
 a fixed data set per run (``--n-samples``, 60% for training) instead of a stream, and the loss
-plotted is the validation MSE (raw labels, mean of the two tasks) after every epoch.
+plotted is the validation MSE (raw labels, mean of the two tasks) after every epoch. The
+paper's own measure, the training loss on fresh data over many runs, is ``training_loss.py``.
 
 Reported, mean ± std over seeds: the validation MSE at three step budgets (a quarter, half and
 all of the epochs), its mean over all epochs (the area under the curve per epoch), the test MSE
