@@ -13,7 +13,7 @@ from typing import Any
 
 from mtlkit.cli.flags import add_run_flags
 from mtlkit.cli.flags import config_overrides as run_overrides
-from mtlkit.config import Config, from_dict, merge, read_config_file
+from mtlkit.config import Config, ConfigError, from_dict, merge, read_config_file
 
 TUNE_FLAGS = {"trials": "trials", "cv_folds": "cv_folds", "metric": "metric"}
 
@@ -84,6 +84,11 @@ def _tune(args: argparse.Namespace) -> int:
     config_overrides, tune_overrides = _split_overrides(args)
     settings = read_tune_config(section, tune_overrides)
     base = from_dict(Config, merge(data, config_overrides))
+    if base.data.stream and settings.cv_folds:
+        raise ConfigError(
+            "tune.cv_folds: cross-validation folds need the table in memory; with data.stream "
+            "each trial is scored on the validation split (drop cv_folds)"
+        )
     if base.data.path:
         base.data.path = str(Path(base.data.path).resolve())
     name = Path(base.data.path).stem if base.data.path else base.data.dataset

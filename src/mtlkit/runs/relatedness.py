@@ -25,9 +25,9 @@ from mtlkit.analysis.affinity import AffinityRecorder
 from mtlkit.analysis.delta import delta_m
 from mtlkit.analysis.gradients import GradientRelations
 from mtlkit.config import Config, ConfigError, with_overrides
-from mtlkit.data import DatasetBundle, make_loader
+from mtlkit.data import DatasetBundle
 from mtlkit.runs.build import build_model, build_trainer, load_bundle, prepare_transfer
-from mtlkit.runs.train import train_run
+from mtlkit.runs.train import train_loader, train_run
 from mtlkit.training.checkpoint import seed_everything
 
 Results = dict[str, dict[str, float]]
@@ -78,9 +78,7 @@ def measure_relatedness(
     trainer = build_trainer(config, model, bundle, transfer)
     recorder = AffinityRecorder(every=every, lr=lr)
     trainer.step_callbacks.append(recorder)
-    loader = make_loader(
-        bundle.train, config.data.batch_size, seed=config.seed, sampling=config.data.sampling
-    )
+    loader = train_loader(config, bundle)
     start = time.perf_counter()
     trainer.fit(
         loader, bundle.val, epochs=config.training.epochs, patience=config.training.patience

@@ -142,7 +142,7 @@ def train_run(
     bundle = bundle or load_bundle(config)
     model, transfer = prepare_transfer(config, build_model(config, bundle), bundle)
     trainer = build_trainer(config, model, bundle, transfer, distributed=ctx)
-    loader = _train_loader(config, bundle, ctx)
+    loader = train_loader(config, bundle, ctx)
     path = Path(run_dir) if run_dir is not None else None
     state = None
     if resume:
@@ -179,7 +179,9 @@ def train_run(
         lock.__exit__(None, None, None)
 
 
-def _train_loader(config: Config, bundle: DatasetBundle | StreamBundle, ctx: DistContext | None):
+def train_loader(
+    config: Config, bundle: DatasetBundle | StreamBundle, ctx: DistContext | None = None
+):
     """Shuffled training batches (this process's shard of each), resumable mid-epoch."""
     if isinstance(bundle, StreamBundle):
         return stream_train_loader(config, bundle, ctx)
