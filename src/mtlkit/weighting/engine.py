@@ -9,8 +9,8 @@ Three exact ways are implemented:
   grad_outputs=I_T, is_grads_batched=True)``.
 - ``"layerwise"`` (needs :meth:`GradientEngine.watch`): T reverse passes that stop at the outputs
   of the shared ``Linear``/``Conv2d`` layers, whose weight columns are then built from the
-  layers' inputs by one matrix product per layer (:mod:`mtlkit.weighting.layerwise`). It skips
-  the T per-task weight-gradient kernels, the slowest part of a small CNN's backward on a CPU.
+  layers' inputs by one matrix product per layer for all tasks
+  (:mod:`mtlkit.weighting.layerwise`) instead of T per-task weight-gradient kernels.
 
 Which one is cheaper depends on the model, the batch and the device, so with ``method="auto"``
 (the default) the engine *measures* them on the first ``probes`` calls for a given problem shape

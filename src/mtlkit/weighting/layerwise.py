@@ -5,8 +5,10 @@ gradient of task ``t`` with respect to ``W`` is ``δₜᵀ a`` (summed over the 
 ``δₜ = ∂Lₜ/∂z``. So the T rows of the Jacobian for such a layer need only the output gradients
 ``δₜ`` — from a reverse pass per task that stops at the layer outputs and runs no weight-gradient
 kernel — and then one matrix product for all tasks against the input (for a convolution, its
-unfolded patches, laid out once per step). On a CPU that is several times cheaper than T
-convolution weight-gradient kernels for small convolutions (few channels, many positions).
+unfolded patches, laid out once per step). On a CPU one product for all tasks is cheaper than T
+weight-gradient kernels when the patches are long enough to amortise laying out the output
+gradients (LeNet's second convolution, 10·5·5); a convolution with short patches (its first,
+1·5·5) is left to the per-task passes (:data:`MIN_PATCH_LENGTH`).
 
 :class:`LayerRecorder` watches the model's shared ``nn.Linear`` and ``nn.Conv2d`` layers with
 forward hooks and keeps each call's input and output for the current step; the engine then asks
