@@ -1,4 +1,4 @@
-"""Ma et al. (KDD 2018) §5.2, figure 4, as the paper measures it: the *training* loss of
+"""Ma et al. (KDD 2018), figure 4, as the paper measures it: the *training* loss of
 shared-bottom (HPS), one-gate MoE (OMoE) and MMoE on the ``mmoe_synthetic`` pair of tasks at
 correlations 1.0, 0.9, 0.5, 0.1, averaged over many runs.
 
@@ -17,10 +17,12 @@ The runs of one model and correlation train together in one process: the models 
 ``mtlkit`` (built from ``correlation.mmoe_config``) are stacked with ``torch.func`` and
 called through ``vmap``; each run keeps its own data, initialisation and Adam state (the
 summed loss gives every run exactly its own gradient), so this is the same as training the
-runs one by one (``tests/data/test_mmoe_training_loss.py`` checks it). All models at one
-correlation see the same stream of batches (paired comparison).
+runs one by one (``tests/data/test_mmoe_training_loss.py`` checks it). Runs are paired: run
+r has the same directions ``u₁, u₂``, inputs and initialisation for every model and correlation.
+``--jobs`` trains (model, correlation) cells in that many processes, one thread each.
 
-    OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/mmoe/training_loss.py --runs 20
+    OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/mmoe/training_loss.py --runs 12 \
+        --steps 3000 --jobs 2
 """
 
 from __future__ import annotations
