@@ -253,3 +253,27 @@ def test_sigkill_mid_epoch_then_resume_ends_bit_identical(tmp_path):
         for key, tensor in weights_a.items():
             assert torch.equal(tensor, weights_b[key]), (name, key)
     assert _records(killed) == _records(tmp_path / "reference")
+
+
+def test_an_interrupted_epoch_leaves_no_partial_sums_behind():
+    from mtlkit.models import SharedTrunk
+    from mtlkit.tasks import Task
+    from mtlkit.training import Trainer
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_step_2(trainer):
+        if trainer.step == 2:
+            raise Stop
+
+    model = SharedTrunk(torch.nn.Linear(1, 4), heads={"a": torch.nn.Linear(4, 1)})
+    trainer = Trainer(model, [Task("a", "regression")])
+    data = MultiTaskDataset(torch.randn(23, 1), {"a": torch.randn(23)})
+    loader = make_loader(data, 4, seed=0)
+    with pytest.raises(Stop):
+        trainer.train_epoch(loader, on_step_end=stop_at_step_2)
+    assert trainer.state_dict()["epoch_partial"] is None  # the next epoch starts from zero
+    states = []
+    trainer.train_epoch(loader, on_step_end=lambda t: states.append(t.state_dict()))
+    assert [s["epoch_partial"]["counts"].item() for s in states] == [1, 2, 3, 4, 5, 6]

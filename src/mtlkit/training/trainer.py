@@ -539,28 +539,30 @@ class Trainer:
             dynamic_ncols=True,
         )
         accumulate, pending, last = self.options.accumulate, 0, None
-        for inputs, targets in bar:
-            if pending == 0:
-                self.optimizer.zero_grad(set_to_none=True)
-            micro = self._micro_step(inputs, targets)
-            if micro is None:
-                continue
-            # a task whose labels are all masked in this batch has no loss (None), not loss 0
-            present = torch.tensor([p is not None for p in micro.parts], dtype=torch.float)
-            partial.totals += micro.losses.cpu() * present
-            partial.counts += present
-            pending, last = pending + 1, micro
-            if pending == accumulate:
-                self._update(pending, micro)
-                pending = 0
-                if on_step_end is not None:
-                    on_step_end(self)
-            if self.progress:
-                running = partial.totals / partial.counts.clamp(min=1)
-                bar.set_postfix({t.name: f"{v:.3f}" for t, v in zip(self.tasks, running)})
-        if pending and last is not None:
-            self._update(pending, last)
-        self._partial = None
+        try:
+            for inputs, targets in bar:
+                if pending == 0:
+                    self.optimizer.zero_grad(set_to_none=True)
+                micro = self._micro_step(inputs, targets)
+                if micro is None:
+                    continue
+                # a task whose labels are all masked in this batch has no loss (None), not 0
+                present = torch.tensor([p is not None for p in micro.parts], dtype=torch.float)
+                partial.totals += micro.losses.cpu() * present
+                partial.counts += present
+                pending, last = pending + 1, micro
+                if pending == accumulate:
+                    self._update(pending, micro)
+                    pending = 0
+                    if on_step_end is not None:
+                        on_step_end(self)
+                if self.progress:
+                    running = partial.totals / partial.counts.clamp(min=1)
+                    bar.set_postfix({t.name: f"{v:.3f}" for t, v in zip(self.tasks, running)})
+            if pending and last is not None:
+                self._update(pending, last)
+        finally:  # an interrupted epoch is not continued by the next call (its loader restarts)
+            self._partial = None
         if not partial.counts.any() and self.skipped_batches > partial.skipped_before:
             raise NonFiniteLossError(
                 f"every batch of epoch {self.epoch + 1} had a non-finite loss "
