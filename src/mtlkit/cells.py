@@ -18,6 +18,8 @@ One set of rules for training, ``evaluate`` and ``predict``, for CSV and Parquet
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -141,13 +143,24 @@ def natural_key(label: str) -> tuple:
 def _number_label(value: float) -> str:
     if value == int(value) and abs(value) < 2**53:
         return str(int(value))
-    return repr(value)
+    return repr(float(value))  # numpy 2's repr of a float64 reads 'np.float64(0.5)'
+
+
+_NUMPY_REPR = re.compile(r"np\.float(?:16|32|64)\((.*)\)")
+
+
+def legacy_label(label: str) -> str:
+    """A stored label as :func:`labels` writes it today: runs saved by earlier versions may hold
+    numpy 2's repr of a fractional number (``'np.float64(0.5)'`` for ``'0.5'``)."""
+    match = _NUMPY_REPR.fullmatch(label) if isinstance(label, str) else None
+    return match.group(1) if match else label
 
 
 __all__ = [
     "FLOAT32_MAX",
     "DataError",
     "labels",
+    "legacy_label",
     "location",
     "na_hint",
     "natural_key",

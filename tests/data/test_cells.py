@@ -60,3 +60,24 @@ def test_locations_name_csv_lines_and_parquet_rows():
     assert location(frame, 1) == "line 3 of 'd.csv'"  # the header is line 1
     frame.attrs["source"] = "d.parquet"
     assert location(frame, 1) == "row 2 of 'd.parquet'"
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=st.floats(-FLOAT32_MAX, FLOAT32_MAX, allow_nan=False).filter(lambda v: v != int(v)))
+def test_a_fractional_number_is_labelled_as_python_writes_it(x):
+    # numpy 2's repr gave 'np.float64(0.5)', a class name users saw in predictions
+    assert labels(pd.Series([x])).iloc[0] == repr(float(x))
+    assert labels(pd.Series([x, "a"], dtype=object)).iloc[0] == repr(float(x))
+
+
+def test_labels_stored_by_older_runs_read_as_today():
+    from mtlkit.data import TabularPreprocessor
+    from mtlkit.tasks import Task
+
+    old = TabularPreprocessor([], ["rate"]).fit(pd.DataFrame({"rate": [0.5, 1.5, 0.5]})).to_dict()
+    old["categories"]["rate"] = ["np.float64(0.5)", "np.float64(1.5)"]
+    pre = TabularPreprocessor.from_dict(old)
+    assert pre.categories["rate"] == ["0.5", "1.5"]
+    assert pre.transform(pd.DataFrame({"rate": [1.5]})).tolist() == [[0.0, 1.0]]
+    task = Task("g", "multiclass", 2, class_names=["np.float64(0.5)", "b"]).to_dict()
+    assert Task.from_dict(task).class_names == ["0.5", "b"]

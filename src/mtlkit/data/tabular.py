@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from mtlkit._param_validation import Constraint, Interval, validate_params
-from mtlkit.data.cells import DataError, labels, numbers
+from mtlkit.data.cells import DataError, labels, legacy_label, numbers
 from mtlkit.data.encoders import (
     MAX_CODE,
     MEDIAN_SAMPLE,
@@ -390,7 +390,10 @@ class TabularPreprocessor:
         encodes every categorical column, as it was trained."""
         pre = cls(state["numeric"], state["categorical"], **state.get("options", {}))
         pre.medians, pre.means, pre.stds = state["medians"], state["means"], state["stds"]
-        pre.indicators, pre.categories = state["indicators"], state["categories"]
+        pre.indicators = state["indicators"]
+        pre.categories = {
+            col: [legacy_label(v) for v in values] for col, values in state["categories"].items()
+        }
         pre.encoders = state.get("encoders", dict.fromkeys(pre.categorical, "onehot"))
         pre.embedding_dims = state.get("embedding_dims", {})
         pre.notes = state.get("notes", [])

@@ -177,4 +177,9 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: dict) -> Task:
+        from mtlkit.cells import legacy_label
+
+        names = data.get("class_names")
+        if names is not None:
+            data = {**data, "class_names": [legacy_label(n) for n in names]}
         return cls(**data)
