@@ -39,3 +39,15 @@ def test_quiet_hides_the_progress_and_verbose_adds_the_epoch_lines(tmp_path, cap
     epochs = [line.split(" · ")[0] for line in verbose if line.startswith("epoch ")]
     assert epochs == ["epoch 1/2", "epoch 2/2"] * 2  # two runs (stl, hps + ew) of two epochs
     assert "run 2/2: hps + ew, seed 0" in verbose
+
+
+def test_undefined_values_are_left_out_of_the_seed_mean():
+    import math
+
+    from mtlkit.analysis.report import mean_std, signed
+
+    nan = math.nan
+    assert mean_std([nan, nan]) == "-"
+    assert mean_std([0.5, nan, 0.7]) == "0.6000 ± 0.1414 (2/3 seeds)"
+    assert mean_std([0.5]) == "0.5000"
+    assert signed(nan) == "-" and signed(None) == "-" and signed(1.234) == "+1.23"

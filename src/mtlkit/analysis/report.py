@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,25 @@ def comparison_table(
         for m in names:
             rows.append([f"{task} {m}", *(results[model][task][m] for model in models)])
     if delta:
-        rows.append(["Δm % vs stl", *(_signed(delta.get(m)) for m in models)])
+        rows.append(["Δm % vs stl", *(signed(delta.get(m)) for m in models)])
     return format_table(["task metric", *models], rows)
 
 
-def _signed(value: float | None) -> str:
+def signed(value: float | None) -> str:
     """``+1.23``; ``-`` when missing or undefined (NaN)."""
     return "-" if value is None or math.isnan(value) else f"{value:+.2f}"
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """``mean ± std`` over seeds; undefined (NaN) values are left out and the count of the rest
+    is shown (``0.6000 ± 0.1414 (2/3 seeds)``); ``-`` when none is defined."""
+    defined = [v for v in values if not math.isnan(v)]
+    if not defined:
+        return "-"
+    text = f"{defined[0]:.4f}"
+    if len(defined) > 1:
+        text = f"{statistics.mean(defined):.4f} ± {statistics.stdev(defined):.4f}"
+    return text if len(defined) == len(values) else f"{text} ({len(defined)}/{len(values)} seeds)"
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from mtlkit.analysis import comparison_table, delta_m, plot_training_curves
 from mtlkit.config import Config, ConfigError, from_dict, merge, with_overrides
 from mtlkit.runs import RunResult, load, load_bundle, train_run
 from mtlkit.tasks import Task
-from mtlkit.training.checkpoint import atomic_write_text
+from mtlkit.training.checkpoint import atomic_write_text, strict_json
 
 
 def _metrics_of(tasks: list[Task]) -> dict[str, list[str]]:
@@ -125,7 +124,7 @@ def demo(args: argparse.Namespace) -> int:
             title=f"{dataset}: stl vs hps",
         )
         atomic_write_text(
-            json.dumps({"test": results, "delta_m": delta}, indent=2),
+            strict_json({"test": results, "delta_m": delta}, indent=2),
             root / dataset / "comparison.json",
         )
         print(f"curves: {plot}")

@@ -14,7 +14,6 @@ per epoch (the ``mtlkit.training`` logger), hidden otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import time
@@ -49,12 +48,6 @@ def _split(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
 @contextmanager
 def _epoch_lines(shown: bool) -> Iterator[None]:
     """Hide the trainer's line per epoch (unless ``shown``) for the duration of the block."""
@@ -74,8 +67,9 @@ def _method(arch: str, weighting: str) -> str:
 
 def compare(args: argparse.Namespace) -> int:
     from mtlkit.analysis import delta_m, format_table
+    from mtlkit.analysis.report import mean_std
     from mtlkit.runs import load_bundle, train_run
-    from mtlkit.training.checkpoint import atomic_write_text
+    from mtlkit.training.checkpoint import atomic_write_text, strict_json
 
     base = run_config(args, {"training.progress": False})
     try:
@@ -127,10 +121,10 @@ def compare(args: argparse.Namespace) -> int:
             [
                 _method(arch, weighting),
                 *(
-                    _mean_std([r["test"][t][bundle.task(t).main_metric] for r in records])
+                    mean_std([r["test"][t][bundle.task(t).main_metric] for r in records])
                     for t in metrics
                 ),
-                _mean_std([r["delta_m"] for r in records]).replace("0.0000 ± 0.0000", "0"),
+                mean_std([r["delta_m"] for r in records]).replace("0.0000 ± 0.0000", "0"),
                 f"{records[0]['params']:,}",
                 f"{statistics.mean(r['seconds_per_epoch'] for r in records):.2f}",
             ]
@@ -140,6 +134,6 @@ def compare(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(table + "\n", out / "table.txt")
     atomic_write_text(
-        json.dumps({f"{a}+{w}": r for (a, w), r in runs.items()}, indent=2), out / "results.json"
+        strict_json({f"{a}+{w}": r for (a, w), r in runs.items()}, indent=2), out / "results.json"
     )
     return 0

@@ -11,7 +11,6 @@ each task's test metrics and Δm; with ``--pairwise`` it trains every pair (dire
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from typing import Any
@@ -21,7 +20,7 @@ import yaml
 
 from mtlkit.analysis.grouping import OBJECTIVES, best_partition
 from mtlkit.analysis.plots import plot_cosine_over_training, plot_matrix
-from mtlkit.analysis.report import comparison_table, format_table
+from mtlkit.analysis.report import comparison_table, format_table, signed
 from mtlkit.analysis.verdict import (
     DEFAULT_THRESHOLD,
     matrix_table,
@@ -104,7 +103,7 @@ def group(args: argparse.Namespace) -> int:
         train_groupings,
     )
     from mtlkit.runs.train import train_run
-    from mtlkit.training.checkpoint import atomic_write_text
+    from mtlkit.training.checkpoint import atomic_write_text, strict_json
 
     if args.groups < 1:
         raise ConfigError(f"--groups: expected K >= 1, got {args.groups}")
@@ -200,7 +199,7 @@ def group(args: argparse.Namespace) -> int:
     print(verdict_table(verdicts))
     if pairwise is not None:
         rows = [
-            [f"{a} + {b}", f"{g[a]:+.2f}", f"{g[b]:+.2f}", f"{g['delta_m']:+.2f}"]
+            [f"{a} + {b}", signed(g[a]), signed(g[b]), signed(g["delta_m"])]
             for (a, b), g in pairwise.items()
         ]
         print("\npairwise transfer: each task's Δm % in the pair model vs its single-task model")
@@ -243,13 +242,13 @@ def group(args: argparse.Namespace) -> int:
         ),
     ]
     results["plots"] = [p.name for p in plots]
-    atomic_write_text(json.dumps(results, indent=2), out / "groups.json")
+    atomic_write_text(strict_json(results, indent=2), out / "groups.json")
 
     if args.train_groups:
         print()
         training = train_groupings(config, bundle, groups, out, stl=stl)
         results["training"] = training.to_dict()
-        atomic_write_text(json.dumps(results, indent=2), out / "groups.json")
+        atomic_write_text(strict_json(results, indent=2), out / "groups.json")
         print(f"\n{bundle.name}: test metrics (grouped = {' | '.join(map(', '.join, groups))})")
         print(comparison_table(training.results, metrics_of(bundle), training.delta))
     print(f"\nwrote {out / 'groups.json'} and {', '.join(p.name for p in plots)}")
