@@ -1,4 +1,5 @@
-"""The layerwise Jacobian (output gradients × layer inputs) equals the per-task autograd loop."""
+"""The layerwise Jacobian (output gradients × layer inputs) equals the per-task autograd loop,
+with the layer calls recorded by forward hooks or found in the autograd graph."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from mtlkit.weighting.engine import jacobian_loop
 from mtlkit.weighting.layerwise import (
     MIN_PATCH_LENGTH,
     LayerRecorder,
+    graph_layer_calls,
     jacobian_layerwise,
     patch_length,
     unfold_patches,
@@ -34,10 +36,11 @@ def _check(model: nn.Module, x, heads: int = 3, watched: int | None = None, seed
     head_layers = [nn.Linear(rep.shape[1], 2) for _ in range(heads)]
     losses = torch.stack([(h(rep) ** 2).mean() * (t + 1) for t, h in enumerate(head_layers)])
     expected = jacobian_loop(losses, shared)
-    # every watched layer by products (0), then the default rule
-    for min_patch_length in (0, MIN_PATCH_LENGTH):
-        got = jacobian_layerwise(losses, shared, recorder, min_patch_length=min_patch_length)
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    # the hooks' calls and the graph's; every layer by products (0), then the default rule
+    for calls in (recorder, graph_layer_calls(list(losses), shared)):
+        for min_patch_length in (0, MIN_PATCH_LENGTH):
+            got = jacobian_layerwise(losses, shared, calls, min_patch_length=min_patch_length)
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
     return recorder
 
 
@@ -234,8 +237,8 @@ def test_short_rows_are_left_to_autograd(monkeypatch):
         monkeypatch.setitem(
             layerwise.LAYER_JACOBIANS,
             kind,
-            lambda layer, inputs, num_tasks, factory=factory: (
-                built.append(layer) or factory(layer, inputs, num_tasks)
+            lambda call, num_tasks, factory=factory: (
+                built.append(call.module) or factory(call, num_tasks)
             ),
         )
     x = torch.randn(6, 1, 28, 28)

@@ -7,10 +7,13 @@ Three exact ways are implemented:
 - ``"loop"``: one ``torch.autograd.grad`` per task (T reverse passes, graph retained).
 - ``"batched"``: one vmapped reverse pass, ``torch.autograd.grad(losses, params,
   grad_outputs=I_T, is_grads_batched=True)``.
-- ``"layerwise"`` (needs :meth:`GradientEngine.watch`): T reverse passes that stop at the outputs
-  of the shared ``Linear``/``Conv2d`` layers, whose weight columns are then built from the
-  layers' inputs by one matrix product per layer for all tasks
-  (:mod:`mtlkit.weighting.layerwise`) instead of T per-task weight-gradient kernels.
+- ``"layerwise"``: T reverse passes that stop at the outputs of the shared ``Linear``/``Conv2d``
+  layers, whose weight columns are then built from the layers' inputs by one matrix product per
+  layer for all tasks (:mod:`mtlkit.weighting.layerwise`) instead of T per-task weight-gradient
+  kernels. The layer calls come from forward hooks when the model is watched
+  (:meth:`GradientEngine.watch`, as the trainer does) and otherwise from the losses' autograd
+  graph (:func:`~mtlkit.weighting.layerwise.graph_layer_calls`), so that ``mtl_backward`` from a
+  custom loop, which knows no model, has the method too.
 
 Which one is cheaper depends on the model, the batch and the device, so with ``method="auto"``
 (the default) the engine *measures* them on the first ``probes`` calls for a given problem shape
@@ -35,7 +38,12 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from mtlkit.weighting.layerwise import LayerRecorder, jacobian_layerwise
+from mtlkit.weighting.layerwise import (
+    LayerCall,
+    LayerRecorder,
+    graph_layer_calls,
+    jacobian_layerwise,
+)
 
 METHODS = ("auto", "loop", "batched", "layerwise")
 
@@ -142,6 +150,7 @@ class GradientEngine:
         """The method chosen for each problem key ``(T, shapes, device)`` once measured."""
         self.recorder: LayerRecorder | None = None
         self._stacked: tuple[Tensor, list[Tensor]] | None = None
+        self._found: tuple[Tensor, tuple[int, ...], list[LayerCall]] | None = None
 
     def stack(self, parts: Sequence[Tensor]) -> Tensor:
         """``torch.stack(parts)``, remembered until :meth:`new_step`.
@@ -161,7 +170,8 @@ class GradientEngine:
         return losses
 
     def watch(self, model: nn.Module, shared_params: Sequence[Tensor]) -> None:
-        """Record the calls of ``model``'s shared layers, enabling the ``"layerwise"`` method.
+        """Record the calls of ``model``'s shared layers by forward hooks for the ``"layerwise"``
+        method (instead of finding them in the losses' graph at every call).
 
         Call :meth:`new_step` before each forward pass (the trainer does).
         """
@@ -176,15 +186,25 @@ class GradientEngine:
     def new_step(self) -> None:
         """Forget the layer calls and losses recorded so far (a new forward pass is to start)."""
         self._stacked = None
+        self._found = None
         if self.recorder is not None:
             self.recorder.clear()
 
-    def _layerwise_ready(self, params: Sequence[Tensor]) -> bool:
-        return (
-            self.recorder is not None
-            and all(p.is_leaf for p in params)
-            and bool(self.recorder.usable_calls())
-        )
+    def layer_calls(self, losses: Tensor, params: Sequence[Tensor]) -> list[LayerCall]:
+        """The shared layer calls the ``"layerwise"`` method builds columns for: the recorder's
+        when watching, else those found in the graph of ``losses`` (kept for this vector)."""
+        if self.recorder is not None:
+            return self.recorder.usable_calls()
+        ids = tuple(id(p) for p in params)
+        if self._found is not None and self._found[0] is losses and self._found[1] == ids:
+            return self._found[2]
+        roots = self._parts(losses)
+        calls = graph_layer_calls([roots] if isinstance(roots, Tensor) else roots, params)
+        self._found = (losses, ids, calls)
+        return calls
+
+    def _layerwise_ready(self, losses: Tensor, params: Sequence[Tensor]) -> bool:
+        return all(p.is_leaf for p in params) and bool(self.layer_calls(losses, params))
 
     def _compute(self, method: str, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
         if method == "loop":
@@ -192,13 +212,13 @@ class GradientEngine:
         if method == "batched":
             return jacobian_batched(losses, params)
         if method == "layerwise":
-            if not self._layerwise_ready(params):
+            if not self._layerwise_ready(losses, params):
                 raise ValueError(
-                    "engine.method 'layerwise' needs engine.watch(model, shared_params), leaf "
-                    "parameters and a forward pass recorded since engine.new_step()"
+                    "engine.method 'layerwise' needs leaf parameters and shared Linear/Conv2d "
+                    "layers, found in the losses' graph or, with engine.watch(model, "
+                    "shared_params), recorded since engine.new_step(); none were found"
                 )
-            assert self.recorder is not None
-            return jacobian_layerwise(self._parts(losses), params, self.recorder)
+            return jacobian_layerwise(self._parts(losses), params, self.layer_calls(losses, params))
         raise ValueError(f"engine.method: expected one of {METHODS}, got {method!r}")
 
     def _key(self, losses: Tensor, params: Sequence[Tensor]) -> tuple:
@@ -207,7 +227,7 @@ class GradientEngine:
             tuple(tuple(p.shape) for p in params),
             tuple(p.is_leaf for p in params),
             str(losses.device),
-            self._layerwise_ready(params),
+            self._layerwise_ready(losses, params),
         )
 
     def _measure(self, key: tuple, losses: Tensor, params: Sequence[Tensor]) -> Tensor:

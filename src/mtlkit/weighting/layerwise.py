@@ -31,23 +31,40 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.graph import GradientEdge, Node
 from torch.utils.hooks import RemovableHandle
 
 
 @dataclass
 class LayerCall:
-    """One call of a watched layer: its input and output as they were after the forward."""
+    """One call of a linear or convolutional layer, from a forward hook or from the graph.
 
-    module: nn.Module
+    ``output`` is where the reverse passes stop and read ``δₜ``: the layer's output tensor
+    (forward hook) or the gradient edge into its autograd node (:func:`graph_layer_calls`).
+    ``geometry`` is ``(kernel, dilation, padding, stride)`` for a convolution, ``None`` for a
+    linear map.
+    """
+
+    weight: Tensor
+    bias: Tensor | None
+    geometry: tuple[tuple[int, int], ...] | None
     input: Tensor
-    output: Tensor
-    input_version: int
-    output_version: int
+    output: Tensor | GradientEdge
+    module: nn.Module | None = None
+    input_version: int = 0
+    output_version: int = 0
+
+    @property
+    def kind(self) -> type[nn.Module]:
+        """``nn.Linear`` or ``nn.Conv2d``: the key of :data:`LAYER_JACOBIANS`."""
+        return nn.Linear if self.geometry is None else nn.Conv2d
+
+    def parameters(self) -> list[Tensor]:
+        return [self.weight] if self.bias is None else [self.weight, self.bias]
 
     def intact(self) -> bool:
-        return (
-            self.input._version == self.input_version
-            and self.output._version == self.output_version
+        return self.input._version == self.input_version and (
+            not isinstance(self.output, Tensor) or self.output._version == self.output_version
         )
 
 
@@ -62,13 +79,14 @@ def _conv_geometry(layer: nn.Conv2d) -> tuple[tuple[int, int], ...] | None:
     )
 
 
-def unfold_patches(a: Tensor, layer: nn.Conv2d) -> Tensor:
+def unfold_patches(a: Tensor, geometry: nn.Conv2d | tuple[tuple[int, int], ...]) -> Tensor:
     """The convolution's input patches as a ``(in·kh·kw, B·L)`` matrix, by one strided copy.
 
     Column ``b·L + l`` is patch ``l`` of sample ``b``: ``unfold(a)`` with the batch moved into
     the columns (several times faster than :func:`torch.nn.functional.unfold` on a CPU).
     """
-    geometry = _conv_geometry(layer)
+    if isinstance(geometry, nn.Conv2d):
+        geometry = _conv_geometry(geometry)  # type: ignore[assignment]
     assert geometry is not None
     (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
     if ph or pw:
@@ -94,11 +112,11 @@ class LayerJacobian:
     ``δₜ 1``. One product for all tasks reads ``A`` once instead of T times.
     """
 
-    def __init__(self, layer: nn.Module, inputs: Tensor, num_tasks: int) -> None:
-        self.layer = layer
-        self.inputs = self.input_matrix(inputs)  # (in, N)
-        out = self.layer.weight.shape[0]
-        self.deltas = inputs.new_zeros(num_tasks, out, self.inputs.shape[1])
+    def __init__(self, call: LayerCall, num_tasks: int) -> None:
+        self.call = call
+        self.inputs = self.input_matrix(call.input)  # (in, N)
+        out = call.weight.shape[0]
+        self.deltas = call.input.new_zeros(num_tasks, out, self.inputs.shape[1])
 
     def input_matrix(self, inputs: Tensor) -> Tensor:
         raise NotImplementedError
@@ -112,7 +130,7 @@ class LayerJacobian:
         num_tasks = self.deltas.shape[0]
         weight = self.deltas.reshape(-1, self.deltas.shape[2]) @ self.inputs.T
         rows = [weight.reshape(num_tasks, -1)]
-        if self.layer.bias is not None:
+        if self.call.bias is not None:
             rows.append(self.deltas.sum(2))
         return rows
 
@@ -131,10 +149,13 @@ class Conv2dJacobian(LayerJacobian):
     """A 2-d convolution is a linear map of its input patches: ``A`` = :func:`unfold_patches`."""
 
     def input_matrix(self, inputs: Tensor) -> Tensor:
-        return unfold_patches(inputs if inputs.dim() == 4 else inputs.unsqueeze(0), self.layer)
+        assert self.call.geometry is not None
+        batched = inputs if inputs.dim() == 4 else inputs.unsqueeze(0)
+        return unfold_patches(batched, self.call.geometry)
 
     def add(self, task: int, delta: Tensor) -> None:
-        delta = delta.reshape(-1, self.layer.out_channels, delta.shape[-2] * delta.shape[-1])
+        out = self.call.weight.shape[0]
+        delta = delta.reshape(-1, out, delta.shape[-2] * delta.shape[-1])
         self.deltas[task].view(delta.shape[1], delta.shape[0], -1).copy_(delta.transpose(0, 1))
 
 
@@ -142,7 +163,8 @@ LAYER_JACOBIANS: dict[type, type[LayerJacobian]] = {
     nn.Linear: LinearJacobian,
     nn.Conv2d: Conv2dJacobian,
 }
-"""The layer types the recorder watches (exact types), and how their rows are built."""
+"""The layer types the recorder watches (exact types), and how their rows are built (keyed by
+:attr:`LayerCall.kind` for graph-found calls too)."""
 
 
 def _watchable(module: nn.Module, shared: set[int], owners: dict[int, int]) -> bool:
@@ -187,7 +209,19 @@ class LayerRecorder:
         if module in self.overflowed:
             return
         calls = self.calls.setdefault(module, [])
-        calls.append(LayerCall(module, args[0], output, args[0]._version, output._version))
+        geometry = _conv_geometry(module) if isinstance(module, nn.Conv2d) else None
+        calls.append(
+            LayerCall(
+                module.weight,
+                module.bias,
+                geometry,
+                args[0],
+                output,
+                module,
+                args[0]._version,
+                output._version,
+            )
+        )
         if len(calls) > self.max_calls:
             self.overflowed.add(module)
             del self.calls[module]
@@ -221,36 +255,157 @@ operations per patch, and on a CPU that layout costs more than autograd's per-ta
 weight-gradient kernels (docs/weighting.md, "After the mtl_backward seam")."""
 
 
-def patch_length(layer: nn.Conv2d) -> int:
-    """``in_channels·kh·kw``: the inner dimension of the convolution's weight gradient."""
-    return int(layer.weight.shape[1:].numel())
+def patch_length(layer: nn.Conv2d | Tensor) -> int:
+    """``in_channels·kh·kw``: the inner dimension of the convolution's weight gradient (from
+    the layer or its weight)."""
+    weight = layer.weight if isinstance(layer, nn.Module) else layer
+    return int(weight.shape[1:].numel())
+
+
+def _leaf(node: Node | None) -> Tensor | None:
+    """The leaf tensor of an ``AccumulateGrad`` node."""
+    return getattr(node, "variable", None)
+
+
+def _saved(node: Node, name: str) -> Tensor | None:
+    """A tensor the node saved for its backward, or ``None`` if unavailable (freed, or modified
+    in place since: unpacking then raises)."""
+    try:
+        tensor = getattr(node, name, None)
+    except RuntimeError:
+        return None
+    return tensor if isinstance(tensor, Tensor) else None
+
+
+def _node_call(node: Node) -> tuple[LayerCall, list[tuple[Node, Node]]] | None:
+    """The layer call an autograd node computes, with the graph edges ``(parent, child)`` by
+    which it reads its parameters; ``None`` if the node is not one of:
+
+    - ``AddmmBackward0`` with ``α = β = 1`` (``F.linear`` with a bias: ``b + a Wᵀ``), its
+      ``mat2`` a ``TBackward0`` of a leaf ``W`` and its ``self`` a leaf 1-d bias or no leaf;
+    - ``MmBackward0`` (``F.linear`` without bias: ``a Wᵀ``), ``mat2`` as above;
+    - ``ConvolutionBackward0`` of a 2-d, non-transposed, ungrouped convolution whose weight
+      (and bias) are leaves.
+    """
+    name = type(node).__name__
+    children = [child for child, _ in node.next_functions]
+    if name in ("AddmmBackward0", "MmBackward0"):
+        addmm = name == "AddmmBackward0"
+        if addmm and (node._saved_alpha != 1 or node._saved_beta != 1):
+            return None
+        transpose = children[-1]
+        if type(transpose).__name__ != "TBackward0":
+            return None
+        weight_node = transpose.next_functions[0][0]
+        weight = _leaf(weight_node)
+        inputs = _saved(node, "_saved_mat1" if addmm else "_saved_self")
+        if weight is None or weight.dim() != 2 or inputs is None or inputs.dim() != 2:
+            return None
+        edges = [(node, transpose), (transpose, weight_node)]
+        bias = _leaf(children[0]) if addmm else None
+        if bias is not None:
+            if tuple(bias.shape) != (weight.shape[0],):
+                return None
+            edges.append((node, children[0]))
+        return LayerCall(weight, bias, None, inputs, GradientEdge(node, 0)), edges
+    if name == "ConvolutionBackward0":
+        weight = _leaf(children[1])
+        inputs = _saved(node, "_saved_input")
+        if weight is None or weight.dim() != 4 or inputs is None or inputs.dim() != 4:
+            return None
+        if node._saved_transposed or node._saved_groups != 1:
+            return None
+        geometry = tuple(
+            tuple(int(v) for v in pair)
+            for pair in (
+                weight.shape[2:],
+                node._saved_dilation,
+                node._saved_padding,
+                node._saved_stride,
+            )
+        )
+        if any(len(pair) != 2 for pair in geometry):
+            return None
+        edges = [(node, children[1])]
+        bias = _leaf(children[2])
+        if bias is not None:
+            edges.append((node, children[2]))
+        return LayerCall(weight, bias, geometry, inputs, GradientEdge(node, 0)), edges
+    return None
+
+
+def graph_layer_calls(roots: Sequence[Tensor], params: Sequence[Tensor]) -> list[LayerCall]:
+    """The linear and convolutional layer calls in the autograd graph of ``roots`` whose weight
+    is one of ``params``, found without hooks (so without the model).
+
+    A call is kept only if each of its parameters reaches the graph through kept calls alone
+    (every other use of the parameter, e.g. a weight tied into another operation or a second
+    ``Wᵀ`` consumer that is not a layer, leaves the parameter to autograd), so that the layer
+    columns built from the kept calls are the whole gradient. The layer input is the tensor the
+    node saved for its backward; its output gradient is read at the node's gradient edge.
+    """
+    wanted = {id(p) for p in params}
+    uses: dict[Node, list[Node]] = {}
+    order: list[Node] = []
+    seen: set[Node] = set()
+    stack = [r.grad_fn for r in roots if r.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        order.append(node)
+        for child, _ in node.next_functions:
+            if child is not None:
+                uses.setdefault(child, []).append(node)
+                stack.append(child)
+    found: dict[Node, tuple[LayerCall, list[tuple[Node, Node]]]] = {}
+    for node in reversed(order):  # roughly forward order
+        entry = _node_call(node)
+        if entry is not None and id(entry[0].weight) in wanted:
+            found[node] = entry
+    while True:  # drop calls reading a parameter that something else also reads
+        claimed: dict[Node, set[Node]] = {}  # child -> the kept calls' nodes reading it
+        for _, edges in found.values():
+            for parent, child in edges:
+                claimed.setdefault(child, set()).add(parent)
+        rejected = [
+            node
+            for node, (_, edges) in found.items()
+            if any(len(claimed[child]) != len(uses[child]) for _, child in edges)
+        ]
+        if not rejected:
+            return [call for call, _ in found.values()]
+        for node in rejected:
+            del found[node]
 
 
 def jacobian_layerwise(
     losses: Tensor | Sequence[Tensor],
     params: Sequence[Tensor],
-    recorder: LayerRecorder,
+    calls: LayerRecorder | Sequence[LayerCall],
     min_patch_length: int = MIN_PATCH_LENGTH,
 ) -> Tensor:
-    """``J`` (T × P) with the watched layers' parameter columns built from output gradients.
+    """``J`` (T × P) with the layer calls' parameter columns built from output gradients.
 
-    One reverse pass per task computes the output gradients ``δₜ`` of every recorded layer call
-    (except convolutions with patches shorter than ``min_patch_length``, see
-    :data:`MIN_PATCH_LENGTH`) and the gradients of the remaining parameters, and runs none of
-    those layers' weight-gradient kernels; their columns come from :class:`LayerJacobian`.
+    ``calls`` are a recorder's usable calls or those of :func:`graph_layer_calls`. One reverse
+    pass per task computes the output gradients ``δₜ`` of every call (except convolutions with
+    patches shorter than ``min_patch_length``, see :data:`MIN_PATCH_LENGTH`) and the gradients
+    of the remaining parameters, and runs none of those layers' weight-gradient kernels; their
+    columns come from :class:`LayerJacobian`.
     """
     num_tasks = len(losses)
+    if isinstance(calls, LayerRecorder):
+        calls = calls.usable_calls()
     calls = [
         call
-        for call in recorder.usable_calls()
-        if not isinstance(call.module, nn.Conv2d) or patch_length(call.module) >= min_patch_length
+        for call in calls
+        if call.geometry is None or patch_length(call.weight) >= min_patch_length
     ]
-    covered = {id(p) for call in calls for p in call.module.parameters(recurse=False)}
+    covered = {id(p) for call in calls for p in call.parameters()}
     others = [p for p in params if id(p) not in covered]
     inputs = [call.output for call in calls] + others
-    layers = [
-        LAYER_JACOBIANS[type(call.module)](call.module, call.input, num_tasks) for call in calls
-    ]
+    layers = [LAYER_JACOBIANS[call.kind](call, num_tasks) for call in calls]
     columns, offset = {}, 0
     for p in params:
         columns[id(p)] = slice(offset, offset + p.numel())
@@ -267,7 +422,7 @@ def jacobian_layerwise(
             if g is not None:
                 jacobian[t, columns[id(p)]] = (g.to_dense() if g.is_sparse else g).reshape(-1)
     for layer in layers:
-        for p, rows in zip(layer.layer.parameters(recurse=False), layer.rows(), strict=True):
+        for p, rows in zip(layer.call.parameters(), layer.rows(), strict=True):
             if id(p) in columns:
                 jacobian[:, columns[id(p)]] += rows
     return jacobian
