@@ -46,3 +46,19 @@ def test_accumulation_warmup_precision_and_step_scheduler_come_from_the_config(t
         # the linear scheduler stepped once per optimizer step: lr = 1e-3 · (1 − 0.5·steps/1000)
         assert records[-1]["lr"] == pytest.approx(1e-3 * (1 - 0.5 * records[-1]["step"] / 1000))
     assert steps[2] == -(-steps[1] // 2)  # ⌈batches / 2⌉ optimizer steps per epoch
+
+
+def test_the_cli_log_writes_to_the_stdout_of_the_moment(monkeypatch):
+    import io
+    import logging
+
+    from mtlkit.cli.main import configure_logging
+
+    configure_logging(quiet=False, verbose=False)
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stdout", first)
+    logging.getLogger("mtlkit.test").info("one")
+    first.close()  # as pytest closes a test's captured stdout
+    monkeypatch.setattr("sys.stdout", second)
+    logging.getLogger("mtlkit.test").info("two")  # was: "--- Logging error ---", I/O on closed file
+    assert second.getvalue() == "two\n"

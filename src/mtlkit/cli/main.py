@@ -126,13 +126,26 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int | None]:
     return getattr(importlib.import_module(module), function)
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to the ``sys.stdout`` of the moment (a handler bound to the stream of its first
+    call would write to a closed one once a caller swapped ``sys.stdout``, as tests do)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging(quiet: bool, verbose: bool) -> None:
     """The ``mtlkit`` loggers (e.g. the trainer's line per epoch) print to stdout: INFO by
     default, WARNING with ``--quiet``, DEBUG with ``--verbose``."""
     logger = logging.getLogger("mtlkit")
     for handler in [h for h in logger.handlers if getattr(h, "mtlkit_cli", False)]:
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.mtlkit_cli = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
