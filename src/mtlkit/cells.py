@@ -114,6 +114,11 @@ def _canonical(values: pd.Index) -> np.ndarray:
     """The canonical label of each distinct value (see the module docstring)."""
     if all(isinstance(v, (bool, np.bool_)) for v in values):
         return np.array([str(bool(v)) for v in values], dtype=object)
+    if values.inferred_type == "integer":  # the common id column: its digits are its label
+        try:
+            return np.asarray(values, dtype=np.int64).astype(str).astype(object)
+        except OverflowError:
+            pass
     text = np.array([str(v).strip() for v in values], dtype=object)
     number = np.full(len(values), np.nan)
     # only text starting like a finite number can parse as one (to_numeric is slow on words)
