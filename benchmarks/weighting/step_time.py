@@ -52,6 +52,7 @@ from mtlkit.models.encoders import LeNet
 from mtlkit.tasks import Task
 from mtlkit.training import Trainer, TrainingOptions
 from mtlkit.weighting import GradientEngine, make_weighting, mtl_backward
+from mtlkit.weighting.backward import engine_for, graph_leaves
 from mtlkit.weighting.engine import jacobian_loop
 from mtlkit.weighting.registry import AGGREGATIONS, WEIGHTINGS
 
@@ -425,10 +426,11 @@ def main() -> None:
                 for key, method in engine.choice.items()
             }
         )
+        custom = engine_for(graph_leaves([model.encode(x[:1])]))  # the custom loop's engine
         print(
             f"T={num_tasks}: EW step {1000 * statistics.median(rows['ew'][num_tasks]):.1f} ms "
             f"(median of {args.rounds} rounds); engine's Jacobian "
-            f"method: {chosen}",
+            f"method: {chosen}; custom loop's: {sorted(set(custom.choice.values()))}",
             flush=True,
         )
         print_table(rows, args)  # so far: a cut-short run still leaves its numbers

@@ -365,7 +365,10 @@ def mtl_backward(
             max_norm=float(strategy.shared_max_norm),
             last_shared=None if last_shared_params is None else list(last_shared_params),
         )
-        weights = run_strategy(strategy, step)
+        try:
+            weights = run_strategy(strategy, step)
+        finally:
+            engine.release_graph()  # no reference to this step's activations after it
     full = torch.zeros(num_tasks, dtype=weights.dtype, device=weights.device)
     full[present] = weights.detach()
     return full

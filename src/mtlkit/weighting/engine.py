@@ -190,6 +190,11 @@ class GradientEngine:
         if self.recorder is not None:
             self.recorder.clear()
 
+    def release_graph(self) -> None:
+        """Drop the layer calls found in the last graph (they hold the layers' inputs), e.g.
+        once a step's backward is done; :meth:`new_step` does it too."""
+        self._found = None
+
     def layer_calls(self, losses: Tensor, params: Sequence[Tensor]) -> list[LayerCall]:
         """The shared layer calls the ``"layerwise"`` method builds columns for: the recorder's
         when watching, else those found in the graph of ``losses`` (kept for this vector)."""

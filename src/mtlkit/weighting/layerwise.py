@@ -10,17 +10,25 @@ weight-gradient kernels when the patches are long enough to amortise laying out 
 gradients (LeNet's second convolution, 10·5·5); a convolution with short patches (its first,
 1·5·5) is left to the per-task passes (:data:`MIN_PATCH_LENGTH`).
 
-:class:`LayerRecorder` watches the model's shared ``nn.Linear`` and ``nn.Conv2d`` layers with
-forward hooks and keeps each call's input and output for the current step; the engine then asks
-autograd for ``∂Lₜ/∂z`` of every recorded output (and for the gradients of shared parameters no
-recorded layer owns, e.g. normalization layers) and builds the rest with
-:class:`LinearJacobian` / :class:`Conv2dJacobian` (:func:`jacobian_layerwise`).
+The layer calls come from one of two places:
 
-It assumes the watched layers' parameters are used only through those layers' ``forward``;
-parameters shared by several modules are never watched, and a recorded tensor modified in place
-after the forward disqualifies its layer for that step (autograd then handles its parameters).
-The engine also checks the result against the plain per-task loop before it first chooses this
-method (see :class:`mtlkit.weighting.GradientEngine`).
+- :class:`LayerRecorder` watches a model's shared ``nn.Linear`` and ``nn.Conv2d`` layers with
+  forward hooks and keeps each call's input and output for the current step (the trainer's
+  engine). It assumes the watched layers' parameters are used only through those layers'
+  ``forward``; parameters shared by several modules are never watched, and a recorded tensor
+  modified in place after the forward disqualifies its layer for that step.
+- :func:`graph_layer_calls` finds the same calls in the losses' autograd graph, with no model
+  (``mtl_backward`` from a custom loop): the ``AddmmBackward0`` / ``MmBackward0`` nodes of
+  ``F.linear`` (weight reached through a ``TBackward0``) and the ``ConvolutionBackward0`` nodes of
+  2-d convolutions, the input being the tensor each node saved for its backward and ``δₜ`` the
+  gradient at the node's own edge. A parameter that any other node also reads is left to
+  autograd.
+
+The engine then asks autograd for ``∂Lₜ/∂z`` of every call's output (and for the gradients of
+shared parameters no call owns, e.g. normalization layers) and builds the rest with
+:class:`LinearJacobian` / :class:`Conv2dJacobian` (:func:`jacobian_layerwise`). It also checks
+the result against the plain per-task loop before it first chooses this method (see
+:class:`mtlkit.weighting.GradientEngine`).
 """
 
 from __future__ import annotations
