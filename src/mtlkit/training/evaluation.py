@@ -29,17 +29,55 @@ def move(batch_part, device: torch.device):
     return batch_part.to(device, non_blocking=True)
 
 
+class _RowBuffer:
+    """Rows appended batch by batch into one tensor, allocated once when the number of rows is
+    known (``capacity``), otherwise doubled when full.
+
+    Keeping every batch's tensors until the end of a split instead interleaves thousands of
+    small long-lived blocks with a streamed reader's per-unit temporaries: the allocator then
+    cannot reuse the freed units' space and a process's memory grows with the rows of the
+    split (issue #16). A batch is copied, so no view of a reader's unit outlives it.
+    """
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = capacity
+        self.rows = 0
+        self.data: Tensor | None = None
+
+    def append(self, batch: Tensor) -> None:
+        end = self.rows + len(batch)
+        if self.data is None or end > len(self.data):
+            held = 0 if self.data is None else len(self.data)
+            size = max(end, 2 * held) if held else max(end, self.capacity or 0)
+            grown = batch.new_empty((size, *batch.shape[1:]), device="cpu")
+            if self.data is not None:
+                grown[: self.rows] = self.data[: self.rows]
+            self.data = grown
+        self.data[self.rows : end] = batch
+        self.rows = end
+
+    def tensor(self) -> Tensor:
+        """The rows appended, in a tensor of their own size (no spare capacity to pickle)."""
+        assert self.data is not None
+        return self.data if self.rows == len(self.data) else self.data[: self.rows].clone()
+
+
 def _batch_outputs(
-    model: MultiTaskModel, batches: Iterable, device: torch.device
-) -> tuple[dict[str, list[Tensor]], dict[str, list[Tensor]]]:
-    outputs: dict[str, list[Tensor]] = {}
-    targets: dict[str, list[Tensor]] = {}
+    model: MultiTaskModel, batches: Iterable, device: torch.device, rows: int | None = None
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Every task's outputs (float) and targets over ``batches``, in order; ``rows``: the rows
+    they hold, if known (one allocation per task and tensor)."""
+    outputs: dict[str, _RowBuffer] = {}
+    targets: dict[str, _RowBuffer] = {}
     for inputs, target in batches:
         out = model(move(inputs, device))
         for name, y in target.items():
-            outputs.setdefault(name, []).append(out[name].float().cpu())
-            targets.setdefault(name, []).append(y.cpu())
-    return outputs, targets
+            outputs.setdefault(name, _RowBuffer(rows)).append(out[name].float())
+            targets.setdefault(name, _RowBuffer(rows)).append(y)
+    return (
+        {k: v.tensor() for k, v in outputs.items()},
+        {k: v.tensor() for k, v in targets.items()},
+    )
 
 
 def _dataset_batches(
@@ -73,34 +111,37 @@ def collect_outputs(
     """
     model.eval()
     own_data = isinstance(dataset, MultiTaskDataset | MultiInputDataset)
+    rows = None
     if own_data:
         batches = _dataset_batches(dataset, batch_size, distributed)
+        if isinstance(dataset, MultiTaskDataset):
+            rows = len(dataset)
+            if distributed is not None:
+                start, end = shard_bounds(rows, distributed.rank, distributed.world_size)
+                rows = end - start
     else:
-        batches = (
-            DataLoader(dataset, batch_size=batch_size, shuffle=False)
-            if isinstance(dataset, Dataset)
-            else dataset
-        )
+        if isinstance(dataset, Dataset):
+            rows = len(dataset) if hasattr(dataset, "__len__") else None
+            batches = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        else:
+            rows, batches = getattr(dataset, "num_rows", None), dataset  # StreamLoader's
         distributed = None
-    outputs, targets = _batch_outputs(model, batches, torch.device(device))
+    outputs, targets = _batch_outputs(model, batches, torch.device(device), rows)
     if not outputs and not own_data:
         raise ValueError("evaluation data: no batch (an empty dataset or loader?)")
-    if distributed is not None:
-        local = (
-            {k: torch.cat(v) for k, v in outputs.items()},
-            {k: torch.cat(v) for k, v in targets.items()},
-        )
-        gathered = distributed.all_gather_object(local, "evaluation gather")
-        outputs, targets = {}, {}
-        for rank_outputs, rank_targets in gathered:
-            for k, v in rank_outputs.items():
-                outputs.setdefault(k, []).append(v)
-            for k, v in rank_targets.items():
-                targets.setdefault(k, []).append(v)
-    return (
-        {k: torch.cat(v) for k, v in outputs.items()},
-        {k: torch.cat(v) for k, v in targets.items()},
-    )
+    if distributed is None:
+        return outputs, targets
+    gathered = distributed.all_gather_object((outputs, targets), "evaluation gather")
+    return _concat([o for o, _ in gathered]), _concat([t for _, t in gathered])
+
+
+def _concat(parts: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
+    """Each task's tensors of the ranks that hold it, in rank order."""
+    tensors: dict[str, list[Tensor]] = {}
+    for part in parts:
+        for name, tensor in part.items():
+            tensors.setdefault(name, []).append(tensor)
+    return {name: torch.cat(values) for name, values in tensors.items()}
 
 
 def unscale(values: Tensor, scaling: tuple[float, float] | None) -> Tensor:
