@@ -166,3 +166,4 @@ def test_custom_loop_engine_measures_layerwise():
     (timings,) = engine._timings.values()
     assert set(timings) == {"loop", "batched", "layerwise"}
     assert all(t < float("inf") for t in timings["layerwise"])
+    assert engine._found is None  # no reference to the last step's layer inputs is kept
