@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from mtlkit.data.datasets import MultiInputDataset, MultiTaskDataset
 from mtlkit.data.tabular import TabularPreprocessor
 from mtlkit.tasks import Task
+from mtlkit.tasks.task import NamedTasks
 
 
 @dataclass
-class DatasetBundle:
+class DatasetBundle(NamedTasks):
     """Tasks plus train/val/test splits, and what is needed to apply a model to new rows.
 
     ``target_scaling[task] = (mean, std)``: regression targets are standardized on the training
@@ -29,16 +30,6 @@ class DatasetBundle:
     target_scaling: dict[str, tuple[float, float]] = field(default_factory=dict)
     target_columns: dict[str, str] = field(default_factory=dict)
     description: str = ""
-
-    @property
-    def task_names(self) -> list[str]:
-        return [t.name for t in self.tasks]
-
-    def task(self, name: str) -> Task:
-        for t in self.tasks:
-            if t.name == name:
-                return t
-        raise KeyError(f"unknown task {name!r}; tasks are {', '.join(self.task_names)}")
 
     def select_tasks(self, names: Sequence[str]) -> DatasetBundle:
         """The same data restricted to ``names`` (for single-task baselines and task groups)."""

@@ -29,6 +29,7 @@ from mtlkit.tasks.class_weights import (
     balanced_class_weight_from_counts,
     balanced_pos_weight_from_counts,
 )
+from mtlkit.tasks.task import NamedTasks
 
 STREAM_CHECKPOINT_EVERY_STEPS = 1000
 """``training.checkpoint_every_steps`` of a streamed run that does not set it."""
@@ -44,7 +45,7 @@ def checkpoint_every_steps(config: Config) -> int | None:
 
 
 @dataclass
-class StreamBundle:
+class StreamBundle(NamedTasks):
     """A fitted stream where a :class:`~mtlkit.data.DatasetBundle` is expected.
 
     ``val`` and ``test`` are unshuffled loaders of those splits (every process scores a whole
@@ -83,16 +84,6 @@ class StreamBundle:
     @property
     def target_scaling(self) -> dict[str, tuple[float, float]]:
         return self.table.target_scaling
-
-    @property
-    def task_names(self) -> list[str]:
-        return [t.name for t in self.tasks]
-
-    def task(self, name: str) -> Task:
-        for t in self.tasks:
-            if t.name == name:
-                return t
-        raise KeyError(f"unknown task {name!r}; tasks are {', '.join(self.task_names)}")
 
     def select_tasks(self, names: Sequence[str]) -> StreamBundle:
         """The same stream with only ``names``' heads (``model.init_from`` builds the old

@@ -183,3 +183,19 @@ class Task:
         if names is not None:
             data = {**data, "class_names": [legacy_label(n) for n in names]}
         return cls(**data)
+
+
+class NamedTasks:
+    """``task_names`` and ``task(name)`` for anything holding a ``tasks`` list (data bundles)."""
+
+    tasks: Sequence[Task]
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def task(self, name: str) -> Task:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(f"unknown task {name!r}; tasks are {', '.join(self.task_names)}")

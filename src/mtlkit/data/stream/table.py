@@ -50,13 +50,14 @@ from mtlkit.data.table import (
 )
 from mtlkit.data.tabular import TabularPreprocessor
 from mtlkit.tasks import Task, get_kind
+from mtlkit.tasks.task import NamedTasks
 
 STREAM_SPLITS = ("hash", "column")
 """Split methods of a stream (``random`` means ``hash``; ``stratified`` needs the whole table)."""
 
 
 @dataclass
-class StreamTable:
+class StreamTable(NamedTasks):
     """A fitted stream: tasks, preprocessing and where each split's rows are (see the module
     docstring). Built by :func:`scan_table`; reads one unit at a time."""
 
@@ -92,16 +93,6 @@ class StreamTable:
     def input_shape(self) -> tuple[int, ...]:
         """Width of a transformed row: ``(n_dense + code columns,)``."""
         return (self.preprocessor.n_dense + len(self.preprocessor.embedding_specs),)
-
-    @property
-    def task_names(self) -> list[str]:
-        return [t.name for t in self.tasks]
-
-    def task(self, name: str) -> Task:
-        for t in self.tasks:
-            if t.name == name:
-                return t
-        raise KeyError(f"unknown task {name!r}; tasks are {', '.join(self.task_names)}")
 
     def num_rows(self, split: str) -> int:
         """Rows of ``split`` (``train``, ``val``, ``test`` or ``all``) over all units."""
