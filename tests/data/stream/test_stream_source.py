@@ -154,3 +154,18 @@ def test_a_file_without_rows_adds_no_unit(tmp_path):
     (tmp_path / "c.csv").write_text("x,y\n5,6\n")
     units = [unit for unit, _ in StreamSource(tmp_path).scan()]
     assert [(u.file, u.first_row, u.rows) for u in units] == [(0, 0, 2), (2, 2, 1)]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_files_with_columns_in_another_order_are_read_by_name(tmp_path, suffix):
+    first = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    second = pd.DataFrame({"b": ["z", "w"], "a": [3, 4]})
+    for name, frame in (("p1", first), ("p2", second)):
+        path = tmp_path / f"{name}{suffix}"
+        frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    source = StreamSource(tmp_path)
+    scanned = [frame for _, frame in source.scan()]
+    assert scanned[1]["a"].tolist() == [3, 4]
+    assert scanned[1]["b"].tolist() == ["z", "w"]
+    units = [unit for unit, _ in source.scan()]
+    assert source.read(units[1])["a"].tolist() == [3, 4]

@@ -330,7 +330,7 @@ class StreamSource:
             raise DataError(
                 f"data file {str(self.files[index])!r} cannot be read: {_first_line(err)}"
             ) from None
-        frame.columns = self.columns
+        frame.columns = list(self._raw_names[index])  # this file's order (files may differ)
         return frame
 
 
