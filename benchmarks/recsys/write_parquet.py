@@ -13,7 +13,7 @@ chunk is generated, written with one ``pyarrow.parquet.ParquetWriter`` and dropp
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -34,21 +34,33 @@ def chunk_table(rows: dict[str, np.ndarray]) -> pa.Table:
     return pa.table(columns)
 
 
-def write(path: str, rows: int, generator: RecsysGenerator, chunk_rows: int) -> int:
-    """Write ``rows`` rows to ``path`` in chunks of ``chunk_rows``; return the rows written."""
+def write_chunks(
+    path: str,
+    rows: int,
+    chunk_rows: int,
+    make_chunk: Callable[[int, int], pa.Table],
+    row_group_size: int | None = None,
+) -> int:
+    """Write ``rows`` rows to ``path``, ``make_chunk(n, index)`` giving chunk ``index`` of ``n``
+    rows, one ``ParquetWriter`` for all; return the rows written."""
     written, index, writer = 0, 0, None
     try:
         while written < rows:
             n = min(chunk_rows, rows - written)
-            table = chunk_table(generator.chunk(n, index))
+            table = make_chunk(n, index)
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema)
-            writer.write_table(table)
+            writer.write_table(table, row_group_size=row_group_size)
             written, index = written + n, index + 1
     finally:
         if writer is not None:
             writer.close()
     return written
+
+
+def write(path: str, rows: int, generator: RecsysGenerator, chunk_rows: int) -> int:
+    """Write ``rows`` rows to ``path`` in chunks of ``chunk_rows``; return the rows written."""
+    return write_chunks(path, rows, chunk_rows, lambda n, i: chunk_table(generator.chunk(n, i)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

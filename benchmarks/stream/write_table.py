@@ -17,13 +17,17 @@ a file is fixed by ``--rows``, ``--seed`` and ``--chunk-rows``; memory is bounde
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mtlkit.data.builtin.recsys_synthetic import zipf_probabilities
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recsys"))
+from write_parquet import write_chunks  # noqa: E402
 
 N_NUMERIC = 40
 CARDINALITIES = {"cat10": 10, "cat1k": 1000, "cat1m": 1_000_000}
@@ -70,19 +74,7 @@ class BenchTable:
 
 def write(path: str, rows: int, seed: int = 0, chunk_rows: int = 100_000) -> int:
     """Write ``rows`` rows to ``path`` (one row group per chunk); return the rows written."""
-    table, written, index, writer = BenchTable(seed), 0, 0, None
-    try:
-        while written < rows:
-            n = min(chunk_rows, rows - written)
-            chunk = table.chunk(n, index)
-            if writer is None:
-                writer = pq.ParquetWriter(path, chunk.schema)
-            writer.write_table(chunk, row_group_size=chunk_rows)
-            written, index = written + n, index + 1
-    finally:
-        if writer is not None:
-            writer.close()
-    return written
+    return write_chunks(path, rows, chunk_rows, BenchTable(seed).chunk, row_group_size=chunk_rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
