@@ -7,9 +7,10 @@ it: explicit parameter split, the trainer's engine watching the model), SGD step
 in the same process, on torchjd's own default paths: ``autojac.mtl_backward`` + ``jac_to_grad``
 with the aggregator's defaults (UPGrad/DualProj with torchjd's default quadprog projector, from
 the dev extra ``torchjd[quadprog-projector]``; a SciPy projector, marked ``(scipy projector)``,
-only if quadprog is missing), and for MGDA and UPGrad also the ``autogram.Engine`` route
-(Gramian of the encoder's Jacobian, ``MGDAWeighting``/``UPGradWeighting``, one backward of
-``Σ wₜLₜ``), row ``NAME torchjd-autogram``. Strategies torchjd cannot run here are left blank.
+only if quadprog is missing), and for every strategy torchjd has a Gramian weighting for
+(``AUTOGRAM``) also the ``autogram.Engine`` route (Gramian of the encoder's Jacobian, e.g.
+``UPGradWeighting``, one backward of ``Σ wₜLₜ``), row ``NAME torchjd-autogram``. Strategies
+torchjd cannot run here are left blank.
 After the table, "speed-up vs torchjd" gives, per strategy and T, the faster torchjd path's
 time divided by mtlkit's exact step (target ≥ 1.5 at T ∈ {4, 8, 16}).
 
@@ -68,8 +69,18 @@ try:
 except ImportError:
     HAS_QUADPROG = False
 
-AUTOGRAM = {"mgda": "MGDAWeighting", "upgrad": "UPGradWeighting"}
-"""The strategies timed on torchjd's ``autogram.Engine`` route too (its Gramian weightings)."""
+AUTOGRAM = {
+    "mgda": ("MGDAWeighting", {}),
+    "upgrad": ("UPGradWeighting", {}),
+    "dualproj": ("DualProjWeighting", {}),
+    "imtl_g": ("IMTLGWeighting", {}),
+    "aligned_mtl": ("AlignedMTLWeighting", {}),
+    "pcgrad": ("PCGradWeighting", {}),
+    "gradvac": ("GradVacWeighting", {}),
+    "cagrad": ("CAGradWeighting", {"c": 0.5}),
+}
+"""The strategies timed on torchjd's ``autogram.Engine`` route too: every one torchjd has a
+Gramian weighting for (its usually faster path), with the options its aggregator row uses."""
 
 
 def torchjd_aggregator(name: str, num_tasks: int):
@@ -253,7 +264,8 @@ def torchjd_autogram_step(model, tasks, x, y, weighting_name: str, optimizer):
     from torchjd.autogram import Engine
 
     engine = Engine(model.encoder, batch_dim=None)  # one output per task, no batch dimension
-    weighting = getattr(ta, weighting_name)()
+    class_name, options = AUTOGRAM[weighting_name]
+    weighting = getattr(ta, class_name)(**options)
 
     def step():
         rep = model.encode(x)
@@ -405,7 +417,7 @@ def main() -> None:
                         tasks,
                         x,
                         y,
-                        AUTOGRAM[name],
+                        name,
                         torch.optim.SGD(twin.parameters(), lr=1e-4),
                     )
         for name in args.seam:
