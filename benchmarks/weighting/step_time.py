@@ -6,11 +6,11 @@ it: explicit parameter split, the trainer's engine watching the model), SGD step
 ``mtl_backward`` + ``jac_to_grad`` with its own aggregator is timed on the same model and batch
 in the same process, on torchjd's own default paths: ``autojac.mtl_backward`` + ``jac_to_grad``
 with the aggregator's defaults (UPGrad/DualProj with torchjd's default quadprog projector, from
-the dev extra ``torchjd[quadprog-projector]``; a SciPy projector, marked ``(scipy projector)``,
-only if quadprog is missing), and for every strategy torchjd has a Gramian weighting for
-(``AUTOGRAM``) also the ``autogram.Engine`` route (Gramian of the encoder's Jacobian, e.g.
-``UPGradWeighting``, one backward of ``Σ wₜLₜ``), row ``NAME torchjd-autogram``. Strategies
-torchjd cannot run here are left blank.
+the dev extra ``torchjd[quadprog-projector]``; a SciPy projector, noted after the table,
+only if quadprog is missing, when their autogram rows are left out), and for every strategy
+torchjd has a Gramian weighting for (``AUTOGRAM``) also the ``autogram.Engine`` route (Gramian
+of the encoder's Jacobian, e.g. ``UPGradWeighting``, one backward of ``Σ wₜLₜ``), row
+``NAME torchjd-autogram``. Strategies torchjd cannot run here are left blank.
 After the table, "speed-up vs torchjd" gives, per strategy and T, the faster torchjd path's
 time divided by mtlkit's exact step (target ≥ 1.5 at T ∈ {4, 8, 16}).
 
@@ -410,7 +410,7 @@ def main() -> None:
                     steps[f"{name} torchjd"] = torchjd_step(
                         model, tasks, x, y, aggregator, optimizer
                     )
-                if name in AUTOGRAM:
+                if name in AUTOGRAM and (HAS_QUADPROG or name not in ("upgrad", "dualproj")):
                     twin, *_ = build(num_tasks, args.batch)  # same seed: the same weights
                     steps[f"{name} torchjd-autogram"] = torchjd_autogram_step(
                         twin,
