@@ -237,7 +237,6 @@ def test_cagrad(kind, dtype):
 def test_cagrad_pareto_stationary_gives_the_mean(dtype):
     """A zero gradient, or exactly opposed ones, make g_w = 0: the authors' update is g₀ (their
     c/(‖g_w‖ + 1e-8) times g_w = 0), with weights 1/T, not √φ/1e-8 on a head."""
-    strategy = make_weighting("cagrad", T)
     (j,) = steps("opposed", dtype, n=1)
     for jac in (j * torch.tensor([[1.0], [0.0], [1.0]], dtype=dtype), torch.stack([j[0], -j[0]])):
         t = jac.shape[0]
