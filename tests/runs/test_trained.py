@@ -173,3 +173,20 @@ def test_bad_inputs_are_one_line_errors_naming_the_culprit(table_run, builtin_ru
         table_run.export(tmp_path / "m", format="onnx")
     with pytest.raises(ConfigError, match="has no config.yaml"):
         mtlkit.load(tmp_path)
+
+
+def test_predict_file_refuses_an_output_among_its_input_files(table_run, tmp_path):
+    """A directory input whose file is also the output: an error, the input file untouched."""
+    folder = tmp_path / "rows"
+    folder.mkdir()
+    _table(20, seed=1).drop(columns=["grade", "passed", "score"]).to_csv(
+        folder / "a.csv", index=False
+    )
+    _table(20, seed=2).drop(columns=["grade", "passed", "score"]).to_csv(
+        folder / "b.csv", index=False
+    )
+    before = (folder / "b.csv").read_bytes()
+    with pytest.raises(ConfigError, match="is one of the input files"):
+        table_run.predict_file(folder, folder / "b.csv")
+    assert (folder / "b.csv").read_bytes() == before
+    assert table_run.predict_file(folder, tmp_path / "p.csv")["rows"] == 40

@@ -40,11 +40,9 @@ def predict(args: argparse.Namespace) -> int:
     See :meth:`mtlkit.runs.TrainedRun.predict_file`.
     """
     run = load(args.run_dir)
-    path, output = Path(args.input), Path(args.output)
+    output = Path(args.output)
     if output.is_dir():
         raise ConfigError(f"--output: {str(output)!r} is a folder; name a CSV file")
-    if output.exists() and path.exists() and output.resolve() == path.resolve():
-        raise ConfigError(f"--output: {str(output)!r} is the input file; name another file")
     counts = run.predict_file(
         args.input,
         output,

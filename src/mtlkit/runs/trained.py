@@ -203,6 +203,10 @@ class TrainedRun:
                 "predict reads rows of feature columns from a CSV or Parquet file"
             )
         source = StreamSource(input, self.config.data.na_values, chunk_rows)
+        target = Path(output).resolve()
+        if any(file.resolve() == target for file in source.files):
+            which = "the input file" if len(source.files) == 1 else "one of the input files"
+            raise ConfigError(f"--output: {str(output)!r} is {which}; name another file")
         features = pre.numeric + pre.categorical
         missing = [c for c in features if c not in source.columns]
         if missing:
