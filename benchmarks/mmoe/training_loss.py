@@ -30,9 +30,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import multiprocessing
 import statistics
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ from correlation import ARCHS, CORRELATIONS, N_FEATURES, RESULTS, mmoe_config
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
-from mtlkit.data.builtin.mmoe_synthetic import mmoe_label, sine_parameters, task_weights
+from mtlkit.data.builtin.mmoe_synthetic import sine_parameters, task_weights
 from mtlkit.runs import load_bundle
 from mtlkit.runs.build import build_model
 
@@ -54,62 +55,81 @@ TASKS = ("y1", "y2")
 class Stream:
     """An endless stream of batches of the synthetic pair, one independent task pair per run.
 
-    ``directions`` is ``(R, d, 2)``: run r's task weights ``w₁, w₂`` (``task_weights`` with
-    ``np.random.default_rng(seed_r)``, as ``load_mmoe_synthetic(seed=seed_r)`` draws them).
+    Runs are laid out correlation-major: run ``c·R + r`` is seed r at ``correlations[c]``.
+    ``directions`` is ``(C·R, d, 2)``: that run's task weights ``w₁, w₂`` (``task_weights``
+    with ``np.random.default_rng(seed_r)``, as ``load_mmoe_synthetic(seed=seed_r)`` draws them).
+    Seed r reads the same inputs at every correlation, so runs are paired across correlations.
     """
 
     directions: Tensor
-    alpha: np.ndarray
-    beta: np.ndarray
+    alpha: Tensor
+    beta: Tensor
     noise: float
+    num_correlations: int
 
     @classmethod
     def draw(
         cls,
-        correlation: float,
+        correlations: float | Sequence[float],
         seeds: list[int],
         n_features: int = N_FEATURES,
         scale: float = 1.0,
         num_sines: int = 10,
         sines: str = "reference",
         noise: float = 0.1,
+        device: str | torch.device = "cpu",
     ) -> Stream:
+        correlations = [correlations] if isinstance(correlations, float | int) else correlations
         weights = [
-            np.stack(task_weights(correlation, n_features, scale, np.random.default_rng(s)), 1)
+            np.stack(task_weights(p, n_features, scale, np.random.default_rng(s)), 1)
+            for p in correlations
             for s in seeds
         ]
-        alpha, beta = sine_parameters(num_sines, sines)
-        return cls(torch.tensor(np.stack(weights), dtype=torch.float32), alpha, beta, noise)
+        alpha, beta = (
+            torch.tensor(v, dtype=torch.float32, device=device)
+            for v in sine_parameters(num_sines, sines)
+        )
+        directions = torch.tensor(np.stack(weights), dtype=torch.float32, device=device)
+        return cls(directions, alpha, beta, noise, len(correlations))
 
     def batches(self, batch_size: int, steps: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
-        """``steps`` fresh batches: inputs ``(R, B, d)`` from ``N(0, I)`` and labels
-        ``(R, B, 2)`` of each run's pair (``mmoe_label`` of the scores, plus the noise)."""
-        generator = torch.Generator().manual_seed(seed)
+        """``steps`` fresh batches: inputs ``(C·R, B, d)`` from ``N(0, I)`` (the same for a seed
+        at every correlation) and labels ``(C·R, B, 2)`` of each run's pair: the scores
+        ``s = wᵀx`` plus ``Σⱼ sin(αⱼ s + βⱼ)`` (``mmoe_label``) plus the noise."""
+        device = self.directions.device
+        generator = torch.Generator(device).manual_seed(seed)
         runs, n_features, _ = self.directions.shape
+        seeds = runs // self.num_correlations
         for _ in range(steps):
-            x = torch.randn(runs, batch_size, n_features, generator=generator)
+            x = torch.randn(seeds, batch_size, n_features, generator=generator, device=device)
+            x = x.repeat(self.num_correlations, 1, 1)
             score = torch.einsum("rbd,rdt->rbt", x, self.directions)
-            labels = torch.from_numpy(mmoe_label(score.numpy(), self.alpha, self.beta)).float()
-            yield x, labels + self.noise * torch.randn(labels.shape, generator=generator)
+            labels = score + torch.sin(score[..., None] * self.alpha + self.beta).sum(-1)
+            noise = torch.randn(seeds, batch_size, 2, generator=generator, device=device)
+            yield x, labels + self.noise * noise.repeat(self.num_correlations, 1, 1)
 
 
 class StackedRuns:
     """``R`` copies of one ``mtlkit`` model, run r initialised by ``torch.manual_seed(seed_r)``,
     their parameters stacked along a leading run axis and called with ``vmap``."""
 
-    def __init__(self, models: list[torch.nn.Module]) -> None:
-        self.params, self.buffers = stack_module_state(models)
+    def __init__(self, models: list[torch.nn.Module], device: str | torch.device = "cpu") -> None:
+        params, buffers = stack_module_state(models)
+        self.params = {k: v.detach().to(device).requires_grad_() for k, v in params.items()}
+        self.buffers = {k: v.to(device) for k, v in buffers.items()}
         self._base = copy.deepcopy(models[0]).to("meta")
 
     @classmethod
-    def build(cls, arch: str, correlation: float, seeds: list[int], **sizes) -> StackedRuns:
-        config = mmoe_config(arch, correlation, seeds[0], n_samples=10, **sizes)
+    def build(
+        cls, arch: str, seeds: list[int], device: str | torch.device = "cpu", **sizes
+    ) -> StackedRuns:
+        config = mmoe_config(arch, 1.0, seeds[0], n_samples=10, **sizes)
         bundle = load_bundle(config)  # only its tasks and input shape are used
         models = []
         for seed in seeds:
             torch.manual_seed(seed)
             models.append(build_model(config, bundle))
-        return cls(models)
+        return cls(models, device)
 
     def _one(self, params: dict, buffers: dict, x: Tensor) -> Tensor:
         outputs = functional_call(self._base, (params, buffers), (x,))
@@ -138,31 +158,37 @@ def training_curves(
         optimizer.step()
         losses.append(loss.detach())
     steps = len(losses) - len(losses) % window
-    return torch.stack(losses[:steps], dim=1).reshape(len(loss), -1, window).mean(dim=2)
+    curves = torch.stack(losses[:steps], dim=1).reshape(len(loss), -1, window).mean(dim=2)
+    return curves.cpu()
 
 
-def train_cell(
+def train_arch(
     arch: str,
-    correlation: float,
+    correlations: Sequence[float],
     lr: float,
     seeds: list[int],
     steps: int,
     batch_size: int,
     window: int,
+    device: str = "cpu",
     **stream_options,
-) -> np.ndarray:
-    """Curves ``(R, steps // window)`` of ``arch``'s runs at ``correlation``, one thread.
+) -> dict[float, np.ndarray]:
+    """Curves ``(R, steps // window)`` of ``arch``'s runs at each correlation, trained together.
 
-    Every correlation and model reads the same inputs (data seed ``10_000 + seeds[0]``) and
-    run r the same directions ``u₁, u₂`` and initialisation (seed r), so that differences
-    between models or correlations are paired run by run.
+    Every correlation reads the same inputs (data seed ``10_000 + seeds[0]``), and run r the
+    same directions ``u₁, u₂`` and initialisation (seed r), so that differences between models
+    or correlations are paired run by run.
     """
-    torch.set_num_threads(1)
-    stream = Stream.draw(correlation, seeds, **stream_options)
+    if device == "cpu":
+        torch.set_num_threads(1)
+    stream = Stream.draw(correlations, seeds, device=device, **stream_options)
     batches = stream.batches(batch_size, steps, seed=10_000 + seeds[0])
-    curve = training_curves(StackedRuns.build(arch, correlation, seeds), batches, lr, window)
-    print(f"p={correlation} {arch}: last window {curve[:, -1].mean():.3f}", flush=True)
-    return curve.numpy()
+    runs = StackedRuns.build(arch, seeds * len(correlations), device)
+    curves = training_curves(runs, batches, lr, window).numpy()
+    by_correlation = dict(zip(correlations, np.split(curves, len(correlations))))
+    for p, curve in by_correlation.items():
+        print(f"p={p} {arch} lr={lr}: last window {curve[:, -1].mean():.3f}", flush=True)
+    return by_correlation
 
 
 def _cell(values: list[float]) -> str:
@@ -250,50 +276,69 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--correlations", default=",".join(map(str, CORRELATIONS)))
     parser.add_argument("--archs", default=",".join(ARCHS))
-    parser.add_argument("--jobs", type=int, default=1, help="processes, one thread each")
+    parser.add_argument("--jobs", type=int, default=1, help="processes (one model each)")
+    parser.add_argument("--device", default="cpu", help="cpu (one thread per job) or cuda")
     parser.add_argument("--out", type=Path, default=RESULTS / "mmoe_training_loss")
+    parser.add_argument("--no-plot", dest="plot", action="store_false", help="write no <out>.png")
+    parser.add_argument(
+        "--report", type=Path, metavar="JSON", help="only re-write the tables and plot of a run"
+    )
     args = parser.parse_args()
+    if args.report:
+        report(json.loads(args.report.read_text()), args.out, plot=args.plot)
+        return
     lrs = {k: float(v) for k, v in (item.split("=") for item in args.lr.split(","))}
     archs = [a.strip() for a in args.archs.split(",")]
     correlations = [float(c) for c in args.correlations.split(",")]
     seeds = list(range(args.first_seed, args.first_seed + args.runs))
-    cells = [(arch, p) for p in correlations for arch in archs]
     options = {
         "seeds": seeds, "steps": args.steps, "batch_size": args.batch_size,
         "window": args.window, "scale": args.scale, "num_sines": args.num_sines,
-        "sines": args.sines, "noise": args.noise,
+        "sines": args.sines, "noise": args.noise, "device": args.device,
     }  # fmt: skip
     start = time.perf_counter()
-    with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(train_cell, a, p, lrs[a], **options) for a, p in cells]
-        curves = {cell: future.result() for cell, future in zip(cells, futures)}
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {a: pool.submit(train_arch, a, correlations, lrs[a], **options) for a in archs}
+        curves = {(a, p): c for a in archs for p, c in futures[a].result().items()}
     minutes = (time.perf_counter() - start) / 60
-    table = tables(curves, args.window)
     command = (
         f"benchmarks/mmoe/training_loss.py --runs {args.runs} --first-seed {args.first_seed} "
         f"--steps {args.steps} --window {args.window} --batch-size {args.batch_size} "
         f"--lr {args.lr} --sines {args.sines} --num-sines {args.num_sines} "
         f"--scale {args.scale} --noise {args.noise} --correlations {args.correlations} "
-        f"--archs {args.archs} --jobs {args.jobs} --out {args.out}"
+        f"--archs {args.archs} --jobs {args.jobs} --device {args.device} --out {args.out}"
     )
     note = (
         f"Training loss on raw labels (mean of the two tasks' MSE on each step's fresh batch), "
         f"averaged over windows of {args.window} steps; mean ± standard error over runs "
         f"(seeds {seeds[0]}..{seeds[-1]}); {minutes:.1f} min. Command: {command}"
     )
-    print(f"\n{table}\n\n{note}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(f"{table}\n\n{note}\n")
-    stored = [
-        {"arch": a, "correlation": p, "window": args.window, "curves": c.round(5).tolist()}
-        for (a, p), c in curves.items()
-    ]
-    args.out.with_suffix(".json").write_text(json.dumps(stored))
     title = (
         f"mmoe_synthetic training loss ({args.sines} sines, m = {args.num_sines}, "
-        f"c = {args.scale}), mean of {args.runs} runs"
+        f"c = {args.scale}, lr {args.lr}), mean of {args.runs} runs"
     )
-    _plot(curves, args.window, args.out.with_suffix(".png"), title)
+    stored = {
+        "note": note,
+        "title": title,
+        "window": args.window,
+        "cells": [
+            {"arch": a, "correlation": p, "curves": c.round(5).tolist()}
+            for (a, p), c in curves.items()
+        ],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(stored))
+    report(stored, args.out, plot=args.plot)
+
+
+def report(stored: dict, out: Path, plot: bool = True) -> None:
+    """Print and write ``<out>.md`` (tables and note) and, with ``plot``, ``<out>.png``."""
+    curves = {(c["arch"], c["correlation"]): np.array(c["curves"]) for c in stored["cells"]}
+    table = tables(curves, stored["window"])
+    print(f"\n{table}\n\n{stored['note']}", flush=True)
+    out.with_suffix(".md").write_text(f"{table}\n\n{stored['note']}\n")
+    if plot:
+        _plot(curves, stored["window"], out.with_suffix(".png"), stored["title"])
 
 
 if __name__ == "__main__":

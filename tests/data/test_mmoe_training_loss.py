@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mtlkit.data import load_dataset
+from mtlkit.data.builtin.mmoe_synthetic import mmoe_label, sine_parameters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "mmoe"))
 
@@ -17,7 +18,7 @@ from training_loss import (  # noqa: E402
     StackedRuns,
     Stream,
     report_steps,
-    train_cell,
+    train_arch,
     training_curves,
 )
 
@@ -51,8 +52,8 @@ def test_stream_adds_the_sines_and_fresh_noise():
     stream = Stream.draw(0.9, [0], n_features=6, num_sines=3, noise=0.0)
     x, y = _batch(stream, 50)
     score = (x[0] @ stream.directions[0]).numpy()
-    expected = score + np.sin(score[..., None] * stream.alpha + stream.beta).sum(-1)
-    np.testing.assert_allclose(y[0].numpy(), expected, atol=1e-4)
+    alpha, beta = sine_parameters(3, "reference")
+    np.testing.assert_allclose(y[0].numpy(), mmoe_label(score, alpha, beta), atol=1e-4)
     first, second = stream.batches(50, steps=2, seed=0)
     assert not torch.equal(first[0], second[0])  # a new batch every step
 
@@ -62,21 +63,36 @@ def test_stacked_runs_train_exactly_as_separate_runs(arch):
     seeds = [0, 1]
     stream = Stream.draw(0.5, seeds, num_sines=2)
     batches = list(stream.batches(8, steps=6, seed=0))
-    together = training_curves(StackedRuns.build(arch, 0.5, seeds), batches, lr=1e-2, window=1)
+    together = training_curves(StackedRuns.build(arch, seeds), batches, lr=1e-2, window=1)
     for r, seed in enumerate(seeds):
         own = [(x[r : r + 1], y[r : r + 1]) for x, y in batches]
-        alone = training_curves(StackedRuns.build(arch, 0.5, [seed]), own, lr=1e-2, window=1)
+        alone = training_curves(StackedRuns.build(arch, [seed]), own, lr=1e-2, window=1)
         torch.testing.assert_close(together[r], alone[0], atol=1e-5, rtol=1e-4)
     assert together.shape == (2, 6)
-    repeated = training_curves(StackedRuns.build(arch, 0.5, seeds), batches[:1] * 6, 1e-2, 1)
+    repeated = training_curves(StackedRuns.build(arch, seeds), batches[:1] * 6, 1e-2, 1)
     assert (repeated[:, -1] < repeated[:, 0]).all()  # Adam steps fit a batch seen again
+
+
+def test_correlations_stack_as_runs_that_share_inputs_noise_and_directions_per_seed():
+    seeds = [3, 4]
+    stream = Stream.draw([1.0, 0.5, 0.1], seeds, n_features=10, num_sines=2)
+    x, y = _batch(stream, 16)
+    assert x.shape == (6, 16, 10) and y.shape == (6, 16, 2)
+    for c, p in enumerate([1.0, 0.5, 0.1]):
+        alone = Stream.draw(p, seeds, n_features=10, num_sines=2)
+        torch.testing.assert_close(stream.directions[2 * c : 2 * c + 2], alone.directions)
+        torch.testing.assert_close(x[2 * c : 2 * c + 2], x[:2])  # paired inputs
+    # at correlation 1.0 both tasks have one direction, so the noiseless labels agree
+    w = stream.directions[0]
+    torch.testing.assert_close(w[:, 0], w[:, 1])
+    assert (y[0, :, 0] - y[0, :, 1]).abs().max() < 1.0  # only the noise (std 0.1) differs
 
 
 def test_curves_average_windows_and_drop_a_partial_one():
     stream = Stream.draw(1.0, [0], num_sines=0)
     batches = list(stream.batches(4, steps=7, seed=0))
-    per_step = training_curves(StackedRuns.build("hps", 1.0, [0]), batches, lr=1e-3, window=1)
-    windows = training_curves(StackedRuns.build("hps", 1.0, [0]), batches, lr=1e-3, window=3)
+    per_step = training_curves(StackedRuns.build("hps", [0]), batches, lr=1e-3, window=1)
+    windows = training_curves(StackedRuns.build("hps", [0]), batches, lr=1e-3, window=3)
     expected = per_step[0, :6].reshape(2, 3).mean(dim=1)
     torch.testing.assert_close(windows[0], expected)
 
@@ -91,9 +107,9 @@ def _last_window(runs: int, steps: int) -> dict[tuple[str, float], np.ndarray]:
     (docs/results.md's protocol: lr 1e-2, batch 128, paired data and initialisation)."""
     options = {"seeds": list(range(runs)), "steps": steps, "batch_size": 128, "window": 100}
     return {
-        (arch, p): train_cell(arch, p, 1e-2, **options)[:, -1]
+        (arch, p): curve[:, -1]
         for arch in ("hps", "omoe", "mmoe")
-        for p in (1.0, 0.1)
+        for p, curve in train_arch(arch, (1.0, 0.1), 1e-2, **options).items()
     }
 
 
