@@ -27,6 +27,9 @@ within a round (same machine load) and reported as the median over rounds, with 
 and largest per-round ratio. torch runs with ``--threads`` intra-op threads and one inter-op
 thread, set before anything runs; ``--cpus 0 1`` also pins the process to those cores.
 
+On CUDA it then counts the host syncs per step of each configuration (``--sync-audit STEPS``,
+with ``torch.cuda.set_sync_debug_mode``) and prints where in Python they happen.
+
     .venv/bin/python benchmarks/training/step_overhead.py                    # CPU, ~10 s
     .venv/bin/python benchmarks/training/step_overhead.py --device cuda      # same on a GPU
     .venv/bin/python benchmarks/training/step_overhead.py --device cuda --batch-on host
@@ -40,6 +43,8 @@ import os
 import random
 import statistics
 import time
+import warnings
+from collections import Counter
 from collections.abc import Callable
 
 import torch
@@ -175,6 +180,34 @@ def check_same_work(plain: nn.Module, trained: nn.Module, name: str) -> None:
         )
 
 
+def count_host_syncs(step: Callable[[], None], steps: int) -> tuple[float, Counter]:
+    """Host syncs per step on CUDA (``torch.cuda.set_sync_debug_mode``), and where in Python
+    they happen (``file:line`` of the synchronizing call, counted over ``steps`` steps)."""
+    torch.cuda.synchronize()
+    where: Counter = Counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(steps):
+                step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    for w in caught:
+        if "synchroniz" in str(w.message):
+            where[f"{os.path.relpath(w.filename)}:{w.lineno}"] += 1
+    return sum(where.values()) / steps, where
+
+
+def print_sync_audit(steps: dict[str, Callable[[], None]], count: int) -> None:
+    print(f"host syncs per step (torch.cuda.set_sync_debug_mode, {count} steps each):")
+    for label, step in steps.items():
+        per_step, where = count_host_syncs(step, count)
+        print(f"  {label:<18} {per_step:6.2f}")
+        for location, n in where.most_common():
+            print(f"      {n / count:6.2f}  {location}")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -196,6 +229,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cpus", type=int, nargs="+", help="pin the process to these cores")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sync-audit",
+        type=int,
+        default=10,
+        metavar="STEPS",
+        help="on cuda: count the host syncs of this many steps of each configuration (0: off)",
+    )
     return parser.parse_args()
 
 
@@ -247,6 +287,8 @@ def main() -> None:
             f"{1e3 * statistics.median(trained):>11.3f} "
             f"{statistics.median(ratios):>14.2f} {min(ratios):>6.2f} {max(ratios):>6.2f}"
         )
+    if device.type == "cuda" and args.sync_audit:
+        print_sync_audit(steps, args.sync_audit)
 
 
 if __name__ == "__main__":
