@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from mtlkit.analysis import comparison_table, delta_m
+from mtlkit.analysis import comparison_table, delta_m, delta_m_terms
 
 
 def test_delta_m_hand_computed():
@@ -22,9 +22,35 @@ def test_delta_m_is_zero_against_itself_and_antisymmetric_in_sign():
     assert delta_m({"a": {"mae": 6.0}}, stl, {"a": ["mae"]}) == pytest.approx(-100.0)
 
 
-def test_delta_m_rejects_zero_baseline():
-    with pytest.raises(ValueError, match="task 'a'"):
-        delta_m({"a": {"mse": 1.0}}, {"a": {"mse": 0.0}}, {"a": ["mse"]})
+# --- a single-task value of 0: no relative change, left out and said so ---------------------
+
+
+def test_a_zero_baseline_is_left_out_of_its_task_and_named_with_the_reason(caplog):
+    stl = {"a": {"f1": 0.0, "accuracy": 0.5}, "b": {"f1": 0.0}, "c": {"mae": 2.0}}
+    mtl = {"a": {"f1": 0.4, "accuracy": 0.6}, "b": {"f1": 0.3}, "c": {"mae": 1.0}}
+    metrics = {"a": ["f1", "accuracy"], "b": ["f1"], "c": ["mae"]}
+    terms = delta_m_terms(mtl, stl, metrics)
+    # a: accuracy alone (+20%); b: nothing left (undefined); c: +50%; Δm over a and c
+    assert terms.task_gains["a"] == pytest.approx(20.0)
+    assert math.isnan(terms.task_gains["b"])
+    assert terms.task_gains["c"] == pytest.approx(50.0)
+    assert terms.value == pytest.approx(35.0)
+    why = "single-task value is 0, so the relative change is undefined"
+    assert terms.left_out == {"a f1": why, "b f1": why}
+    with caplog.at_level(logging.WARNING, logger="mtlkit.analysis.delta"):
+        assert delta_m(mtl, stl, metrics) == pytest.approx(35.0)
+    assert [r.getMessage() for r in caplog.records] == [f"Δm leaves out a f1: {why}; b f1: {why}"]
+
+
+def test_delta_m_is_undefined_when_every_baseline_is_zero():
+    terms = delta_m_terms({"a": {"mse": 1.0}}, {"a": {"mse": 0.0}}, {"a": ["mse"]})
+    assert math.isnan(terms.value) and list(terms.left_out) == ["a mse"]
+    assert math.isnan(delta_m({"a": {"mse": 0.0}}, {"a": {"mse": 0.0}}, {"a": ["mse"]}))
+
+
+def test_nothing_left_out_gives_no_note():
+    terms = delta_m_terms({"a": {"mae": 1.0}}, {"a": {"mae": 2.0}}, {"a": ["mae"]})
+    assert terms.left_out == {} and terms.note() == ""
 
 
 # --- undefined (NaN) metrics: left out, never a gain or a loss ------------------------------

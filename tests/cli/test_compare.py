@@ -51,3 +51,43 @@ def test_undefined_values_are_left_out_of_the_seed_mean():
     assert mean_std([0.5, nan, 0.7]) == "0.6000 ± 0.1414 (2/3 seeds)"
     assert mean_std([0.5]) == "0.5000"
     assert signed(nan) == "-" and signed(None) == "-" and signed(1.234) == "+1.23"
+
+
+def test_a_zero_single_task_metric_is_left_out_of_delta_m_with_a_note(
+    tmp_path, capsys, monkeypatch
+):
+    """A single-task metric of exactly 0 has no relative change: compare still finishes, the task
+    is left out of Δm, the Δm cell is marked and a note under the table names the task and why."""
+    import json
+    from types import SimpleNamespace
+
+    import mtlkit.runs
+
+    def fake_train_run(config, bundle):
+        stl = config.model.arch == "stl"
+        test = {
+            "species": dict.fromkeys(
+                ("accuracy", "f1", "precision", "recall"), 0.5 if stl else 0.6
+            ),
+            "sex": dict.fromkeys(("accuracy", "f1", "precision", "recall"), 0.0 if stl else 0.6),
+            "body_mass": {"mse": 2.0 if stl else 1.0, "mae": 2.0 if stl else 1.0},
+        }
+        test["body_mass"]["r2"] = 0.5 if stl else 0.6
+        model = SimpleNamespace(num_parameters=lambda: 10)
+        return SimpleNamespace(test=test, model=model, seconds_per_epoch=0.1)
+
+    monkeypatch.setattr(mtlkit.runs, "train_run", fake_train_run)
+    args = ["compare", "--dataset", "penguins", "--archs", "hps", "--seeds", "0,1", "--quiet"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    # species +20 %, sex left out, body_mass (50 + 50 + 20) / 3 = 40 %: Δm = 30 %
+    hps = next(line for line in out.splitlines() if line.startswith("hps + ew"))
+    assert "30.0000 ± 0.0000 *" in hps
+    why = "single-task value is 0, so the relative change is undefined"
+    assert f"* Δm leaves out sex accuracy: {why} (seeds 0, 1)" in out
+    assert f"sex recall: {why} (seeds 0, 1)" in out
+    assert "* Δm leaves out sex: no metric left, so Δm is the mean over the other tasks" in out
+    assert out.strip().endswith((tmp_path / "table.txt").read_text().strip().splitlines()[-1])
+    record = json.loads((tmp_path / "results.json").read_text())["hps+ew"][0]
+    assert record["delta_m"] == 30.0 and record["delta_m_tasks"]["sex"] is None
+    assert record["delta_m_left_out"]["sex f1"] == why

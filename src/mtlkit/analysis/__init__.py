@@ -14,7 +14,9 @@ from mtlkit._lazy import lazy_exports
 _EXPORTS: dict[str, str] = {
     "AffinityRecorder": "affinity",
     "lookahead_affinity": "affinity",
+    "DeltaM": "delta",
     "delta_m": "delta",
+    "delta_m_terms": "delta",
     "GradientRecorder": "gradients",
     "GradientRelations": "gradients",
     "conflict_matrix": "gradients",

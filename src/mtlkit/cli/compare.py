@@ -3,7 +3,10 @@
 Every combination is trained with the same configuration (only ``model.arch``,
 ``weighting.name`` and ``seed`` change). Δm of each run is taken against the single-task
 baseline (``stl`` with equal weighting) of the same seed; the table reports mean ± std over
-seeds of each task's main test metric, of Δm, the parameter count and seconds per epoch.
+seeds of each task's main test metric, of Δm, the parameter count and seconds per epoch. A metric
+whose relative change is undefined (a single-task value of 0, or NaN) is left out of Δm
+(:func:`mtlkit.analysis.delta_m_terms`): its method's Δm is marked ``*`` and a note under the
+table names the task, the metric, why and in which seeds.
 
 Progress goes to the ``mtlkit.compare`` logger: ``run i/N: METHOD, seed S`` before each run and
 ``run i/N done in T s; ETA E s`` after it (ETA: the mean time of the runs so far × the runs
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import statistics
 import time
 from collections.abc import Iterator
@@ -65,8 +69,22 @@ def _method(arch: str, weighting: str) -> str:
     return arch if arch == "stl" else f"{arch} + {weighting}"
 
 
+TASK_LEFT_OUT = "no metric left, so Δm is the mean over the other tasks"
+
+
+def _delta_cell(records: list[dict[str, Any]]) -> str:
+    """Δm's mean ± std over seeds (``0`` for the baseline against itself), marked ``*`` when a
+    seed's Δm leaves a metric out."""
+    from mtlkit.analysis.report import mean_std
+
+    text = mean_std([r["delta_m"] for r in records])
+    if text in ("0.0000 ± 0.0000", "0.0000"):
+        text = "0"
+    return f"{text} *" if any(r["delta_m_left_out"] for r in records) else text
+
+
 def compare(args: argparse.Namespace) -> int:
-    from mtlkit.analysis import delta_m, format_table
+    from mtlkit.analysis import delta_m_terms, format_table
     from mtlkit.analysis.report import mean_std
     from mtlkit.runs import load_bundle, train_run
     from mtlkit.training.checkpoint import atomic_write_text, strict_json
@@ -105,9 +123,18 @@ def compare(args: argparse.Namespace) -> int:
                 "seconds_per_epoch": result.seconds_per_epoch,
             }
         )
+    left_out: dict[tuple[str, str], list[int]] = {}  # ("task metric", why) -> seeds
     for records in runs.values():
         for record, baseline in zip(records, runs[("stl", "ew")]):
-            record["delta_m"] = delta_m(record["test"], baseline["test"], metrics)
+            terms = delta_m_terms(record["test"], baseline["test"], metrics)
+            record["delta_m"] = terms.value
+            record["delta_m_tasks"] = dict(terms.task_gains)
+            record["delta_m_left_out"] = dict(terms.left_out)
+            no_metric_left = [t for t, gain in terms.task_gains.items() if math.isnan(gain)]
+            for term in [*terms.left_out.items(), *((t, TASK_LEFT_OUT) for t in no_metric_left)]:
+                seeds_left_out = left_out.setdefault(term, [])
+                if record["seed"] not in seeds_left_out:
+                    seeds_left_out.append(record["seed"])
     headers = [
         "method",
         *(f"{t} {bundle.task(t).main_metric}" for t in metrics),
@@ -124,12 +151,17 @@ def compare(args: argparse.Namespace) -> int:
                     mean_std([r["test"][t][bundle.task(t).main_metric] for r in records])
                     for t in metrics
                 ),
-                mean_std([r["delta_m"] for r in records]).replace("0.0000 ± 0.0000", "0"),
+                _delta_cell(records),
                 f"{records[0]['params']:,}",
                 f"{statistics.mean(r['seconds_per_epoch'] for r in records):.2f}",
             ]
         )
     table = format_table(headers, rows)
+    if left_out:
+        table += "\n" + "\n".join(
+            f"* Δm leaves out {term}: {why} (seeds {', '.join(map(str, seeds))})"
+            for (term, why), seeds in left_out.items()
+        )
     print(f"\n{bundle.name}: test metrics, mean ± std over seeds {seeds}\n{table}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(table + "\n", out / "table.txt")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mtlkit.analysis import comparison_table, delta_m
+from mtlkit.analysis import comparison_table, delta_m_terms
 from mtlkit.cli.commands import _metrics_of
 from mtlkit.cli.flags import config_overrides, run_config, run_directory
 from mtlkit.config import Config, ConfigError, from_dict, load_config, merge
@@ -136,19 +136,18 @@ def _report(
     metrics = _metrics_of(bundle.tasks)
     results = {config.model.arch: result.test}
     delta: dict[str, float] = {}
-    undefined = None
+    note = ""
     if baseline is not None:
         baseline_test = _baseline_test(baseline, out, bundle)
         results = {"stl": baseline_test, config.model.arch: result.test}
-        try:
-            delta = {config.model.arch: delta_m(result.test, baseline_test, metrics)}
-        except ValueError as err:  # e.g. a baseline metric of 0: the relative change is undefined
-            undefined = f"Δm is undefined: {err}"
+        terms = delta_m_terms(result.test, baseline_test, metrics)
+        delta = {config.model.arch: terms.value}
+        note = terms.note()  # e.g. a baseline metric of 0: its relative change is undefined
         if result.is_main:  # under torchrun, rank 0 alone writes the run directory
             summary = read_json(out / "summary.json", "summary")
-            summary["delta_m"] = delta.get(config.model.arch)
-            if undefined:
-                summary["delta_m_undefined"] = undefined
+            summary["delta_m"] = terms.value
+            if terms.left_out:
+                summary["delta_m_left_out"] = dict(terms.left_out)
             summary["baseline_test"] = baseline_test
             atomic_write_text(strict_json(summary, indent=2), out / "summary.json")
     skipped = result.history[-1].get("skipped_batches", 0) if result.history else 0
@@ -156,8 +155,8 @@ def _report(
         print(f"skipped {skipped} batch(es) with a non-finite loss (training.on_nonfinite: skip)")
     print(f"\n{bundle.name}: test metrics ({out})")
     print(comparison_table(results, metrics, delta))
-    if undefined:
-        print(undefined)
+    if note:
+        print(note)
     if result.before:
         old = {t: m for t, m in metrics.items() if t in result.before}
         moved = {"before": result.before, "after": {t: result.test[t] for t in old}}
