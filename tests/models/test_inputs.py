@@ -10,7 +10,7 @@ from torch import nn
 
 from mtlkit.data import EmbeddingSpec
 from mtlkit.models import make_encoder, make_model
-from mtlkit.models.inputs import TabularInput, WithInputLayer
+from mtlkit.models.inputs import TabularInput, WithInputLayer, check_codes_on_host, codes_checked
 from mtlkit.tasks import Task
 from mtlkit.training import Trainer
 from mtlkit.weighting import make_weighting, mtl_backward
@@ -76,6 +76,37 @@ def test_a_code_outside_the_table_names_the_column(bad, device):
         ValueError, match=r"input column 'user': code .* \(batch row 5\) is outside \[0, 40\)"
     ):
         layer(x.to(device))
+
+
+def test_a_batch_checked_on_the_host_names_the_column_of_a_bad_code():
+    model = wrapped().to("meta")  # the check reads the CPU batch, never the device
+    x = rows(8)
+    assert check_codes_on_host(model, x) == [model.input_layer]
+    assert check_codes_on_host(model, {"a": x, "b": rows(3)}) == [model.input_layer]
+    x[6, 3] = 5.0
+    with pytest.raises(ValueError, match=r"input column 'city': code 5 \(batch row 6\)"):
+        check_codes_on_host(model, x)
+
+
+def test_only_a_cpu_batch_of_a_wrapped_model_is_checked_on_the_host():
+    x = rows(8)
+    x[0, 4] = 40.0  # out of range, but not checked here
+    assert check_codes_on_host(wrapped().to("meta"), x.to("meta")) == []
+    assert check_codes_on_host(make_model("hps", lambda: nn.Linear(5, 4), TASKS), x) == []
+
+
+def test_a_forward_on_a_host_checked_batch_reads_no_device_value():
+    layer = TabularInput(N_DENSE, SPECS).to("meta")
+    other = TabularInput(N_DENSE, SPECS).to("meta")
+    x = rows(8).to("meta")
+    with pytest.raises((RuntimeError, NotImplementedError), match="meta"):
+        layer(x)  # the range check reads the codes on the host: a sync on CUDA
+    with codes_checked([layer]):
+        assert layer(x).shape == (8, WIDTH)
+        with pytest.raises((RuntimeError, NotImplementedError), match="meta"):
+            other(x)  # only the layers named are left unchecked
+    with pytest.raises((RuntimeError, NotImplementedError), match="meta"):
+        layer(x)
 
 
 def test_inputs_of_the_wrong_width_are_refused():

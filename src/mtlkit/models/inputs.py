@@ -12,7 +12,9 @@ per task instead: its own tables in each task's encoder.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import torch
@@ -31,6 +33,11 @@ class EmbeddingSpecLike(Protocol):
     dim: int
 
 
+_HOST_CHECKED: ContextVar[frozenset[int]] = ContextVar("tabular_host_checked", default=frozenset())
+"""Ids of the :class:`TabularInput` layers whose inputs were checked on the host (see
+:func:`codes_checked`)."""
+
+
 class TabularInput(nn.Module):
     """``[d | c₁ … c_k] ↦ [d, E₁[c₁], …, E_k[c_k]]``: dense part kept, each code looked up.
 
@@ -38,7 +45,10 @@ class TabularInput(nn.Module):
     ``Eᵢ`` (``specs[i].num_embeddings × specs[i].dim``), read exactly (rounded, then made an
     integer; float32 holds every integer below 2²⁴). A code outside ``[0, num_embeddings)``
     (or NaN) is a ``ValueError`` naming the column: the inputs were not made by the
-    preprocessing this layer was built for. The output has ``out_features = n_dense + Σ dimᵢ``
+    preprocessing this layer was built for. On a GPU this check waits for the device (a host
+    sync per forward); :func:`check_codes_on_host` checks a batch while it is still on the CPU
+    and :func:`codes_checked` then leaves the check out of the forward passes on that batch
+    (the trainer does both). The output has ``out_features = n_dense + Σ dimᵢ``
     columns. Tables start as ``nn.Embedding``'s ``N(0, 1)``, the scale of the standardized
     dense features.
 
@@ -82,6 +92,7 @@ class TabularInput(nn.Module):
         self.out_features = self.n_dense + sum(int(s.dim) for s in specs)
         sizes = torch.tensor([int(s.num_embeddings) for s in specs], dtype=torch.long)
         self.register_buffer("sizes", sizes, persistent=False)  # integer: .to(dtype) keeps it
+        self._host_sizes = sizes.clone()  # not a buffer: stays on the CPU for CPU inputs
 
     @property
     def num_embeddings(self) -> list[int]:
@@ -110,12 +121,14 @@ class TabularInput(nn.Module):
             codes = torch.round(values).clamp(-1, exact).long()  # NaN: caught below
         else:
             codes = values.long()
-        if checking:  # an exported model (TorchScript, torch.export) leaves the check out
+        # an exported model (TorchScript, torch.export) leaves the check out
+        if checking and id(self) not in _HOST_CHECKED.get():
             self._check_range(values, codes)
         return codes
 
     def _check_range(self, values: Tensor, codes: Tensor) -> None:
-        bad = (codes < 0) | (codes >= self.sizes)
+        sizes = self._host_sizes if codes.device.type == "cpu" else self.sizes
+        bad = (codes < 0) | (codes >= sizes)
         if values.is_floating_point():
             bad |= values.isnan()
         if not bool(bad.any()):
@@ -135,6 +148,36 @@ class TabularInput(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n_dense={self.n_dense}, columns={self.columns}, out_features={self.out_features}"
+
+
+def check_codes_on_host(model: nn.Module, inputs: Inputs) -> list[TabularInput]:
+    """Check the code columns of ``inputs`` for ``model``'s input layer while they are on the
+    CPU (where reading the check's result costs no device sync); the layers checked.
+
+    Checked: the :class:`TabularInput` of a :class:`WithInputLayer` (it reads the model's
+    inputs as they are), when every input tensor is on the CPU; otherwise none, and the forward
+    pass checks. Raises the layer's ``ValueError`` naming the column of an out-of-range code.
+    """
+    layer = getattr(model, "input_layer", None)
+    if not isinstance(model, WithInputLayer) or not isinstance(layer, TabularInput):
+        return []
+    tensors = list(inputs.values()) if isinstance(inputs, Mapping) else [inputs]
+    if not all(isinstance(x, Tensor) and x.device.type == "cpu" for x in tensors):
+        return []
+    for x in tensors:
+        layer.codes(x)
+    return [layer]
+
+
+@contextlib.contextmanager
+def codes_checked(layers: Sequence[TabularInput]) -> Iterator[None]:
+    """Inside, ``layers`` leave their range check out of the forward pass: the caller checked
+    the same inputs with :func:`check_codes_on_host` before moving them to the device."""
+    token = _HOST_CHECKED.set(_HOST_CHECKED.get() | {id(layer) for layer in layers})
+    try:
+        yield
+    finally:
+        _HOST_CHECKED.reset(token)
 
 
 class EncoderWithInput(nn.Module):
@@ -229,4 +272,11 @@ class WithInputLayer(MultiTaskModel):
         return self.model(self.input_layer(x))
 
 
-__all__ = ["EmbeddingSpecLike", "EncoderWithInput", "TabularInput", "WithInputLayer"]
+__all__ = [
+    "EmbeddingSpecLike",
+    "EncoderWithInput",
+    "TabularInput",
+    "WithInputLayer",
+    "check_codes_on_host",
+    "codes_checked",
+]

@@ -27,6 +27,7 @@ from mtlkit.data import BatchLoader, MultiInputDataset, MultiTaskDataset
 from mtlkit.distributed.env import DistContext
 from mtlkit.distributed.reduce import DistributedStep, label_counts
 from mtlkit.models.base import MultiTaskModel, check_model
+from mtlkit.models.inputs import TabularInput, check_codes_on_host, codes_checked
 from mtlkit.tasks import Task, higher_is_better
 from mtlkit.training.console import epoch_line
 from mtlkit.training.evaluation import EvalData, evaluate, mean_loss, move
@@ -56,6 +57,8 @@ class _MicroBatch(NamedTuple):
     targets: Mapping[str, Tensor]
     parts: list[Tensor | None]
     losses: Tensor
+    checked: list[TabularInput]
+    """Input layers whose codes were checked on the host (not again in a forward pass)."""
 
 
 def as_loader(data: TrainData, batch_size: int) -> Iterable[Batch]:
@@ -93,7 +96,26 @@ def warmed_up(optimizer: torch.optim.Optimizer, step: int, warmup_steps: int) ->
 
 
 class NonFiniteLossError(RuntimeError):
-    """A task's loss became NaN or infinite."""
+    """A task's loss became NaN or infinite: ``task 'X': non-finite loss at epoch E, step S``.
+
+    On CUDA with ``on_nonfinite="stop"`` a step's losses are checked when the next step checks
+    its own (or by :meth:`Trainer.state_dict`, or at the epoch's end), not at once: reading
+    them at once would stall the host until the device has computed them, at every step. The
+    error names the step whose loss it was; that step's update is applied by then, but no
+    state (checkpoint) is taken after it, so the last checkpoint is the last good one.
+    ``on_nonfinite="skip"`` must know before the update, so it reads every step's losses at
+    once (one host sync per step).
+    """
+
+
+class _PendingCheck(NamedTuple):
+    """A step's non-finite flags on their way to the host (see :class:`NonFiniteLossError`)."""
+
+    bad: Tensor
+    """(T,) bool, CPU; filled by a non-blocking copy once ``ready`` has passed."""
+    ready: torch.cuda.Event | None
+    epoch: int
+    step: int
 
 
 OPTIMIZER_CONSTRAINTS: dict[str, list[Constraint]] = {"lr": [Interval(Real, 0.0, None, "neither")]}
@@ -141,7 +163,8 @@ def make_scheduler(
 
 @dataclass
 class _EpochPartial:
-    """The sums of an epoch in progress: train losses and their batch counts per task."""
+    """The sums of an epoch in progress: train losses (on the training device, so that adding
+    a step's losses waits for nothing) and their batch counts (CPU) per task."""
 
     totals: Tensor
     counts: Tensor
@@ -149,19 +172,25 @@ class _EpochPartial:
     """``Trainer.skipped_batches`` when the epoch began."""
 
     @classmethod
-    def new(cls, num_tasks: int, skipped: int) -> _EpochPartial:
-        return cls(torch.zeros(num_tasks), torch.zeros(num_tasks), skipped)
+    def new(cls, num_tasks: int, skipped: int, device: torch.device) -> _EpochPartial:
+        return cls(torch.zeros(num_tasks, device=device), torch.zeros(num_tasks), skipped)
 
     def state_dict(self) -> dict[str, Any]:
+        """CPU tensors (a checkpoint loads on any device)."""
         return {
-            "totals": self.totals.clone(),
+            "totals": self.totals.to("cpu", copy=True),
             "counts": self.counts.clone(),
             "skipped_before": self.skipped_before,
         }
 
     @classmethod
-    def load(cls, state: Mapping[str, Any]) -> _EpochPartial:
-        return cls(state["totals"].clone(), state["counts"].clone(), state["skipped_before"])
+    def load(cls, state: Mapping[str, Any], device: torch.device) -> _EpochPartial:
+        totals = state["totals"].to(device, copy=True)
+        return cls(totals, state["counts"].clone(), state["skipped_before"])
+
+    def means(self) -> Tensor:
+        """Mean loss per task over the batches holding it (CPU)."""
+        return self.totals.cpu() / self.counts.clamp(min=1)
 
 
 @dataclass
@@ -229,6 +258,9 @@ class Trainer:
     _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
         "scheduler_interval": [Options(("epoch", "step"))],
     }
+    POSTFIX_SECONDS: ClassVar[float] = 1.0
+    """The progress bar shows the running losses at most this often (reading them waits for
+    the device)."""
     _fit_constraints: ClassVar[dict[str, list[Constraint]]] = {
         "epochs": [Interval(Integral, 1, None)],
         "patience": [Interval(Integral, 1, None), None],
@@ -306,9 +338,12 @@ class Trainer:
         self.history = History()
         self.best_state: dict[str, Tensor] | None = None
         self._patience_left: int | None = None
-        self._weight_sum = torch.zeros(len(self.tasks))
+        # on the device: adding a step's weights waits for nothing; read at epoch ends
+        self._weight_sum = torch.zeros(len(self.tasks), device=self.device)
         self._weight_count = 0
         self._partial: _EpochPartial | None = None  # the epoch in progress
+        self._lagged_finite_check = self.device.type == "cuda" and options.on_nonfinite == "stop"
+        self._pending_check: _PendingCheck | None = None
 
     def _with_strategy_params(
         self, optimizer: torch.optim.Optimizer | None, scheduler: Scheduler | None
@@ -389,10 +424,15 @@ class Trainer:
         return self.engine.stack([zero if loss is None else loss for loss in losses])
 
     def _loss_parts(
-        self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor]
+        self,
+        outputs: Mapping[str, Tensor],
+        targets: Mapping[str, Tensor],
+        counts: Tensor | None = None,
     ) -> list[Tensor | None]:
-        """αₜLₜ per task, ``None`` for a task with no labelled row in the batch."""
-        counts = label_counts(self.tasks, targets)
+        """αₜLₜ per task, ``None`` for a task with no labelled row in the batch (``counts``:
+        :func:`label_counts` of ``targets``, counted here if not given)."""
+        if counts is None:
+            counts = label_counts(self.tasks, targets)
         return [
             task.weight * task.compute_loss(outputs[task.name], targets[task.name])
             if task.name in outputs and bool(counts[i] > 0)
@@ -406,15 +446,40 @@ class Trainer:
         return self.model(inputs), None
 
     def _is_finite(self, losses: Tensor) -> bool:
+        """Whether this step goes on; raises :class:`NonFiniteLossError` (for this step, or on
+        CUDA for the step before: see there) unless non-finite batches are skipped."""
+        self.check_pending_losses()
         bad = ~torch.isfinite(losses.detach())
+        if self._lagged_finite_check:
+            ready = None
+            if bad.is_cuda:
+                bad = bad.to("cpu", non_blocking=True)
+                ready = torch.cuda.Event()
+                ready.record()
+            self._pending_check = _PendingCheck(bad, ready, self.epoch, self.step)
+            return True
         if not bool(bad.any()):
             return True
         if self.options.on_nonfinite == "skip":
             self.skipped_batches += 1
             return False
+        raise self._nonfinite_error(bad, self.epoch, self.step)
+
+    def check_pending_losses(self) -> None:
+        """Raise :class:`NonFiniteLossError` if the last step's losses, not checked yet (on
+        CUDA), were not finite; :meth:`state_dict` and the end of an epoch call it."""
+        pending, self._pending_check = self._pending_check, None
+        if pending is None:
+            return
+        if pending.ready is not None:
+            pending.ready.synchronize()  # the losses of that step only, not the queued work
+        if bool(pending.bad.any()):
+            raise self._nonfinite_error(pending.bad, pending.epoch, pending.step)
+
+    def _nonfinite_error(self, bad: Tensor, epoch: int, step: int) -> NonFiniteLossError:
         name = self.tasks[int(bad.nonzero()[0])].name
-        raise NonFiniteLossError(
-            f"task {name!r}: non-finite loss at epoch {self.epoch + 1}, step {self.step}"
+        return NonFiniteLossError(
+            f"task {name!r}: non-finite loss at epoch {epoch + 1}, step {step}"
         )
 
     def _penalty_backward(self) -> None:
@@ -424,12 +489,17 @@ class Trainer:
         if value is not None:
             value.backward()
 
-    def _global_losses(self, parts: Sequence[Tensor | None], targets) -> Tensor:
-        """The loss vector (0 for absent tasks); global values when distributed."""
+    def _global_losses(
+        self, parts: Sequence[Tensor | None], targets, counts: Tensor | None = None
+    ) -> Tensor:
+        """The loss vector (0 for absent tasks); global values when distributed (``counts``
+        as in :meth:`_loss_parts`)."""
         zero = torch.zeros((), device=self.device)
         losses = torch.stack([zero if loss is None else loss.float() for loss in parts])
         if self.dist is not None:
-            losses = self.dist.global_losses(losses, label_counts(self.tasks, targets))
+            if counts is None:
+                counts = label_counts(self.tasks, targets)
+            losses = self.dist.global_losses(losses, counts)
         return losses
 
     def _after_step(self, inputs, targets, parts: Sequence[Tensor | None], losses: Tensor) -> None:
@@ -437,11 +507,11 @@ class Trainer:
         with torch.no_grad(), self.precision.autocast():
             outputs, _ = self._forward(inputs)
             after = self._global_losses(self._loss_parts(outputs, targets), targets)
-        absent = torch.tensor([p is None for p in parts], device=losses.device)
-        nan = torch.full_like(losses, float("nan"))
-        self.weighting.after_step(
-            torch.where(absent, nan, losses.detach()), torch.where(absent, nan, after)
-        )
+        before, after = losses.detach().clone(), after.clone()
+        for t, part in enumerate(parts):  # element writes: no host-to-device copy of a mask
+            if part is None:
+                before[t] = after[t] = float("nan")
+        self.weighting.after_step(before, after)
 
     def train_step(self, inputs, targets: Mapping[str, Tensor]) -> Tensor | None:
         """One optimizer step on one batch; returns the detached task losses (``None`` for a
@@ -456,13 +526,16 @@ class Trainer:
     def _micro_step(self, inputs, targets: Mapping[str, Tensor]) -> _MicroBatch | None:
         """Forward one batch and add its gradients to ``.grad`` (no optimizer step)."""
         self.model.train()
+        # read on the CPU before the move: no host sync (a CUDA batch is read where it is)
+        counts = label_counts(self.tasks, targets)
+        checked = check_codes_on_host(self.model, inputs)
         inputs, targets = move(inputs, self.device), move(targets, self.device)
         self.engine.new_step()
-        with self.precision.autocast():
+        with self.precision.autocast(), codes_checked(checked):
             outputs, representation = self._forward(inputs)
-            parts = self._loss_parts(outputs, targets)
+            parts = self._loss_parts(outputs, targets, counts)
         parts = [None if p is None else p.float() for p in parts]
-        losses = self._global_losses(parts, targets)
+        losses = self._global_losses(parts, targets, counts)
         if self.dist is not None:  # global values, local gradients (see mtlkit.distributed)
             present = self.dist.present.tolist()
             parts = [loss if ok else None for loss, ok in zip(losses.unbind(), present)]
@@ -474,7 +547,7 @@ class Trainer:
             task = self.step % len(self.tasks)
             if parts[task] is not None:
                 parts[task].backward()
-            weights = torch.zeros(len(self.tasks))
+            weights = torch.zeros(len(self.tasks), device=self.device)
             weights[task] = 1.0
         else:
             weights = mtl_backward(
@@ -489,9 +562,9 @@ class Trainer:
         if self.dist is not None:
             self.dist.reduce_gradients(self.model.parameters(), skip=self.engine.reduced_params)
             self.engine.reduced_params.clear()
-        self._weight_sum += weights.detach().float().cpu()
+        self._weight_sum += weights.detach().float().to(self._weight_sum.device)
         self._weight_count += 1
-        return _MicroBatch(inputs, targets, parts, losses.detach())
+        return _MicroBatch(inputs, targets, parts, losses.detach(), checked)
 
     def _update(self, micro_batches: int, last: _MicroBatch) -> None:
         """The optimizer step after ``micro_batches`` gradients were summed into ``.grad``."""
@@ -507,7 +580,8 @@ class Trainer:
         with warmed_up(self.optimizer, self.step, self.options.warmup_steps):
             self.precision.step(self.optimizer)
         if self.weighting.wants_losses_after_step:
-            self._after_step(last.inputs, last.targets, last.parts, last.losses)
+            with codes_checked(last.checked):
+                self._after_step(last.inputs, last.targets, last.parts, last.losses)
         self.step += 1
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
@@ -527,7 +601,7 @@ class Trainer:
         state it continues that epoch (``loader`` restored to the same point yields the rest).
         """
         if self._partial is None:
-            self._partial = _EpochPartial.new(len(self.tasks), self.skipped_batches)
+            self._partial = _EpochPartial.new(len(self.tasks), self.skipped_batches, self.device)
             self._weight_sum.zero_()
             self._weight_count = 0
         partial = self._partial
@@ -539,6 +613,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         accumulate, pending, last = self.options.accumulate, 0, None
+        shown = -math.inf  # when the bar's running losses were last shown
         try:
             for inputs, targets in bar:
                 if pending == 0:
@@ -547,20 +622,22 @@ class Trainer:
                 if micro is None:
                     continue
                 # a task whose labels are all masked in this batch has no loss (None), not 0
-                present = torch.tensor([p is not None for p in micro.parts], dtype=torch.float)
-                partial.totals += micro.losses.cpu() * present
-                partial.counts += present
+                present = [p is not None for p in micro.parts]
+                partial.totals += self._present_losses(micro.losses, present)
+                partial.counts += torch.tensor(present, dtype=torch.float)
                 pending, last = pending + 1, micro
                 if pending == accumulate:
                     self._update(pending, micro)
                     pending = 0
                     if on_step_end is not None:
                         on_step_end(self)
-                if self.progress:
-                    running = partial.totals / partial.counts.clamp(min=1)
+                if not bar.disable and time.monotonic() - shown >= self.POSTFIX_SECONDS:
+                    shown = time.monotonic()  # reading the losses waits for the device
+                    running = partial.means()
                     bar.set_postfix({t.name: f"{v:.3f}" for t, v in zip(self.tasks, running)})
             if pending and last is not None:
                 self._update(pending, last)
+            self.check_pending_losses()
         finally:  # an interrupted epoch is not continued by the next call (its loader restarts)
             self._partial = None
         if not partial.counts.any() and self.skipped_batches > partial.skipped_before:
@@ -569,13 +646,25 @@ class Trainer:
                 f"({self.skipped_batches - partial.skipped_before} skipped); lower optim.lr or "
                 "check the data"
             )
-        means = partial.totals / partial.counts.clamp(min=1)
+        means = partial.means()
         self.weighting.on_epoch_end(means.to(self.device))
         return {t.name: float(v) for t, v in zip(self.tasks, means)}
 
+    @staticmethod
+    def _present_losses(losses: Tensor, present: Sequence[bool]) -> Tensor:
+        """``losses`` with 0 for the tasks not present (element writes on the losses' device:
+        no mask copied to it)."""
+        if all(present):
+            return losses
+        losses = losses.clone()
+        for t, ok in enumerate(present):
+            if not ok:
+                losses[t] = 0.0
+        return losses
+
     def epoch_task_weights(self) -> dict[str, float]:
         """The strategy's task weights, averaged over the last epoch's micro-batches."""
-        mean = self._weight_sum / max(self._weight_count, 1)
+        mean = self._weight_sum.cpu() / max(self._weight_count, 1)
         return {t.name: float(w) for t, w in zip(self.tasks, mean)}
 
     def score(self, val_results: Mapping[str, Mapping[str, float]]) -> float:
@@ -685,7 +774,9 @@ class Trainer:
     # ------------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training exactly (references, as ``nn.Module``'s);
-        inside an epoch also the epoch's partial sums (``epoch_partial``)."""
+        inside an epoch also the epoch's partial sums (``epoch_partial``). Raises
+        :class:`NonFiniteLossError` first if the last step's losses were not finite."""
+        self.check_pending_losses()
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -701,7 +792,7 @@ class Trainer:
             if self.precision.scaler is None
             else self.precision.scaler.state_dict(),
             "epoch_partial": None if self._partial is None else self._partial.state_dict(),
-            "weight_sum": (self._weight_sum.clone(), self._weight_count),
+            "weight_sum": (self._weight_sum.to("cpu", copy=True), self._weight_count),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -718,7 +809,8 @@ class Trainer:
         if self.precision.scaler is not None and state.get("grad_scaler"):
             self.precision.scaler.load_state_dict(state["grad_scaler"])
         partial = state.get("epoch_partial")  # a state taken inside an epoch
-        self._partial = None if partial is None else _EpochPartial.load(partial)
+        self._partial = None if partial is None else _EpochPartial.load(partial, self.device)
         if "weight_sum" in state:
             weight_sum, self._weight_count = state["weight_sum"]
-            self._weight_sum = weight_sum.clone()
+            self._weight_sum = weight_sum.to(self.device, copy=True)
+        self._pending_check = None
