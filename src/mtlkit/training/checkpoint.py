@@ -15,6 +15,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
+from mtlkit.training.interrupts import deferred_interrupts
+
 TEMP_SUFFIX = ".tmp"
 
 
@@ -62,8 +64,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically (temporary file, fsync, rename)."""
-    atomic_write(path, lambda handle: torch.save(obj, handle))
+    """``torch.save`` to ``path`` atomically (temporary file, fsync, rename).
+
+    Ctrl-C or SIGTERM during the write takes effect once the file is in place (see
+    :func:`~mtlkit.training.interrupts.deferred_interrupts`): their exception raised inside
+    ``torch.save`` leaves its zip writer half done, which fails the save (``unexpected pos``)
+    or aborts the process later.
+    """
+    with deferred_interrupts():
+        atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
