@@ -91,3 +91,39 @@ def test_stacked_losses_start_each_pass_at_the_task_loss(method):
         torch.testing.assert_close(jac, jacobian_loop(list(losses), shared))
     engine.new_step()
     assert engine._parts(losses) is losses  # forgotten at the next step
+
+
+@pytest.mark.parametrize(
+    ("method", "walks_per_step"), [("loop", 0), ("batched", 0), ("layerwise", 1)]
+)
+def test_a_chosen_method_without_layer_calls_stops_walking_the_graph(
+    monkeypatch, method, walks_per_step
+):
+    """Without a watched model the problem key needs a walk of the graph for its layers; once the
+    choice is a method that needs none, later steps skip it (and stay exact)."""
+    import mtlkit.weighting.engine as engine_module
+
+    walks = []
+    real = engine_module.graph_layer_calls
+    monkeypatch.setattr(engine_module, "graph_layer_calls", lambda *a: walks.append(1) or real(*a))
+    torch.manual_seed(0)
+    trunk, heads = torch.nn.Linear(5, 8), [torch.nn.Linear(8, 1) for _ in range(3)]
+    params = list(trunk.parameters())
+    engine = GradientEngine(probes=2)
+
+    def step():
+        engine.new_step()
+        z = trunk(torch.randn(16, 5))
+        parts = [(h(z) ** 2).mean() for h in heads]
+        jacobian = engine.jacobian(engine.stack(parts), params)
+        torch.testing.assert_close(jacobian, jacobian_loop(parts, params), rtol=1e-4, atol=1e-6)
+
+    for _ in range(2):  # the measuring probes
+        step()
+    (key,) = engine.choice
+    engine.choice[key] = method
+    step()  # reads the choice (after a walk)
+    walks.clear()
+    for _ in range(3):
+        step()
+    assert len(walks) == 3 * walks_per_step

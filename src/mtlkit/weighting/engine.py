@@ -25,6 +25,13 @@ engine choice between exact computations, never a change of strategy. A forced
 problem shape and raises a ``ValueError`` naming the layer if it is not exact. Sparse
 gradients (``nn.Embedding(sparse=True)``) become dense Jacobian columns.
 
+The problem key includes whether the graph has shared layers for ``"layerwise"`` (a walk of
+the autograd graph without a watched model). Once the method chosen for a shape is ``"loop"``
+or ``"batched"``, later calls of that shape use it without the walk: both are exact whatever
+the graph holds, so a change of the graph's layers could only have changed which exact method
+is timed, never the result. A ``"layerwise"`` choice walks the graph every step (it needs that
+step's layer calls).
+
 ``params`` may also contain non-leaf tensors (the shared representation, for the
 representation-gradient approximation): both methods differentiate with respect to any tensor
 in the graph.
@@ -148,6 +155,9 @@ class GradientEngine:
         self._checked: set[tuple] = set()
         self.choice: dict[tuple, str] = {}
         """The method chosen for each problem key ``(T, shapes, device)`` once measured."""
+        self._graph_free: dict[tuple, str] = {}
+        """Per shape (the key without its layerwise part): a chosen method that needs no layer
+        calls, used without walking the graph (see the module docstring)."""
         self.recorder: LayerRecorder | None = None
         self._stacked: tuple[Tensor, list[Tensor]] | None = None
         self._found: tuple[Tensor, tuple[int, ...], list[LayerCall]] | None = None
@@ -226,14 +236,16 @@ class GradientEngine:
             return jacobian_layerwise(self._parts(losses), params, self.layer_calls(losses, params))
         raise ValueError(f"engine.method: expected one of {METHODS}, got {method!r}")
 
-    def _key(self, losses: Tensor, params: Sequence[Tensor]) -> tuple:
+    def _shape_key(self, losses: Tensor, params: Sequence[Tensor]) -> tuple:
         return (
             losses.shape[0],
             tuple(tuple(p.shape) for p in params),
             tuple(p.is_leaf for p in params),
             str(losses.device),
-            self._layerwise_ready(losses, params),
         )
+
+    def _key(self, losses: Tensor, params: Sequence[Tensor]) -> tuple:
+        return (*self._shape_key(losses, params), self._layerwise_ready(losses, params))
 
     def _measure(self, key: tuple, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
         methods = ["loop", "batched"] + (["layerwise"] if key[-1] else [])
@@ -275,17 +287,26 @@ class GradientEngine:
         elif self.method != "auto":
             jacobian = self._compute(self.method, losses, params)
         else:
-            key = self._key(losses, params)
-            method = self.choice.get(key)
-            if method is None:
-                jacobian = self._measure(key, losses, params)
-            else:
-                jacobian = self._compute(method, losses, params)
+            jacobian = self._auto(losses, params)
         if self.reduce is None:
             return jacobian
         if self.reduce_disjoint is not None and not all(p.is_leaf for p in params):
             return self.reduce_disjoint(jacobian)
         return self.reduce(jacobian)
+
+    def _auto(self, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
+        """The chosen method's Jacobian, or a measuring probe's while none is chosen."""
+        shape = self._shape_key(losses, params)
+        method = self._graph_free.get(shape)
+        if method is not None:
+            return self._compute(method, losses, params)
+        key = (*shape, self._layerwise_ready(losses, params))
+        method = self.choice.get(key)
+        if method is None:
+            return self._measure(key, losses, params)
+        if method != "layerwise":
+            self._graph_free[shape] = method
+        return self._compute(method, losses, params)
 
     def _checked_layerwise(self, losses: Tensor, params: Sequence[Tensor]) -> Tensor:
         """The forced ``"layerwise"`` Jacobian, checked against the loop at the first call for
