@@ -70,10 +70,12 @@ def mmoe_config(
     sines: str = "reference",
     num_sines: int = 10,
     n_features: int = N_FEATURES,
+    bottom_width: int | None = None,
 ) -> Config:
-    """The run of ``arch`` on ``mmoe_synthetic`` at ``correlation`` (data and init by ``seed``)."""
+    """The run of ``arch`` on ``mmoe_synthetic`` at ``correlation`` (data and init by ``seed``);
+    the shared bottom is ``bottom_width`` wide (default: the experts' weight count)."""
     moe = arch in ("omoe", "mmoe")
-    width = expert_width if moe else paper_bottom_width(n_features, expert_width)
+    width = expert_width if moe else bottom_width or paper_bottom_width(n_features, expert_width)
     arch_options = {"head_hidden": TOWER_WIDTH}
     if moe:
         arch_options |= {"num_experts": NUM_EXPERTS, "gate_input": "input"}

@@ -171,6 +171,7 @@ def train_arch(
     batch_size: int,
     window: int,
     device: str = "cpu",
+    bottom_width: int | None = None,
     **stream_options,
 ) -> dict[float, np.ndarray]:
     """Curves ``(R, steps // window)`` of ``arch``'s runs at each correlation, trained together.
@@ -183,7 +184,7 @@ def train_arch(
         torch.set_num_threads(1)
     stream = Stream.draw(correlations, seeds, device=device, **stream_options)
     batches = stream.batches(batch_size, steps, seed=10_000 + seeds[0])
-    runs = StackedRuns.build(arch, seeds * len(correlations), device)
+    runs = StackedRuns.build(arch, seeds * len(correlations), device, bottom_width=bottom_width)
     curves = training_curves(runs, batches, lr, window).numpy()
     by_correlation = dict(zip(correlations, np.split(curves, len(correlations))))
     for p, curve in by_correlation.items():
@@ -241,19 +242,35 @@ def tables(curves: dict[tuple[str, float], np.ndarray], window: int) -> str:
 
 
 def _plot(curves: dict[tuple[str, float], np.ndarray], window: int, path: Path, title: str):
+    """Mean curves on a log scale: top row one panel per model (a line per correlation, figure
+    4's layout), bottom row one panel per correlation (a line per model)."""
     import matplotlib.pyplot as plt
 
     archs = sorted({a for a, _ in curves}, key=ARCHS.index)
     correlations = sorted({p for _, p in curves}, reverse=True)
-    fig, axes = plt.subplots(1, len(archs), figsize=(3.4 * len(archs), 3), sharey=True)
-    for ax, arch in zip(np.atleast_1d(axes), archs):
-        for p in correlations:
-            mean = curves[arch, p].mean(axis=0)
-            ax.plot(window * (np.arange(len(mean)) + 1), mean, label=f"correlation {p}")
-        ax.set_title(arch, fontsize=9)
-        ax.set_xlabel("training step")
-    np.atleast_1d(axes)[0].set_ylabel("training loss (mean task MSE)")
-    np.atleast_1d(axes)[0].legend(fontsize=7)
+    columns = max(len(archs), len(correlations))
+    fig, axes = plt.subplots(2, columns, figsize=(3.2 * columns, 5.6), sharey=True, squeeze=False)
+    panels = [
+        (0, k, a, [(f"correlation {p}", (a, p)) for p in correlations]) for k, a in enumerate(archs)
+    ]
+    panels += [
+        (1, k, f"correlation {p}", [(a, (a, p)) for a in archs]) for k, p in enumerate(correlations)
+    ]
+    for row, column, name, lines in panels:
+        ax = axes[row, column]
+        for label, cell in lines:
+            mean = curves[cell].mean(axis=0)
+            ax.plot(window * (np.arange(len(mean)) + 1), mean, label=label)
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7)
+        if row == 1:
+            ax.set_xlabel("training step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training loss (mean task MSE)")
+    for ax in axes.flat:
+        if not ax.has_data():
+            ax.set_visible(False)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -278,6 +295,9 @@ def main() -> None:
     parser.add_argument("--archs", default=",".join(ARCHS))
     parser.add_argument("--jobs", type=int, default=1, help="processes (one model each)")
     parser.add_argument("--device", default="cpu", help="cpu (one thread per job) or cuda")
+    parser.add_argument(
+        "--bottom-width", type=int, help="shared bottom's units (default: the experts' weights)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "mmoe_training_loss")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="write no <out>.png")
     parser.add_argument(
@@ -295,6 +315,7 @@ def main() -> None:
         "seeds": seeds, "steps": args.steps, "batch_size": args.batch_size,
         "window": args.window, "scale": args.scale, "num_sines": args.num_sines,
         "sines": args.sines, "noise": args.noise, "device": args.device,
+        "bottom_width": args.bottom_width,
     }  # fmt: skip
     start = time.perf_counter()
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -307,6 +328,7 @@ def main() -> None:
         f"--lr {args.lr} --sines {args.sines} --num-sines {args.num_sines} "
         f"--scale {args.scale} --noise {args.noise} --correlations {args.correlations} "
         f"--archs {args.archs} --jobs {args.jobs} --device {args.device} --out {args.out}"
+        + (f" --bottom-width {args.bottom_width}" if args.bottom_width else "")
     )
     note = (
         f"Training loss on raw labels (mean of the two tasks' MSE on each step's fresh batch), "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from mtlkit.data.builtin.mmoe_synthetic import mmoe_label, sine_parameters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "mmoe"))
 
+from correlation import ARCHS  # noqa: E402
 from training_loss import (  # noqa: E402
     StackedRuns,
     Stream,
@@ -102,26 +105,30 @@ def test_reported_windows_end_at_a_quarter_half_and_all_of_the_steps():
     assert report_steps(2, 100) == [0, 1]
 
 
-def _last_window(runs: int, steps: int) -> dict[tuple[str, float], np.ndarray]:
-    """Each run's training loss over the last 100 steps, per model at correlations 1.0 and 0.1
-    (docs/results.md's protocol: lr 1e-2, batch 128, paired data and initialisation)."""
+def _late_loss(runs: int, steps: int) -> dict[tuple[str, float], np.ndarray]:
+    """Each run's mean training loss over the last fifth of ``steps``, per model at correlations
+    1.0 and 0.1 (docs/results.md's protocol: lr 1e-2, batch 128, paired data and initialisation),
+    the three models trained in two processes."""
     options = {"seeds": list(range(runs)), "steps": steps, "batch_size": 128, "window": 100}
-    return {
-        (arch, p): curve[:, -1]
-        for arch in ("hps", "omoe", "mmoe")
-        for p, curve in train_arch(arch, (1.0, 0.1), 1e-2, **options).items()
-    }
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {a: pool.submit(train_arch, a, (1.0, 0.1), 1e-2, **options) for a in ARCHS}
+        curves = {(a, p): c for a in ARCHS for p, c in futures[a].result().items()}
+    return {cell: curve[:, -curve.shape[1] // 5 :].mean(axis=1) for cell, curve in curves.items()}
 
 
 @pytest.mark.slow
-def test_one_gate_moe_degrades_with_correlation_and_mmoe_and_the_shared_bottom_do_not():
-    """docs/results.md, table 1: from correlation 1.0 to 0.1 OMoE's training loss rises more
-    than MMoE's and than the shared bottom's, and at 0.1 it is above both (seeds 0-3, 1,500
-    steps; each margin was 0.2-0.6 in every block of 4 of the 12 documented runs). The
-    paper's shared-bottom degradation (a rise above OMoE's) does not appear; if it does, this
-    test fails and the page must be updated."""
-    loss = _last_window(runs=4, steps=1500)
-    rise = {a: (loss[a, 0.1] - loss[a, 1.0]).mean() for a in ("hps", "omoe", "mmoe")}
-    assert rise["omoe"] > rise["mmoe"] and rise["omoe"] > rise["hps"]
-    assert loss["omoe", 0.1].mean() > loss["mmoe", 0.1].mean()
-    assert loss["omoe", 0.1].mean() > loss["hps", 0.1].mean()
+def test_mmoe_is_robust_to_task_correlation_and_lowest_at_both_ends():
+    """docs/results.md, 200 runs of 20,000 steps: MMoE's loss barely rises from correlation 1.0
+    to 0.1, OMoE's rises most, and MMoE is below the shared bottom at 1.0 and below both other
+    models at 0.1. Here 16 runs (seeds 0-15) of 10,000 steps on the CPU; each assertion held in
+    each of the 12 disjoint blocks of 16 of the 200 documented runs cut at 10,000 steps
+    (``benchmarks/results/mmoe_training_loss_gpu.json``), by 2.2 or more standard deviations
+    of the block means. The paper's shared-bottom degradation, a rise above OMoE's, is not
+    asserted: it does not appear (hps rises least after MMoE)."""
+    loss = {cell: values.mean() for cell, values in _late_loss(runs=16, steps=10_000).items()}
+    rise = {a: loss[a, 0.1] - loss[a, 1.0] for a in ARCHS}
+    assert loss["mmoe", 1.0] < loss["hps", 1.0]
+    assert loss["mmoe", 0.1] < loss["hps", 0.1]
+    assert loss["mmoe", 0.1] < loss["omoe", 0.1]
+    assert rise["omoe"] > rise["mmoe"]
+    assert rise["omoe"] > rise["hps"]
