@@ -122,7 +122,7 @@ def test_mmoe_is_robust_to_task_correlation_and_lowest_at_both_ends():
     to 0.1, OMoE's rises most, and MMoE is below the shared bottom at 1.0 and below both other
     models at 0.1. Here 16 runs (seeds 0-15) of 10,000 steps on the CPU; each assertion held in
     each of the 12 disjoint blocks of 16 of the 200 documented runs cut at 10,000 steps
-    (``benchmarks/results/mmoe_training_loss_gpu.json``), by 2.2 or more standard deviations
+    (``benchmarks/results/mmoe_training_loss_gpu_lr1e-2.json``), by 2.2 or more standard deviations
     of the block means. The paper's shared-bottom degradation, a rise above OMoE's, is not
     asserted: it does not appear (hps rises least after MMoE)."""
     loss = {cell: values.mean() for cell, values in _late_loss(runs=16, steps=10_000).items()}
