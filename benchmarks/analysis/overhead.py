@@ -19,6 +19,7 @@ import time
 import torch
 
 from mtlkit.analysis import AffinityRecorder, GradientRecorder
+from mtlkit.cli.threads import positive_int
 from mtlkit.config import Config, from_dict
 from mtlkit.data import make_loader
 from mtlkit.runs import build_model, build_trainer, load_bundle
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, nargs="+", default=[1, 5, 20])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per row; the fastest")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="runs per row; the fastest")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     raw = CONFIGS[args.dataset] | {

@@ -25,12 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "analysis
 from test_planted import conflict_of, planted_config, recovers  # noqa: E402
 
 from mtlkit.analysis import best_partition  # noqa: E402
+from mtlkit.cli.threads import positive_int  # noqa: E402
 from mtlkit.runs import load_bundle, measure_relatedness, train_groupings  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=positive_int, default=10)
     parser.add_argument("--train-seeds", type=int, default=0, help="seeds trained (k = 3)")
     parser.add_argument("--objective", default="mean", choices=["mean", "sum"])
     parser.add_argument(

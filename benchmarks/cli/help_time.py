@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+from mtlkit.cli.threads import positive_int
+
 LAZY = "import sys; from mtlkit.cli.main import main; sys.argv[0] = 'mtlkit'; main(['--help'])"
 EAGER = (
     "import importlib, sys; from mtlkit.cli.main import COMMANDS, main; "
@@ -31,7 +33,7 @@ def _seconds(code: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     args = parser.parse_args()
     lazy, eager = [], []
     for _ in range(args.repeats):

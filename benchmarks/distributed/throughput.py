@@ -20,6 +20,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mtlkit.cli.threads import positive_int
+
 
 def _port() -> int:
     with socket.socket() as sock:
@@ -109,7 +111,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[512, 512])
     parser.add_argument("--tasks", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
-    parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
+    parser.add_argument("--repeats", type=positive_int, default=2, help="best of this many runs")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     print(

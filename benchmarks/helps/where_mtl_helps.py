@@ -23,6 +23,7 @@ from typing import Any
 
 from mtlkit.analysis import delta_m
 from mtlkit.cli.commands import DEMO_CASES
+from mtlkit.cli.threads import positive_int
 from mtlkit.config import Config
 from mtlkit.config.schema import from_dict, merge
 from mtlkit.runs import load_bundle, train_run
@@ -111,7 +112,7 @@ def _mean_std(values: list[float], digits: int = 4) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=positive_int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS / "where_mtl_helps")
     args = parser.parse_args()
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]

@@ -39,6 +39,7 @@ from sklearn import datasets as skdata
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegressionCV
 
+from mtlkit.cli.threads import positive_int
 from mtlkit.linear import PENALTIES, MultiTaskClassifierCV
 
 DATASETS = ("topics", "digits", "breast_cancer", "wine", "iris")
@@ -127,7 +128,7 @@ def accuracy(tasks, preds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=positive_int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, …")
     parser.add_argument("--datasets", type=str, default=",".join(DATASETS))
     parser.add_argument("--penalties", type=str, default=",".join(PENALTIES))

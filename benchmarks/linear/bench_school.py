@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from mtlkit.cli.threads import positive_int
 from mtlkit.linear import PENALTIES, MultiTaskRegressorCV
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "school.mat"
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--quick", action="store_true", help="3 seeds, 10 λ values")
-    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--seeds", type=positive_int, default=None)
     parser.add_argument("--fractions", type=str, default="0.1,0.2,0.3,0.75")
     parser.add_argument(
         "--methods", type=str, default=None, help="comma-separated (default: see --defaults)"

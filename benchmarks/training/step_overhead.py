@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlkit.cli.threads import positive_int
 from mtlkit.data import EmbeddingSpec
 from mtlkit.models import make_encoder, make_model
 from mtlkit.models.inputs import TabularInput, WithInputLayer
@@ -224,7 +225,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=8, help="embedding width")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=20, help="steps of each before timing")
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--rounds", type=positive_int, default=30)
     parser.add_argument("--steps", type=int, default=20, help="steps timed together per round")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cpus", type=int, nargs="+", help="pin the process to these cores")

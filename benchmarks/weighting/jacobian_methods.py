@@ -29,6 +29,7 @@ import statistics
 import torch
 from step_time import CLOCKS, build, per_round_ratios, time_rounds
 
+from mtlkit.cli.threads import positive_int
 from mtlkit.weighting.engine import jacobian_batched, jacobian_loop
 from mtlkit.weighting.layerwise import LayerRecorder, jacobian_layerwise
 
@@ -99,7 +100,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, nargs="+", default=[4])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=positive_int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall")
     args = parser.parse_args()

@@ -48,6 +48,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from mtlkit.cli.threads import positive_int
 from mtlkit.models.architectures.hps import HardParameterSharing
 from mtlkit.models.encoders import LeNet
 from mtlkit.tasks import Task
@@ -354,7 +355,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument(
-        "--rounds", "--reps", type=int, default=10, help="timed rounds (each times every config)"
+        "--rounds",
+        "--reps",
+        type=positive_int,
+        default=10,
+        help="timed rounds (each times every config)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the per-round shuffle")
     parser.add_argument("--every", type=int, default=4, help="k of the every-k mode")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from mtlkit.cli.main import main
 
 COMPARE = ["compare", "--dataset", "penguins", "--epochs", "2", "--archs", "hps"]
@@ -91,3 +93,20 @@ def test_a_zero_single_task_metric_is_left_out_of_delta_m_with_a_note(
     record = json.loads((tmp_path / "results.json").read_text())["hps+ew"][0]
     assert record["delta_m"] == 30.0 and record["delta_m_tasks"]["sex"] is None
     assert record["delta_m_left_out"]["sex f1"] == why
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [
+        (",", "--seeds: expected at least one seed, got ','"),
+        ("0,1,0", "--seeds: seed 0 is given twice"),
+        ("0,x", "--seeds: expected comma-separated integers, got '0,x'"),
+    ],
+)
+def test_seeds_without_a_seed_or_with_a_repeated_one_are_refused(tmp_path, capsys, seeds, message):
+    """No seed crashed (IndexError) after loading the data; a repeated seed trains the same run
+    twice and its std over seeds understates the spread."""
+    args = ["compare", "--dataset", "penguins", "--seeds", seeds, "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == f"mtlkit compare: error: {message}"
+    assert not any(tmp_path.iterdir())

@@ -72,6 +72,21 @@ def _method(arch: str, weighting: str) -> str:
 TASK_LEFT_OUT = "no metric left, so Δm is the mean over the other tasks"
 
 
+def _seeds(text: str) -> list[int]:
+    """``--seeds``: at least one integer, none repeated (the same run twice would shrink the
+    std over seeds)."""
+    try:
+        seeds = [int(s) for s in _split(text)]
+    except ValueError:
+        raise ConfigError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise ConfigError(f"--seeds: expected at least one seed, got {text!r}")
+    repeated = next((s for i, s in enumerate(seeds) if s in seeds[:i]), None)
+    if repeated is not None:
+        raise ConfigError(f"--seeds: seed {repeated} is given twice")
+    return seeds
+
+
 def _delta_cell(records: list[dict[str, Any]]) -> str:
     """Δm's mean ± std over seeds (``0`` for the baseline against itself), marked ``*`` when a
     seed's Δm leaves a metric out."""
@@ -89,13 +104,8 @@ def compare(args: argparse.Namespace) -> int:
     from mtlkit.runs import load_bundle, train_run
     from mtlkit.training.checkpoint import atomic_write_text, strict_json
 
+    seeds = _seeds(args.seeds)
     base = run_config(args, {"training.progress": False})
-    try:
-        seeds = [int(s) for s in _split(args.seeds)]
-    except ValueError:
-        raise ConfigError(
-            f"--seeds: expected comma-separated integers, got {args.seeds!r}"
-        ) from None
     methods = [(a, w) for a in _split(args.archs) for w in _split(args.weightings) if a != "stl"]
     methods = [("stl", "ew"), *methods]
     bundle = load_bundle(base)
