@@ -128,3 +128,30 @@ def test_importing_mtlkit_is_light_and_its_subpackages_load_on_use():
     assert {"__version__", "tasks", "analysis", "mtl_backward"} <= set(report["names"])
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = mtlkit.nope
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (
+            ["predict", "run", "--input", "x.csv", "--output", "y.csv", "--chunk-rows", "0"],
+            "--chunk-rows",
+        ),
+        (["demo", "--quick", "--epochs", "0"], "--epochs"),
+    ],
+)
+def test_a_count_below_one_is_a_usage_error_naming_the_option_typed(argv, option, capsys):
+    """``predict --chunk-rows 0`` was refused naming data.stream_chunk_rows, a config field the
+    user never typed; ``demo --epochs 0`` trained the demo's default epochs."""
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert f"argument {option}: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_predict_reads_as_many_rows_at_a_time_as_a_stream_by_default():
+    from mtlkit.config.schema import DataConfig
+    from mtlkit.data.stream.source import DEFAULT_CHUNK_ROWS
+
+    args = build_parser().parse_args(["predict", "run", "--input", "x", "--output", "y"])
+    assert args.chunk_rows == DataConfig().stream_chunk_rows == DEFAULT_CHUNK_ROWS

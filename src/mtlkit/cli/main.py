@@ -25,9 +25,10 @@ from typing import Any
 from mtlkit.cli.compare import add_compare_parser
 from mtlkit.cli.flags import add_run_flags
 from mtlkit.cli.group import add_group_parser
-from mtlkit.cli.threads import add_threads_flag, configure_threads
+from mtlkit.cli.threads import add_threads_flag, configure_threads, positive_int
 from mtlkit.cli.tune import add_tune_parser
 from mtlkit.config import ConfigError
+from mtlkit.config.schema import DataConfig
 
 COMMANDS: dict[str, str] = {
     "train": "mtlkit.cli.train:train",
@@ -101,9 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--chunk-rows",
-        type=int,
-        default=65_536,
-        help="rows read and predicted at a time (memory does not grow with the file)",
+        type=positive_int,
+        default=DataConfig.stream_chunk_rows,
+        metavar="N",
+        help="rows read and predicted at a time (memory does not grow with the file; default "
+        "%(default)s, as data.stream_chunk_rows)",
     )
 
     add_compare_parser(sub)
@@ -114,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="STL vs HPS where sharing helps (digits, 50 labels) and hurts (MultiMNIST)"
     )
     demo.add_argument("--out", default="runs")
-    demo.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
+    demo.add_argument(
+        "--epochs", type=positive_int, default=None, help="override the demo's epochs"
+    )
     demo.add_argument("--quick", action="store_true", help="a tiny, fast version (for tests)")
     for command in sub.choices.values():  # every command, also those registered later
         add_threads_flag(command)
