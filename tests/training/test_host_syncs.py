@@ -125,14 +125,16 @@ def _nan_at(step: int, n: int = 4):
     return batches
 
 
-def _lagged_trainer() -> Trainer:
-    trainer = Trainer(_model(False), TASKS, options=TrainingOptions(progress=False))
-    trainer._lagged_finite_check = True  # as on CUDA, where reading at once would sync
+def _lagged_trainer(device: str) -> Trainer:
+    trainer = Trainer(_model(False), TASKS, options=TrainingOptions(progress=False), device=device)
+    assert trainer._lagged_finite_check == (device == "cuda")
+    trainer._lagged_finite_check = True  # on the CPU as on CUDA, where reading at once syncs
     return trainer
 
 
-def test_a_lagged_non_finite_loss_is_raised_at_the_next_step_naming_its_step():
-    trainer = _lagged_trainer()
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_lagged_non_finite_loss_is_raised_at_the_next_step_naming_its_step(device):
+    trainer = _lagged_trainer(device)
     batches = _nan_at(1)
     trainer.train_step(*batches[0])
     trainer.train_step(*batches[1])  # its losses are read at the next check
@@ -140,15 +142,17 @@ def test_a_lagged_non_finite_loss_is_raised_at_the_next_step_naming_its_step():
         trainer.train_step(*batches[2])
 
 
-def test_no_state_is_taken_after_a_lagged_non_finite_loss():
-    trainer = _lagged_trainer()
+@pytest.mark.parametrize("device", DEVICES)
+def test_no_state_is_taken_after_a_lagged_non_finite_loss(device):
+    trainer = _lagged_trainer(device)
     trainer.train_step(*_nan_at(0)[0])
     with pytest.raises(NonFiniteLossError, match="task 'b'.*step 0"):
         trainer.state_dict()
 
 
-def test_a_non_finite_loss_in_an_epochs_last_batch_stops_the_epoch():
-    trainer = _lagged_trainer()
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_non_finite_loss_in_an_epochs_last_batch_stops_the_epoch(device):
+    trainer = _lagged_trainer(device)
     with pytest.raises(NonFiniteLossError, match="task 'b'.*epoch 1, step 3"):
         trainer.train_epoch(_nan_at(3))
     assert trainer.history.epochs == []
