@@ -13,7 +13,8 @@ One set of rules for training, ``evaluate`` and ``predict``, for CSV and Parquet
   :class:`DataError` that names the column and the row.
 - **Category labels**: the cell's text, stripped; a number (or the text of a number) is written
   in one canonical form (``1``, ``1.0`` and ``1e0`` are all ``"1"``; ``0.5`` is ``"0.5"``), so a
-  code read as a float in one file and as an integer in another is the same category.
+  code read as a float in one file and as an integer in another is the same category: a whole
+  number that int64 holds is its digits, any other number Python's ``repr`` (``"1e+20"``).
 """
 
 from __future__ import annotations
@@ -131,9 +132,11 @@ def _canonical(values: pd.Index) -> np.ndarray:
         dtype=float, na_value=np.nan
     )
     finite = np.isfinite(number)
-    whole = finite & (np.trunc(number) == number) & (np.abs(number) < 2**53)
+    whole = finite & (np.trunc(number) == number) & (np.abs(number) < 2**63)  # int64 holds it
     text[whole] = number[whole].astype(np.int64).astype(str)
-    text[finite & ~whole] = [_number_label(v) for v in number[finite & ~whole]]
+    # a fraction (or a whole number beyond int64) as Python writes it: numpy 2's repr of a
+    # float64 reads 'np.float64(0.5)'
+    text[finite & ~whole] = [repr(float(v)) for v in number[finite & ~whole]]
     return text
 
 
@@ -145,20 +148,21 @@ def natural_key(label: str) -> tuple:
         return (1, 0.0, label)
 
 
-def _number_label(value: float) -> str:
-    if value == int(value) and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))  # numpy 2's repr of a float64 reads 'np.float64(0.5)'
-
-
 _NUMPY_REPR = re.compile(r"np\.float(?:16|32|64)\((.*)\)")
+_FLOAT_REPR = re.compile(r"-?\d+\.0|-?\d(?:\.\d+)?e\+\d+")
 
 
 def legacy_label(label: str) -> str:
     """A stored label as :func:`labels` writes it today: runs saved by earlier versions may hold
-    numpy 2's repr of a fractional number (``'np.float64(0.5)'`` for ``'0.5'``)."""
-    match = _NUMPY_REPR.fullmatch(label) if isinstance(label, str) else None
-    return match.group(1) if match else label
+    numpy 2's repr of a fractional number (``'np.float64(0.5)'`` for ``'0.5'``) or the repr of a
+    whole number from 2**53 up to int64's range (``'9007199254740992.0'``, now its digits)."""
+    if not isinstance(label, str):
+        return label
+    match = _NUMPY_REPR.fullmatch(label)
+    label = match.group(1) if match else label
+    if _FLOAT_REPR.fullmatch(label) and 2**53 <= abs(float(label)) < 2**63:
+        return str(int(float(label)))
+    return label
 
 
 __all__ = [

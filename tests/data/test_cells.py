@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtlkit.data.cells import FLOAT32_MAX, DataError, labels, location, numbers, numeric_share
+from mtlkit.data.cells import (
+    FLOAT32_MAX,
+    DataError,
+    labels,
+    legacy_label,
+    location,
+    numbers,
+    numeric_share,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -81,3 +89,22 @@ def test_labels_stored_by_older_runs_read_as_today():
     assert pre.transform(pd.DataFrame({"rate": [1.5]})).tolist() == [[0.0, 1.0]]
     task = Task("g", "multiclass", 2, class_names=["np.float64(0.5)", "b"]).to_dict()
     assert Task.from_dict(task).class_names == ["0.5", "b"]
+    # whole numbers from 2**53 on were written as floats ('9007199254740992.0'), now as digits
+    stored = ["9007199254740992.0", "np.float64(1.152921504606847e+18)", "1e+20", "2.0", "x"]
+    today = ["9007199254740992", "1152921504606846976", "1e+20", "2.0", "x"]
+    assert [legacy_label(s) for s in stored] == today
+
+
+def test_labels_of_numbers_written_in_several_ways():
+    cells = ["1", "1.0", "1e0", " 0.5", "-2.50", "1e20", "x", "7.0e-1"]
+    assert labels(pd.Series(cells, dtype=object)).tolist() == (
+        ["1", "1", "1", "0.5", "-2.5", "1e+20", "x", "0.7"]
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(2**53, 2**63 - 1).map(float).filter(lambda v: v < 2**63))
+def test_a_whole_number_beyond_2_53_is_its_digits_as_an_int64_float_or_text(k):
+    # above 2**53 every float is whole; one that an int64 holds is the same id stored either way
+    forms = [pd.Series([int(k)]), pd.Series([k]), pd.Series([repr(k)]), pd.Series([str(int(k))])]
+    assert {labels(s).iloc[0] for s in forms} == {str(int(k))}
