@@ -77,3 +77,22 @@ def test_negative_and_large_seeds_work():
     for seed in (-1, -(2**40), 2**62):
         codes = hash_split(0.15, 0.15, seed, rows=np.arange(1000))
         assert set(codes.tolist()) == {0, 1, 2}
+
+
+def _splitmix64_reference(k: int, seed: int) -> int:
+    """SplitMix64's output function of ``k + (s + 1)·φ`` (mod 2**64), ``s = seed mod 2**63``,
+    in Python integers (Steele, Lea & Flood 2014)."""
+    mask = 2**64 - 1
+    z = (k + (seed % 2**63 + 1) * 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+@pytest.mark.parametrize("seed", [0, 7, -1, -(2**40), 2**63 + 7])
+def test_row_hash_is_splitmix64_of_the_row_and_the_seed_mod_2_63(seed):
+    rows = [0, 1, 12345, 2**40]
+    expected = [_splitmix64_reference(k, seed) for k in rows]
+    assert row_number_hash(np.array(rows), seed).tolist() == expected
+    # seeds that differ by 2**63 are one split (negative seeds wrap into [0, 2**63))
+    assert row_number_hash(np.array(rows), seed + 2**63).tolist() == expected

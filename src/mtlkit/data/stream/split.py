@@ -8,11 +8,12 @@ its global row number (rows numbered from 0 over the files in order). With
 
 the row is in ``test`` if ``u < test_size``, in ``val`` if ``u < test_size + val_size``, else in
 ``train``. ``h(k, seed)`` is SplitMix64's output function (Steele, Lea & Flood 2014) of
-``k + (seed + 1)·φ`` (mod 2**64), where ``k`` is the row number, or for an id pandas' SipHash of
-its label with the fixed key of hashed columns (:mod:`mtlkit.data.encoders`). The split
-therefore does not depend on how the rows are chunked, which file holds them, how many processes
-read them or in what order; rows sharing an id share a split. The split sizes are ``test_size``
-and ``val_size`` in expectation (binomial, not exact).
+``k + (s + 1)·φ`` (mod 2**64) with ``s = seed mod 2**63`` (so any integer seed works; seeds
+that differ by a multiple of 2**63 give one split), where ``k`` is the row number, or for an id
+pandas' SipHash of its label with the fixed key of hashed columns (:mod:`mtlkit.data.encoders`).
+The split therefore does not depend on how the rows are chunked, which file holds them, how many
+processes read them or in what order; rows sharing an id share a split. The split sizes are
+``test_size`` and ``val_size`` in expectation (binomial, not exact).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 def _seed(seed: int) -> int:
-    """The seed as SplitMix64 takes it (``0 <= seed + 1 < 2**64``; negative seeds too)."""
+    """``seed mod 2**63``, in ``[0, 2**63)`` for any integer seed (negative ones too): the
+    ``s`` of SplitMix64's ``k + (s + 1)·φ`` (see the module docstring)."""
     return int(seed) % 2**63
 
 
