@@ -220,8 +220,9 @@ def tables(curves: dict[tuple[str, float], np.ndarray], window: int) -> str:
             first = ""
         cells = [_cell(curves[a, p].mean(axis=1).tolist()) for a in archs]
         lines.append("|  | mean over the curve | " + " | ".join(cells) + " |")
-    lines += ["", "Runs where the first model's mean training loss is below the second's:"]
-    for p in correlations:
+    if len(archs) > 1:
+        lines += ["", "Runs where the first model's mean training loss is below the second's:"]
+    for p in correlations if len(archs) > 1 else ():
         counts = [
             f"{a} < {b} on {int((curves[a, p].mean(1) < curves[b, p].mean(1)).sum())}"
             f"/{curves[a, p].shape[0]}"
