@@ -14,7 +14,7 @@ from mtlkit.data import BatchLoader, MultiTaskDataset
 from mtlkit.models import SharedTrunk
 from mtlkit.tasks import Task
 from mtlkit.training import Trainer, TrainingOptions
-from mtlkit.training.trainer import warmed_up
+from mtlkit.training.trainer import optimizer_groups, warmed_up
 from mtlkit.weighting import make_weighting
 
 TASKS = [Task("cls", "binary"), Task("reg", "regression")]
@@ -162,6 +162,24 @@ def test_strategy_parameters_missing_from_the_optimizer_join_it_as_a_group():
     optimizer = torch.optim.SGD([*model.parameters(), *uw.parameters()], lr=0.1)
     Trainer(model, TASKS, uw, optimizer)
     assert len(optimizer.param_groups) == 1
+
+
+def test_optimizer_groups_add_one_group_of_the_strategy_parameters_only_when_it_has_some():
+    model, uw = _model(), make_weighting("uw", 2)
+    model.trunk[0].weight.requires_grad_(False)
+    trainable = [id(p) for p in model.parameters() if p.requires_grad]
+    groups = optimizer_groups(model, uw)
+    assert [[id(p) for p in g["params"]] for g in groups] == [
+        trainable,
+        [id(p) for p in uw.parameters()],
+    ]
+    assert optimizer_groups(model, make_weighting("ew", 2)) == groups[:1]
+    given = [{"params": list(model.trunk.parameters()), "lr": 0.5}]
+    assert optimizer_groups(model, uw, given)[:1] == given and len(given) == 1  # not mutated
+    # the trainer's default optimizer is Adam on these groups
+    trainer = Trainer(model, TASKS, uw, options=TrainingOptions(progress=False))
+    held = [[id(p) for p in g["params"]] for g in trainer.optimizer.param_groups]
+    assert held == [[id(p) for p in g["params"]] for g in groups]
 
 
 @pytest.mark.parametrize("interval, expected_lr", [("step", 0.1 * 0.5**9), ("epoch", 0.1 * 0.5**3)])

@@ -23,7 +23,7 @@ from mtlkit.models.inputs import EncoderWithInput, TabularInput, WithInputLayer
 from mtlkit.tasks import Task
 from mtlkit.training.checkpoint import load_file, read_json
 from mtlkit.training.options import Regularization, TrainingOptions
-from mtlkit.training.trainer import Trainer, make_optimizer, make_scheduler
+from mtlkit.training.trainer import Trainer, make_optimizer, make_scheduler, optimizer_groups
 from mtlkit.weighting import make_weighting
 
 
@@ -293,12 +293,7 @@ def build_trainer(
             on_nonfinite=config.training.on_nonfinite,
             progress=config.training.progress,
         )
-        groups = _param_groups(config, model, transfer) or [
-            {"params": [p for p in model.parameters() if p.requires_grad]}
-        ]
-        strategy_params = [p for p in weighting.parameters() if p.requires_grad]
-        if strategy_params:
-            groups.append({"params": strategy_params})
+        groups = optimizer_groups(model, weighting, _param_groups(config, model, transfer))
         optimizer = make_optimizer(
             config.optim.name, groups, config.optim.lr, **config.optim.options
         )

@@ -141,6 +141,21 @@ def make_optimizer(
         raise ValueError(f"optim.options: bad options for {name!r}: {err}") from None
 
 
+def optimizer_groups(
+    model: nn.Module, weighting: nn.Module, groups: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The parameter groups to build an optimizer on: ``groups`` (default: one group of the
+    model's trainable parameters) and, when the strategy learns parameters (e.g. uncertainty
+    weighting's log-variances), one more group of those, with the optimizer's defaults."""
+    groups = list(groups or [{"params": _trainable(model)}])
+    strategy = _trainable(weighting)
+    return [*groups, {"params": strategy}] if strategy else groups
+
+
+def _trainable(module: nn.Module) -> list[nn.Parameter]:
+    return [p for p in module.parameters() if p.requires_grad]
+
+
 def make_scheduler(
     name: str | None, optimizer: torch.optim.Optimizer, **options: Any
 ) -> Scheduler | None:
@@ -348,12 +363,8 @@ class Trainer:
     def _with_strategy_params(
         self, optimizer: torch.optim.Optimizer | None, scheduler: Scheduler | None
     ) -> torch.optim.Optimizer:
-        strategy_params = [p for p in self.weighting.parameters() if p.requires_grad]
         if optimizer is None:
-            groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
-            if strategy_params:
-                groups.append({"params": strategy_params})
-            return torch.optim.Adam(groups, lr=1e-3)
+            return torch.optim.Adam(optimizer_groups(self.model, self.weighting), lr=1e-3)
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
                 f"optimizer: expected a torch.optim.Optimizer instance, got "
@@ -361,7 +372,7 @@ class Trainer:
                 "mtlkit.training.make_optimizer builds one by name)"
             )
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        missing = [p for p in strategy_params if id(p) not in held]
+        missing = [p for p in _trainable(self.weighting) if id(p) not in held]
         if missing and scheduler is not None:
             raise ValueError(
                 f"optimizer: {type(self.weighting).__name__} has learnable parameters the "
