@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from mtlkit.analysis.affinity import AffinityRecorder
-from mtlkit.analysis.delta import delta_m
+from mtlkit.analysis.delta import delta_m, delta_m_terms
 from mtlkit.analysis.gradients import GradientRelations
 from mtlkit.config import Config, ConfigError, with_overrides
 from mtlkit.data import DatasetBundle
@@ -199,7 +199,9 @@ def pairwise_transfer(
     log=print,
 ) -> dict[tuple[str, str], dict[str, float]]:
     """Train every pair of tasks; ``{(a, b): {a: gain_a, b: gain_b, "delta_m": mean}}`` where
-    ``gain_t`` is task t's Δm (%) in the pair model against its single-task model."""
+    ``gain_t`` is task t's Δm (%) in the pair model against its single-task model (NaN when
+    undefined, e.g. every single-task metric 0; the mean is then the other task's, see
+    :func:`mtlkit.analysis.delta_m_terms`; what is left out is logged)."""
     metrics = metrics_of(bundle)
     out: dict[tuple[str, str], dict[str, float]] = {}
     for a, b in itertools.combinations([t.name for t in bundle.tasks], 2):
@@ -208,6 +210,8 @@ def pairwise_transfer(
         test = train_run(
             subset_config(config, [a, b]), path, True, bundle.select_tasks([a, b])
         ).test
-        gains = {t: delta_m({t: test[t]}, {t: stl[t]}, {t: metrics[t]}) for t in (a, b)}
-        out[(a, b)] = gains | {"delta_m": (gains[a] + gains[b]) / 2}
+        terms = delta_m_terms(test, stl, {t: metrics[t] for t in (a, b)})
+        if terms.left_out:
+            log(f"{a} + {b}: {terms.note()}")
+        out[(a, b)] = dict(terms.task_gains) | {"delta_m": terms.value}
     return out
