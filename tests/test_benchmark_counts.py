@@ -20,6 +20,8 @@ COUNT_OPTIONS = [
     ("linear/bench_school.py", "--seeds"),
     ("helps/where_mtl_helps.py", "--seeds"),
     ("analysis/planted.py", "--seeds"),
+    ("mmoe/correlation.py", "--seeds"),
+    ("mmoe/training_loss.py", "--runs"),
     ("weighting/jacobian_methods.py", "--rounds"),
     ("weighting/step_time.py", "--rounds"),
     ("training/step_overhead.py", "--rounds"),

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlkit.cli.threads import positive_int
 from mtlkit.config import Config
 from mtlkit.config.schema import from_dict
 from mtlkit.runs import load_bundle, train_run
@@ -233,7 +234,7 @@ def _plot(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5, help="how many seeds")
+    parser.add_argument("--seeds", type=positive_int, default=5, help="how many seeds")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--n-samples", type=int, default=10000)

@@ -44,6 +44,7 @@ from correlation import ARCHS, CORRELATIONS, N_FEATURES, RESULTS, mmoe_config
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
+from mtlkit.cli.threads import positive_int
 from mtlkit.data.builtin.mmoe_synthetic import sine_parameters, task_weights
 from mtlkit.runs import load_bundle
 from mtlkit.runs.build import build_model
@@ -280,7 +281,9 @@ def _plot(curves: dict[tuple[str, float], np.ndarray], window: int, path: Path, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10, help="runs per model and correlation")
+    parser.add_argument(
+        "--runs", type=positive_int, default=10, help="runs per model and correlation"
+    )
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--window", type=int, default=100, help="steps averaged per point")
