@@ -40,12 +40,12 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import random
 import statistics
-import time
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,9 @@ from mtlkit.models import make_encoder, make_model
 from mtlkit.models.inputs import TabularInput, WithInputLayer
 from mtlkit.tasks import Task
 from mtlkit.training import Trainer, TrainingOptions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from timing import per_round_ratios, time_rounds  # noqa: E402
 
 Batch = tuple[Tensor, dict[str, Tensor]]
 
@@ -141,31 +144,6 @@ def trainer_step(
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def time_rounds(
-    steps: dict[str, Callable[[], None]],
-    rounds: int,
-    steps_per_round: int,
-    device: torch.device,
-    seed: int,
-) -> dict[str, list[float]]:
-    """Seconds per step, one entry per round: each round runs every configuration's
-    ``steps_per_round`` steps once, in a freshly shuffled order."""
-    order = random.Random(seed)
-    times: dict[str, list[float]] = {label: [] for label in steps}
-    for _ in range(rounds):
-        labels = list(steps)
-        order.shuffle(labels)
-        for label in labels:
-            step = steps[label]
-            synchronize(device)
-            start = time.perf_counter()
-            for _ in range(steps_per_round):
-                step()
-            synchronize(device)
-            times[label].append((time.perf_counter() - start) / steps_per_round)
-    return times
 
 
 def check_same_work(plain: nn.Module, trained: nn.Module, name: str) -> None:
@@ -267,7 +245,13 @@ def main() -> None:
             trainer()
         check_same_work(model, twin, name)
         steps[f"{name} plain"], steps[f"{name} trainer"] = plain, trainer
-    times = time_rounds(steps, args.rounds, args.steps, device, args.seed)
+    times = time_rounds(
+        steps,
+        args.rounds,
+        steps_per_round=args.steps,
+        seed=args.seed,
+        sync=lambda: synchronize(device),
+    )
 
     where = f"{device}" + (
         f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
@@ -282,7 +266,7 @@ def main() -> None:
     print("{:<10} {:>9} {:>11} {:>14} {:>6} {:>6}".format(*header))
     for name in args.models:
         plain, trained = times[f"{name} plain"], times[f"{name} trainer"]
-        ratios = [a / b for a, b in zip(trained, plain, strict=True)]
+        ratios = per_round_ratios(trained, plain)
         print(
             f"{name:<10} {1e3 * statistics.median(plain):>9.3f} "
             f"{1e3 * statistics.median(trained):>11.3f} "

@@ -40,10 +40,10 @@ processes that stays close to the idle machine's single-thread time.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,6 +57,9 @@ from mtlkit.weighting import GradientEngine, make_weighting, mtl_backward
 from mtlkit.weighting.backward import engine_for, graph_leaves
 from mtlkit.weighting.engine import jacobian_loop
 from mtlkit.weighting.registry import AGGREGATIONS, WEIGHTINGS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from timing import per_round_ratios, time_rounds  # noqa: E402
 
 # "sum" is T × "mean" and "mgda_ub" is the "mgda rep" row
 GRADIENT = [n for n in AGGREGATIONS if n not in ("sum", "mgda_ub")]
@@ -136,36 +139,6 @@ def build(num_tasks: int, batch: int, seed: int = 0):
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 """``cpu``: CPU seconds of the timing thread, which other processes on a loaded machine barely
 change (valid with ``--threads 1`` only: other threads' work is not counted)."""
-
-
-def time_rounds(
-    steps: dict[str, Callable[[], None]],
-    warmup: int,
-    rounds: int,
-    seed: int = 0,
-    clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, list[float]]:
-    """Seconds per step, one entry per round: after ``warmup`` steps of each configuration, each
-    round runs every step once in a freshly shuffled order, so that a change of machine load
-    (or a step that warms the caches for the next) affects no configuration systematically."""
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    order = random.Random(seed)
-    times: dict[str, list[float]] = {label: [] for label in steps}
-    for _ in range(rounds):
-        labels = list(steps)
-        order.shuffle(labels)
-        for label in labels:
-            start = clock()
-            steps[label]()
-            times[label].append(clock() - start)
-    return times
-
-
-def per_round_ratios(numerator: list[float], denominator: list[float]) -> list[float]:
-    """``numerator[r] / denominator[r]`` for every round ``r`` (both timed in the same round)."""
-    return [a / b for a, b in zip(numerator, denominator, strict=True)]
 
 
 def mtlkit_step(model, tasks, x, y, strategy, engine, optimizer):
@@ -433,7 +406,11 @@ def main() -> None:
                 model, tasks, x, y, make_weighting(name, num_tasks), engine
             )
         timed = time_rounds(
-            steps, args.warmup, args.rounds, args.seed + num_tasks, CLOCKS[args.clock]
+            steps,
+            args.rounds,
+            warmup=args.warmup,
+            seed=args.seed + num_tasks,
+            clock=CLOCKS[args.clock],
         )
         for label, seconds in timed.items():
             rows.setdefault(label, {})[num_tasks] = seconds
