@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -190,3 +192,27 @@ def test_predict_file_refuses_an_output_among_its_input_files(table_run, tmp_pat
         table_run.predict_file(folder, folder / "b.csv")
     assert (folder / "b.csv").read_bytes() == before
     assert table_run.predict_file(folder, tmp_path / "p.csv")["rows"] == 40
+
+
+@pytest.mark.parametrize(("fmt", "writer"), [("torchscript", "jit"), ("export", "export")])
+def test_an_export_cut_short_leaves_the_old_file_whole(
+    table_run, tmp_path, monkeypatch, fmt, writer
+):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"the previous export")
+    module = getattr(torch, writer)
+    save = module.save
+
+    def save_half(obj, f, *args, **kwargs):
+        with open(f, "wb") if isinstance(f, str) else contextlib.nullcontext(f) as handle:
+            handle.write(b"half an archive")
+        raise KeyboardInterrupt  # Ctrl-C in the middle of the write
+
+    monkeypatch.setattr(module, "save", save_half)
+    with pytest.raises(KeyboardInterrupt):
+        table_run.export(path, format=fmt)
+    assert path.read_bytes() == b"the previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no temporary file left
+    monkeypatch.setattr(module, "save", save)
+    table_run.export(path, format=fmt)
+    assert path.read_bytes() != b"the previous export"

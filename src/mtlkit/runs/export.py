@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from mtlkit.config import ConfigError
 from mtlkit.tasks import Task
+from mtlkit.training.checkpoint import atomic_save
 
 if TYPE_CHECKING:
     from mtlkit.runs.trained import TrainedRun
@@ -71,7 +72,8 @@ def serving_model(run: TrainedRun) -> ServingModel:
 
 
 def export_run(run: TrainedRun, path: str | Path, format: str = "torchscript") -> Path:
-    """Write ``run``'s :class:`ServingModel` to ``path``.
+    """Write ``run``'s :class:`ServingModel` to ``path`` (atomically: an interrupted export
+    leaves the file that was there, whole).
 
     ``format="torchscript"``: :func:`torch.jit.trace`; load with ``torch.jit.load(path)``.
     ``format="export"``: :func:`torch.export.export` with a dynamic batch size; load with
@@ -83,14 +85,13 @@ def export_run(run: TrainedRun, path: str | Path, format: str = "torchscript") -
             f"export: format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}"
         )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = serving_model(run)
     example = torch.zeros(2, *run.input_shape)
     if format == "torchscript":
         traced = torch.jit.trace(model, (example,), strict=False, check_trace=False)
-        torch.jit.save(traced, str(path))
+        atomic_save(traced, path, save=torch.jit.save)
     else:
         batch = torch.export.Dim("batch", min=1)
         program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-        torch.export.save(program, str(path))
+        atomic_save(program, path, save=torch.export.save)
     return path

@@ -63,8 +63,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         raise
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically (temporary file, fsync, rename).
+def atomic_save(
+    obj: Any, path: str | os.PathLike, save: Callable[[Any, BinaryIO], None] = torch.save
+) -> None:
+    """``save(obj, file)`` (``torch.save`` by default; ``torch.jit.save`` and
+    ``torch.export.save`` write the same zip archive) to ``path`` atomically (temporary file,
+    fsync, rename).
 
     Ctrl-C or SIGTERM during the write takes effect once the file is in place (see
     :func:`~mtlkit.training.interrupts.deferred_interrupts`): their exception raised inside
@@ -72,7 +76,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     or aborts the process later.
     """
     with deferred_interrupts():
-        atomic_write(path, lambda handle: torch.save(obj, handle))
+        atomic_write(path, lambda handle: save(obj, handle))
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
