@@ -110,3 +110,21 @@ def test_seeds_without_a_seed_or_with_a_repeated_one_are_refused(tmp_path, capsy
     assert main(args) == 2
     assert capsys.readouterr().err.strip() == f"mtlkit compare: error: {message}"
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--archs", "", "--archs: expected at least one architecture, got ''"),
+        ("--archs", "hps,mmoe,hps", "--archs: 'hps' is given twice"),
+        ("--weightings", " , ", "--weightings: expected at least one strategy, got ' , '"),
+        ("--weightings", "ew,uw,ew", "--weightings: 'ew' is given twice"),
+    ],
+)
+def test_empty_or_repeated_methods_are_refused(tmp_path, capsys, flag, value, message):
+    """An empty list ran only the single-task baseline with exit 0; a repeated method trained
+    every seed twice into one row, whose std over seeds then counted each seed twice."""
+    args = ["compare", "--dataset", "penguins", flag, value, "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == f"mtlkit compare: error: {message}"
+    assert not any(tmp_path.iterdir())

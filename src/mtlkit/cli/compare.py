@@ -72,6 +72,18 @@ def _method(arch: str, weighting: str) -> str:
 TASK_LEFT_OUT = "no metric left, so Δm is the mean over the other tasks"
 
 
+def _names(text: str, flag: str, what: str) -> list[str]:
+    """``--archs`` / ``--weightings``: at least one name, none repeated (a repeated method would
+    train every seed twice into one row)."""
+    names = _split(text)
+    if not names:
+        raise ConfigError(f"{flag}: expected at least one {what}, got {text!r}")
+    repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if repeated is not None:
+        raise ConfigError(f"{flag}: {repeated!r} is given twice")
+    return names
+
+
 def _seeds(text: str) -> list[int]:
     """``--seeds``: at least one integer, none repeated (the same run twice would shrink the
     std over seeds)."""
@@ -106,7 +118,9 @@ def compare(args: argparse.Namespace) -> int:
 
     seeds = _seeds(args.seeds)
     base = run_config(args, {"training.progress": False})
-    methods = [(a, w) for a in _split(args.archs) for w in _split(args.weightings) if a != "stl"]
+    archs = _names(args.archs, "--archs", "architecture")
+    weightings = _names(args.weightings, "--weightings", "strategy")
+    methods = [(a, w) for a in archs for w in weightings if a != "stl"]
     methods = [("stl", "ew"), *methods]
     bundle = load_bundle(base)
     metrics = {t.name: list(t.metrics) for t in bundle.tasks}
