@@ -152,12 +152,30 @@ def describe(model: nn.Module, depth: int = 2) -> str:
     """A readable summary: class, parameter counts (total, shared, per task) and the modules.
 
     Works for any :class:`MultiTaskModel`; owners per module are shown for :class:`OwnedModel`.
+    A model behind an input layer (:class:`~mtlkit.models.inputs.WithInputLayer`) shows the
+    layer, then the model as it describes alone; the embedding tables of every
+    :class:`~mtlkit.models.inputs.TabularInput` are listed (``column: rows × dim = parameters``).
     """
+    from mtlkit.models.inputs import TabularInput, WithInputLayer  # it imports this package
+
     total = _count(model.parameters())
     trainable = _count(p for p in model.parameters() if p.requires_grad)
     lines = [f"{type(model).__name__}: {total:,} parameters"]
     if trainable != total:
         lines[0] += f" ({trainable:,} trainable)"
+    if isinstance(model, WithInputLayer):
+        shared = _count(model.shared_parameters())
+        layer = model.input_layer
+        lines.append(f"  shared: {shared:,}   task-specific: {total - shared:,}")
+        lines.append(
+            f"  input_layer: {type(layer).__name__}, {_count(layer.parameters()):,} parameters, "
+            "shared by every task"
+        )
+        if isinstance(layer, TabularInput):
+            summary, *tables = _tabular_input_lines(layer)
+            lines += ["    " + summary, *("  " + line for line in tables)]
+        first, *rest = describe(model.model, depth).splitlines()
+        return "\n".join([*lines, f"  model: {first}", *("  " + line for line in rest)])
     owners: dict[str, Owners] | None = None
     if isinstance(model, OwnedModel):
         owners = model.parameter_owners()
@@ -204,4 +222,20 @@ def describe(model: nn.Module, depth: int = 2) -> str:
     kind_width = max((len(r[1]) for r in rows), default=0)
     for name, kind, count, who in rows:
         lines.append(f"  {name:<{width}}  {kind:<{kind_width}}  {count:>10,}  {who}".rstrip())
+    for name, module in model.named_modules():  # e.g. each task encoder's own (STL)
+        if isinstance(module, TabularInput):
+            summary, *tables = _tabular_input_lines(module)
+            lines += [f"  {name}: {summary}", *tables]
     return "\n".join(lines)
+
+
+def _tabular_input_lines(layer: nn.Module) -> list[str]:
+    """``n dense features + k code columns -> width``, then one line per embedding table."""
+    k = len(layer.columns)
+    lines = [
+        f"{layer.n_dense} dense features + {k} code column{'' if k == 1 else 's'} "
+        f"-> {layer.out_features} features"
+    ]
+    for column, rows, dim in zip(layer.columns, layer.num_embeddings, layer.dims, strict=True):
+        lines.append(f"    {column}: {rows:,} rows × {dim} = {rows * dim:,}")
+    return lines
