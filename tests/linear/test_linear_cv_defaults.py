@@ -11,6 +11,7 @@ from mtlkit.linear import (
     MultiTaskClassifierCV,
     MultiTaskRegressor,
     MultiTaskRegressorCV,
+    regularization_path,
 )
 from mtlkit.linear._cv import (
     DEFAULT_MIXING_GRID,
@@ -68,6 +69,54 @@ def test_user_values_replace_the_default_grids():
     assert cv.mixings_ == [{"l1_ratio": 0.7, "rho": None, "shared": None}]
     cv = MultiTaskRegressorCV("trace", alphas=3, cv=3, shared=[None, 0.5]).fit(Xs, ys)
     assert [m["shared"] for m in cv.mixings_] == [None, 0.5]
+
+
+EDGES = [(t, t + 1) for t in range(7)]  # the graph penalty's task chain
+
+
+def _path(estimator, Xs, ys) -> list[np.ndarray]:
+    """λ_max, then the λ grid, coefficients and intercepts of a 3-point path."""
+    return [
+        np.array(estimator.lambda_max(Xs, ys)),
+        *regularization_path(estimator, Xs, ys, alphas=3)[:3],
+    ]
+
+
+def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("penalty", ["l1", "l2", "elasticnet", "l21", "trace", "mean", "graph"])
+def test_lambda_max_and_path_of_a_cv_estimator_use_the_first_default_candidates(penalty):
+    # the first mixing value of DEFAULT_MIXING_GRID and no shared component
+    Xs, ys, _, _ = related_tasks()
+    name, grid = DEFAULT_MIXING_GRID.get(penalty, (None, (None,)))
+    assert DEFAULT_SHARED_GRID.get(penalty, (None,))[0] is None
+    first = {name: grid[0]} if name else {}
+    expected = _path(MultiTaskRegressor(penalty, edges=EDGES, shared=None, **first), Xs, ys)
+    assert _same(_path(MultiTaskRegressorCV(penalty, edges=EDGES), Xs, ys), expected)
+    for value in grid[1:]:  # the other candidates give other paths: the test tells them apart
+        other = MultiTaskRegressor(penalty, edges=EDGES, **{name: value})
+        assert not _same(_path(other, Xs, ys), expected)
+
+
+@pytest.mark.parametrize(
+    ("penalty", "candidates", "first"),
+    [
+        ("l21", {"l1_ratio": [0.8, 0.2]}, {"l1_ratio": 0.8}),  # as given, not sorted
+        ("mean", {"rho": [1.0, 0.01]}, {"rho": 1.0}),
+        ("trace", {"shared": [0.5, None]}, {"shared": 0.5}),
+        ("l21", {"l1_ratio": [0.8, 0.2], "shared": [0.5, None]}, {"l1_ratio": 0.8, "shared": 0.5}),
+    ],
+)
+def test_lambda_max_and_path_of_a_cv_estimator_use_the_first_of_each_given_list(
+    penalty, candidates, first
+):
+    Xs, ys, _, _ = related_tasks()
+    expected = _path(MultiTaskRegressor(penalty, **{"shared": None, **first}), Xs, ys)
+    assert _same(_path(MultiTaskRegressorCV(penalty, **candidates), Xs, ys), expected)
+    reversed_ = {k: v[::-1] for k, v in candidates.items()}
+    assert not _same(_path(MultiTaskRegressorCV(penalty, **reversed_), Xs, ys), expected)
 
 
 def test_one_task_searches_no_shared_component():

@@ -38,7 +38,9 @@ DEFAULT_MIXING_GRID: dict[str, tuple[str, tuple[float, ...]]] = {
     "graph": ("rho", (0.01, 0.1, 1.0)),
     "clustered": ("rho", (0.01, 0.1, 1.0)),
 }
-#: ``shared`` candidates searched by default (``shared="auto"``): penalties that shrink every
+#: ``shared`` candidates searched by default (``shared="auto"``), None (no shared component)
+#: first, so that ``lambda_max`` and ``regularization_path`` of a CV estimator (the first
+#: candidates, see ``_CrossValidated._settings``) use none by default: penalties that shrink every
 #: task toward zero also try the shared-component form (None: without it); ``l2``, ``mean`` and
 #: ``graph`` are left as they are (``l2`` with a shared component is ``mean``). ς = 0.001 (like
 #: ρ = 0.001 for ``mean``) leaves ``w₀`` all but free (on School ς = 0.001 and ς = 0 give the
@@ -46,6 +48,15 @@ DEFAULT_MIXING_GRID: dict[str, tuple[str, tuple[float, ...]]] = {
 #: (more features than rows) has no minimizer, and FISTA ran to ``max_iter`` at every λ.
 DEFAULT_SHARED_GRID: dict[str, tuple[float | None, ...]] = {
     name: (None, 0.001) for name in ("l1", "elasticnet", "l21", "trace", "clustered")
+}
+
+
+#: The range of one candidate of ``l1_ratio``, ``rho`` and ``shared``: a single value, or each
+#: entry of a list of candidates (``_validate_params`` checks only that a list is array-like).
+CANDIDATE_RANGE = {
+    "l1_ratio": Interval(Real, 0, 1, closed="both"),
+    "rho": Interval(Real, 0, None, closed="left"),
+    "shared": Interval(Real, 0, None, closed="left"),
 }
 
 
@@ -114,17 +125,12 @@ class _CrossValidated(_LinearMultiTask):
     _parameter_constraints: dict = {
         **_COMMON_CONSTRAINTS,
         "alphas": [Interval(Integral, 1, None, closed="left"), "array-like", None],
-        "l1_ratio": [Interval(Real, 0, 1, closed="both"), "array-like", None],
-        "rho": [Interval(Real, 0, None, closed="left"), "array-like", None],
+        "l1_ratio": [CANDIDATE_RANGE["l1_ratio"], "array-like", None],
+        "rho": [CANDIDATE_RANGE["rho"], "array-like", None],
         "cv": [Interval(Integral, 2, None, closed="left")],
         "eps": [Interval(Real, 0, 1, closed="neither"), None],
         "random_state": ["random_state"],
-        "shared": [
-            Interval(Real, 0, None, closed="left"),
-            "array-like",
-            StrOptions({"auto"}),
-            None,
-        ],
+        "shared": [CANDIDATE_RANGE["shared"], "array-like", StrOptions({"auto"}), None],
         "early_stopping": ["boolean"],
     }
 
@@ -165,8 +171,9 @@ class _CrossValidated(_LinearMultiTask):
         self.early_stopping = early_stopping
         self.random_state = random_state
 
-    def _mixings(self) -> list[dict]:
-        """Every combination of the candidate mixing values and ``shared`` values.
+    def _candidate_lists(self) -> tuple[str | None, list, list]:
+        """The mixing parameter's name (None: the penalty has none), its candidates and the
+        ``shared`` candidates, each list in the order given, every entry checked.
 
         ``l1_ratio``/``rho`` None (the default) searches ``DEFAULT_MIXING_GRID[penalty]``;
         ``shared="auto"`` (the default) searches ``DEFAULT_SHARED_GRID.get(penalty, (None,))``
@@ -179,26 +186,34 @@ class _CrossValidated(_LinearMultiTask):
             mixing = _candidates("auto" if given is None else given, grid)
         default_shared = DEFAULT_SHARED_GRID.get(self.penalty, (None,)) if self.n_tasks_ > 1 else ()
         shared = _candidates(self.shared, default_shared or (None,))
-        # Entries of a list get the range a single value gets (``_validate_params`` checks
-        # only that a list is array-like): a negative ρ or ς, or l1_ratio > 1, fitted silently.
         for param, values in ((name, mixing), ("shared", shared)):
             if param is None:
                 continue
             if not values:
                 raise ValueError(f"{param} must list at least one candidate value.")
-            scalar = {param: self._parameter_constraints[param][:1]}
+            scalar = {param: [CANDIDATE_RANGE[param]]}
             for v in values:
                 if v is not None:
                     validate_parameter_constraints(scalar, {param: v}, type(self).__name__)
-        return [
-            {"l1_ratio": None, "rho": None, **({name: m} if name else {}), "shared": sh}
-            for m in mixing
-            for sh in shared
-        ]
+        return name, mixing, shared
+
+    @staticmethod
+    def _combination(name: str | None, mixing: float | None, shared: float | None) -> dict:
+        """One candidate's settings: ``l1_ratio``, ``rho`` (None where not searched), ``shared``."""
+        return {"l1_ratio": None, "rho": None, **({name: mixing} if name else {}), "shared": shared}
+
+    def _mixings(self) -> list[dict]:
+        """Every combination of the candidate mixing values and ``shared`` values, mixing value
+        first (the rows of ``cv_errors_``)."""
+        name, mixing, shared = self._candidate_lists()
+        return [self._combination(name, m, sh) for m in mixing for sh in shared]
 
     def _settings(self) -> dict:
-        """The first candidate combination (for :meth:`lambda_max`)."""
-        return self._mixings()[0]
+        """The settings of :meth:`lambda_max` and ``regularization_path`` on a CV estimator: the
+        first candidate of each list as given; by default the first value of
+        ``DEFAULT_MIXING_GRID[penalty]`` and no shared component."""
+        name, mixing, shared = self._candidate_lists()
+        return self._combination(name, mixing[0], shared[0])
 
     def _validation_error(self, data, W, b, held_out) -> float:
         Z = data.design.forward(W) + data.design.broadcast(b)
@@ -326,7 +341,9 @@ class MultiTaskRegressorCV(_RegressorOutputs, RegressorMixin, _CrossValidated):
     ``l2``            —                               none
     ================  ==============================  ==================================
 
-    (``shared`` None: no shared component; with one task it is never searched.) λ: 30 values
+    (``shared`` None: no shared component; with one task it is never searched.)
+    :meth:`lambda_max` and :func:`regularization_path` take the first candidate of each list as
+    given (by default the first value above and no shared component). λ: 30 values
     from λ_max down to 1e-5 λ_max (sparse penalties) or 1e-7 λ_max (smooth penalties, whose
     λ_max is 100 L_data / μ_R), each candidate's walk stopped early once its CV error has turned
     up (``early_stopping``).
