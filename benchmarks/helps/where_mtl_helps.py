@@ -4,7 +4,8 @@ For each case, single-task models (``stl``: one MLP/LeNet per task) and hard par
 (``hps``: one shared trunk, one head per task) are trained on the same data for the same
 epochs; seed ``s`` sets the data split (and which labels are kept) *and* the initialisation.
 Reported per case: each task's main test metric and Δm (%, the mean relative gain of HPS over
-STL; positive = multi-task is better), mean ± std over seeds, and how many seeds HPS won.
+STL; positive = multi-task is better), mean ± std over seeds (an undefined value is left out and
+the seeds left counted, as in ``mtlkit compare``), and how many seeds HPS won.
 Writes ``benchmarks/results/where_mtl_helps.md`` and ``.json``. The cases ``digits-50`` and
 ``multimnist-1k`` are ``mtlkit demo``'s (``DEMO_CASES``).
 
@@ -16,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from mtlkit.analysis import delta_m
+from mtlkit.analysis.report import mean_std
 from mtlkit.cli.commands import DEMO_CASES
 from mtlkit.cli.threads import positive_int
 from mtlkit.config import Config
@@ -103,12 +104,6 @@ def compare_case(case: str, seed: int, epochs: int | None = None) -> dict[str, A
     }
 
 
-def _mean_std(values: list[float], digits: int = 4) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES))
@@ -135,15 +130,15 @@ def main() -> None:
             stl = [r["test"]["stl"][task][metric] for r in runs]
             hps = [r["test"]["hps"][task][metric] for r in runs]
             label = f"{case}: {CASES[case][0]}" if first else ""
-            delta = f"{_mean_std(deltas, 2)}" if first else ""
+            delta = mean_std(deltas, digits=2) if first else ""
             win = f"{wins}/{len(runs)}" if first else ""
             lines.append(
-                f"| {label} | {task} ({metric}) | {_mean_std(stl)} | {_mean_std(hps)} "
+                f"| {label} | {task} ({metric}) | {mean_std(stl)} | {mean_std(hps)} "
                 f"| {delta} | {win} |"
             )
             first = False
         print(
-            f"{case}: Δm {_mean_std(deltas, 2)} %, hps wins {wins}/{len(runs)} "
+            f"{case}: Δm {mean_std(deltas, digits=2)} %, hps wins {wins}/{len(runs)} "
             f"({time.perf_counter() - start:.0f} s)",
             flush=True,
         )

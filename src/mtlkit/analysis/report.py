@@ -52,15 +52,16 @@ def signed(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:+.2f}"
 
 
-def mean_std(values: Sequence[float]) -> str:
-    """``mean ± std`` over seeds; undefined (NaN) values are left out and the count of the rest
-    is shown (``0.6000 ± 0.1414 (2/3 seeds)``); ``-`` when none is defined."""
+def mean_std(values: Sequence[float], digits: int = 4) -> str:
+    """``mean ± std`` over seeds with ``digits`` decimals; undefined (NaN) values are left out
+    and the count of the rest is shown (``0.6000 ± 0.1414 (2/3 seeds)``); ``-`` when none is
+    defined."""
     defined = [v for v in values if not math.isnan(v)]
     if not defined:
         return "-"
-    text = f"{defined[0]:.4f}"
+    text = f"{defined[0]:.{digits}f}"
     if len(defined) > 1:
-        text = f"{statistics.mean(defined):.4f} ± {statistics.stdev(defined):.4f}"
+        text = f"{statistics.mean(defined):.{digits}f} ± {statistics.stdev(defined):.{digits}f}"
     return text if len(defined) == len(values) else f"{text} ({len(defined)}/{len(values)} seeds)"
 
 
