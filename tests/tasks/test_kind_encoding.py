@@ -4,9 +4,10 @@ decodes it back; table loading only asks the kind."""
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from mtlkit.cells import DataError
-from mtlkit.tasks import KINDS, get_kind
+from mtlkit.tasks import KINDS, Task, get_kind
 
 
 def _column(values, name="y"):
@@ -27,6 +28,25 @@ def test_class_kinds_encode_labels_to_ids_in_natural_order_and_decode_back(name)
     ]
     assert kind.decode(encoded.values, encoded.class_names).tolist() == cells
     assert encoded.num_outputs == (1 if name == "binary" else 3)
+
+
+@pytest.mark.parametrize("name", ["binary", "multiclass"])
+@pytest.mark.parametrize("names", [["no", "yes", "maybe"], None])
+def test_prediction_labels_are_the_decoded_predicted_ids(name, names):
+    names = names and names[: 2 if name == "binary" else 3]
+    task = Task("t", name, num_outputs=3, class_names=names)
+    output = torch.randn(40, task.num_outputs, generator=torch.Generator().manual_seed(0))
+    ids = task.predict(output).numpy()
+    expected = [names[i] for i in ids] if names else ids.tolist()
+    column = task.spec.columns(task, output)["t"]
+    assert column == task.spec.decode(ids, names).tolist() == expected
+    assert all(type(label) is (str if names else int) for label in column)
+
+    class Tagged(type(task.spec)):  # a kind that labels its classes its own way
+        def decode(self, values, class_names):
+            return np.array([f"<{label}>" for label in super().decode(values, class_names)])
+
+    assert Tagged().columns(task, output)["t"] == [f"<{label}>" for label in expected]
 
 
 def test_a_trained_runs_classes_fix_the_ids_and_an_unseen_class_names_the_row():

@@ -114,14 +114,14 @@ class TaskKind:
         return EncodedTargets(codes, self.num_outputs(max(len(classes), 2), task), classes)
 
     def decode(self, values: np.ndarray, class_names: Sequence[str] | None) -> np.ndarray:
-        """Encoded targets back to labels: the class name (or id without names), ``None`` where
-        missing; the inverse of :meth:`encode` on a column of labels."""
+        """Encoded targets (or predicted ids) back to labels: the class name (or id without
+        names), ``None`` where missing; the inverse of :meth:`encode` on a column of labels, and
+        the labels of the prediction table (:meth:`columns`)."""
         values = np.asarray(values)
         missing = self.is_missing(values.astype(float))
-        out = np.empty(values.shape, dtype=object)
-        for index, value in np.ndenumerate(values):
-            if not missing[index]:
-                out[index] = class_names[int(value)] if class_names else int(value)
+        ids = np.where(missing, 0, values).astype(np.int64)
+        out = np.asarray(class_names, dtype=object)[ids] if class_names else ids.astype(object)
+        out[missing] = None
         return out
 
     def label_mask(self, target: Tensor, ignore_index: int) -> Tensor:
@@ -162,9 +162,10 @@ class TaskKind:
         scaling: tuple[float, float] | None = None,
         all_probabilities: bool = False,
     ) -> dict[str, Any]:
-        """A prediction table's columns for one task's raw ``output``: ``TASK`` (the class name,
-        or id) and ``TASK_probability`` (of that class); with ``all_probabilities`` also
-        ``TASK_probability=CLASS`` for every class. (``scaling`` is for scaled kinds.)"""
+        """A prediction table's columns for one task's raw ``output``: ``TASK`` (the predicted
+        class decoded by :meth:`decode`: its name, or id) and ``TASK_probability`` (of that
+        class); with ``all_probabilities`` also ``TASK_probability=CLASS`` for every class.
+        (``scaling`` is for scaled kinds.)"""
         pred = self.predict(output)
         probabilities = self.probabilities(output)
         if probabilities is None:
@@ -172,7 +173,7 @@ class TaskKind:
         full = self.class_probabilities(probabilities)
         names = list(task.class_names) if task.class_names else None
         columns: dict[str, Any] = {
-            task.name: [names[p] if names else int(p) for p in pred.tolist()],
+            task.name: self.decode(pred.numpy(), names).tolist(),
             f"{task.name}_probability": full.gather(1, pred[:, None]).squeeze(1).numpy(),
         }
         if all_probabilities:
