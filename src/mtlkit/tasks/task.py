@@ -17,6 +17,7 @@ from mtlkit.tasks.class_weights import (
     pos_weight_list,
 )
 from mtlkit.tasks.kinds import IGNORE_INDEX, KINDS, TaskKind, get_kind
+from mtlkit.tasks.kinds.base import loss_on_labelled_rows
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -39,6 +40,8 @@ class Task:
         regression targets.
     loss:
         ``loss(prediction, target) -> scalar`` on *labelled rows only*; defaults per kind.
+        (Selecting those rows reads the batch on the host: a sync per step on CUDA, which the
+        default losses, masked means, avoid.)
     metrics:
         Metric names (see :mod:`mtlkit.tasks.metrics`); the first one is the task's main metric.
     weight:
@@ -143,15 +146,16 @@ class Task:
         return mask if mask.dim() == 1 else mask.flatten(start_dim=1).any(dim=1)
 
     def compute_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
-        """The task loss over labelled rows; exactly zero (with zero gradient) if there are none."""
-        # Rows with at least one label; multilabel masks single entries inside the default loss.
-        rows = self.row_mask(target)
-        if not bool(rows.any()):
-            return prediction.sum() * 0.0
-        prediction, target = prediction[rows], target[rows]
-        if self.loss is not None:
-            return self.loss(prediction, target)
-        return self.spec.loss(self, prediction, target)
+        """The task loss over labelled rows; exactly zero (with zero gradient) if there are none.
+
+        The default loss is the kind's :meth:`~mtlkit.tasks.kinds.TaskKind.masked_loss`: for the
+        built-in kinds a masked mean of fixed shape, which reads nothing on the host. A custom
+        :attr:`loss` receives the labelled rows only, selected by a boolean index (whose size the
+        host reads: a sync per call on CUDA).
+        """
+        if self.loss is None:
+            return self.spec.masked_loss(self, prediction, target)
+        return loss_on_labelled_rows(self, prediction, target, self.loss)
 
     def predict(self, output: Tensor) -> Tensor:
         """Turn the head's raw output into predictions (class ids, 0/1 labels or values)."""

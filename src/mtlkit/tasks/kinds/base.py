@@ -3,8 +3,9 @@ predictions, probabilities, default metrics and how metrics read the labelled ro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -20,6 +21,38 @@ if TYPE_CHECKING:
 
 IGNORE_INDEX = -100
 """Class label that marks a missing label in ``multiclass``/``binary``/``multilabel`` targets."""
+
+
+def loss_on_labelled_rows(
+    task: Task, prediction: Tensor, target: Tensor, loss: Callable[[Tensor, Tensor], Tensor]
+) -> Tensor:
+    """``loss`` of the rows with at least one label (:meth:`Task.row_mask`), selected by a
+    boolean index; exactly 0 with a zero gradient when there is none. The host reads whether
+    there is one, a sync on CUDA."""
+    rows = task.row_mask(target)
+    if not bool(rows.any()):
+        return prediction.sum() * 0.0
+    return loss(prediction[rows], target[rows])
+
+
+def masked_mean(values: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:
+    """``Σᵢ mᵢ wᵢ vᵢ / Σᵢ mᵢ wᵢ`` (``w = 1`` by default), 0 where ``Σᵢ mᵢ wᵢ = 0``: the mean of
+    ``values`` over the entries where ``mask`` is true, with no data-dependent shape (no host
+    read). Masked entries count as exactly 0 (``torch.where``, so a NaN there reaches neither the
+    value nor the gradient); compute ``values`` on targets made safe where masked (see
+    :func:`safe_target`), or its gradient there is NaN too."""
+    if weight is None:
+        total, count = torch.where(mask, values, 0).sum(), mask.sum()
+    else:
+        total = torch.where(mask, values * weight, 0).sum()
+        count = torch.where(mask, weight, 0).sum()
+    return total / torch.where(count > 0, count, 1)
+
+
+def safe_target(target: Tensor, mask: Tensor, fill: float = 0) -> Tensor:
+    """``target`` with ``fill`` (a valid label or value) where ``mask`` is false, so that a
+    per-entry loss has a finite value and gradient on every entry, masked ones included."""
+    return torch.where(mask, target, fill)
 
 
 @dataclass(frozen=True)
@@ -130,8 +163,21 @@ class TaskKind:
 
     # ------------------------------------------------------------------------- the model's side
     def loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
-        """The default loss on labelled rows."""
-        raise NotImplementedError
+        """The default loss on labelled rows (a kind defines this or :meth:`masked_loss`; by
+        default the masked loss, every row being labelled)."""
+        if type(self).masked_loss is TaskKind.masked_loss:
+            raise NotImplementedError(f"{type(self).__name__} must define loss or masked_loss")
+        return self.masked_loss(task, prediction, target)
+
+    def masked_loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
+        """The default loss of a whole batch, averaged over its labelled rows (or entries);
+        exactly 0 with a zero gradient when none is labelled.
+
+        By default it selects the rows with a label (:meth:`Task.row_mask`) and calls
+        :meth:`loss` on them: a boolean index, whose size the host reads (a sync on CUDA). The
+        built-in kinds override it with a masked mean of fixed shape (:func:`masked_mean`).
+        """
+        return loss_on_labelled_rows(task, prediction, target, partial(self.loss, task))
 
     def predict(self, output: Tensor) -> Tensor:
         """The head's raw output as predictions (class ids, 0/1 labels or values)."""

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtlkit.tasks.class_weights import as_weight_tensor, loss_dtype
-from mtlkit.tasks.kinds.base import TaskKind
+from mtlkit.tasks.kinds.base import TaskKind, masked_mean, safe_target
 
 if TYPE_CHECKING:
     from mtlkit.tasks.task import Task
@@ -34,15 +34,19 @@ class Binary(TaskKind):
     def num_classes(self, num_outputs: int) -> int:
         return 2
 
-    def loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
+    def masked_loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
         class_weight = as_weight_tensor(task.class_weight, prediction, "class_weight", task.name)
         pos_weight = as_weight_tensor(task.pos_weight, prediction, "pos_weight", task.name)
-        logit, label = prediction.reshape(-1).to(loss_dtype(prediction)), target.reshape(-1)
-        if class_weight is None:
-            return F.binary_cross_entropy_with_logits(logit, label.float(), pos_weight=pos_weight)
-        row_weight = class_weight[label.long()]
-        per_row = F.binary_cross_entropy_with_logits(logit, label.float(), reduction="none")
-        return (row_weight * per_row).sum() / row_weight.sum()
+        mask = task.label_mask(target.reshape(-1))
+        label = safe_target(target.reshape(-1), mask).long()
+        per_row = F.binary_cross_entropy_with_logits(
+            prediction.reshape(-1).to(loss_dtype(prediction)),
+            label.float(),
+            reduction="none",
+            pos_weight=pos_weight,
+        )
+        row_weight = None if class_weight is None else class_weight[label]
+        return masked_mean(per_row, mask, row_weight)
 
     def predict(self, output: Tensor) -> Tensor:
         return (output > 0).long().squeeze(-1)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtlkit.tasks.class_weights import as_weight_tensor, loss_dtype
-from mtlkit.tasks.kinds.base import TaskKind
+from mtlkit.tasks.kinds.base import TaskKind, masked_mean, safe_target
 
 if TYPE_CHECKING:
     from mtlkit.tasks.task import Task
@@ -29,10 +29,13 @@ class Multiclass(TaskKind):
             raise ValueError(f"task {task!r}: a multiclass task needs num_outputs >= 2")
         return int(requested)
 
-    def loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
+    def masked_loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
         class_weight = as_weight_tensor(task.class_weight, prediction, "class_weight", task.name)
-        logits = prediction.to(loss_dtype(prediction))
-        return F.cross_entropy(logits, target.long(), weight=class_weight)
+        mask = task.label_mask(target)
+        label = safe_target(target, mask).long()
+        per_row = F.cross_entropy(prediction.to(loss_dtype(prediction)), label, reduction="none")
+        row_weight = None if class_weight is None else class_weight[label]
+        return masked_mean(per_row, mask, row_weight)
 
     def predict(self, output: Tensor) -> Tensor:
         return output.argmax(dim=-1)

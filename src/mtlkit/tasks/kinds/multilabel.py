@@ -10,7 +10,7 @@ from torch import Tensor
 
 from mtlkit.cells import DataError, location, numbers
 from mtlkit.tasks.class_weights import as_weight_tensor, loss_dtype
-from mtlkit.tasks.kinds.base import EncodedTargets, TaskKind
+from mtlkit.tasks.kinds.base import EncodedTargets, TaskKind, masked_mean, safe_target
 
 if TYPE_CHECKING:
     from mtlkit.tasks.task import Task
@@ -50,16 +50,16 @@ class Multilabel(TaskKind):
         values = np.asarray(values)
         return np.where(self.is_missing(values), None, values.astype(object))
 
-    def loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
+    def masked_loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
         pos_weight = as_weight_tensor(task.pos_weight, prediction, "pos_weight", task.name)
-        mask = target != task.ignore_index
+        mask = task.label_mask(target)
         per_label = F.binary_cross_entropy_with_logits(
             prediction.to(loss_dtype(prediction)),
-            target.float().clamp(min=0),
+            safe_target(target, mask).float(),
             reduction="none",
             pos_weight=pos_weight,
         )
-        return (per_label * mask).sum() / mask.sum()
+        return masked_mean(per_label, mask)
 
     def predict(self, output: Tensor) -> Tensor:
         return (output > 0).long()

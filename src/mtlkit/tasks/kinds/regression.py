@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtlkit.cells import numbers
-from mtlkit.tasks.kinds.base import EncodedTargets, TaskKind
+from mtlkit.tasks.kinds.base import EncodedTargets, TaskKind, masked_mean, safe_target
 
 if TYPE_CHECKING:
     from mtlkit.tasks.task import Task
@@ -39,10 +39,12 @@ class Regression(TaskKind):
     def label_mask(self, target: Tensor, ignore_index: int) -> Tensor:
         return ~torch.isnan(target)
 
-    def loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
-        prediction = prediction.reshape(target.shape)
-        mask = ~target.isnan()
-        return F.mse_loss(prediction[mask], target[mask])
+    def masked_loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
+        mask = task.label_mask(target)
+        squared = F.mse_loss(
+            prediction.reshape(target.shape), safe_target(target, mask), reduction="none"
+        )
+        return masked_mean(squared, mask)
 
     def predict(self, output: Tensor) -> Tensor:
         return output.squeeze(-1) if output.shape[-1] == 1 else output
