@@ -8,6 +8,8 @@ the embedding codes' range) are read from the CPU batch before it is moved.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,15 +17,16 @@ import torch.nn.functional as F
 from mtlkit.data import EmbeddingSpec, MultiTaskDataset, make_loader
 from mtlkit.models import make_encoder, make_model
 from mtlkit.models.inputs import TabularInput, WithInputLayer
-from mtlkit.tasks import Task
+from mtlkit.tasks import IGNORE_INDEX, Task
 from mtlkit.training import NonFiniteLossError, Trainer, TrainingOptions
+from mtlkit.weighting import make_weighting, mtl_backward
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 class UnmaskedTask(Task):
-    """A regression task whose loss reads nothing on the host (``Task.compute_loss`` checks
-    for labelled rows, a host read of its own)."""
+    """A regression task whose loss does not mask missing targets: a NaN target gives a NaN
+    loss (for the non-finite checks below)."""
 
     def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(prediction.reshape(target.shape), target)
@@ -67,6 +70,48 @@ def test_train_step_reads_no_device_value(embedded, mode):
         assert trainer._pending_check is not None and trainer._pending_check.step == step
         trainer._pending_check = None
     assert trainer._weight_sum.device.type == "meta"
+
+
+MASKED_TASKS = [
+    Task("r", "regression", 2),
+    Task("b", "binary", class_weight=[1.0, 3.0]),
+    Task("m", "multiclass", 3),
+    Task("l", "multilabel", 2, pos_weight=2.0),
+]
+
+
+def _masked_batch(n: int = 16, seed: int = 0, absent: str | None = None):
+    """A batch whose targets miss labels: NaN regression entries, ``IGNORE_INDEX`` classes and
+    multilabel entries, on about a third of the rows; task ``absent`` has no label at all."""
+    g = torch.Generator().manual_seed(seed)
+    targets = {
+        "r": torch.randn(n, 2, generator=g),
+        "b": torch.randint(0, 2, (n,), generator=g),
+        "m": torch.randint(0, 3, (n,), generator=g),
+        "l": torch.randint(0, 2, (n, 2), generator=g),
+    }
+    for task in MASKED_TASKS:
+        y = targets[task.name]
+        drop = torch.rand(y.shape, generator=g) < (1.0 if task.name == absent else 0.3)
+        marker = math.nan if task.kind == "regression" else IGNORE_INDEX
+        targets[task.name] = torch.where(drop, torch.full_like(y, marker), y)
+    return torch.randn(n, 4, generator=g), targets
+
+
+@pytest.mark.parametrize("absent", [None, "m"], ids=["all tasks", "one task without labels"])
+def test_a_step_on_a_batch_with_missing_labels_reads_no_device_value(absent):
+    model = make_model("hps", lambda: make_encoder("mlp", (4,), hidden=[8]), MASKED_TASKS)
+    trainer = Trainer(model, MASKED_TASKS, options=TrainingOptions(progress=False), device="meta")
+    trainer._lagged_finite_check = True  # as on CUDA
+    for step in range(2):
+        losses = trainer.train_step(*_masked_batch(seed=step, absent=absent))
+        assert losses is not None and losses.device.type == "meta"
+        trainer._pending_check = None
+    assert all(p.grad is not None for p in model.heads["r"].parameters())
+    absent_grads = [p.grad for p in model.heads["m"].parameters()]
+    assert (
+        all(g is None for g in absent_grads) if absent else all(g is not None for g in absent_grads)
+    )
 
 
 def test_an_epoch_reads_device_values_only_at_its_end(monkeypatch):
@@ -173,3 +218,33 @@ def test_an_out_of_range_code_in_a_cpu_batch_names_the_column_before_the_move():
     x[7, 4] = 5.0
     with pytest.raises(ValueError, match=r"input column 'city': code 5 \(batch row 7\)"):
         trainer.train_step(x, y)
+
+
+def _losses_with_absent_tasks(device: str) -> tuple[list[torch.Tensor | None], torch.Tensor]:
+    """Four task losses on one shared representation; tasks 1 and 3 absent (``None``)."""
+    torch.manual_seed(0)
+    trunk = torch.nn.Linear(3, 4).to(device)
+    heads = [torch.nn.Linear(4, 1).to(device) for _ in range(4)]
+    z = trunk(torch.randn(8, 3, device=device))
+    losses = [head(z).pow(2).mean() for head in heads]
+    losses[1] = losses[3] = None
+    return losses, z
+
+
+def test_mtl_backward_returns_the_present_tasks_weights_in_task_order():
+    losses, z = _losses_with_absent_tasks("cpu")
+    strategy = make_weighting("fixed", 4, weights=[1.0, 2.0, 3.0, 4.0])
+    weights = mtl_backward(losses, strategy, features=z)
+    assert weights.tolist() == [1.0, 0.0, 3.0, 0.0] and not weights.requires_grad
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_mtl_backward_with_absent_tasks_does_not_sync_on_cuda():
+    losses, z = _losses_with_absent_tasks("cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        weights = mtl_backward(losses, "ew", features=z)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert weights.tolist() == [1.0, 0.0, 1.0, 0.0]

@@ -369,9 +369,18 @@ def mtl_backward(
             weights = run_strategy(strategy, step)
         finally:
             engine.release_graph()  # no reference to this step's activations after it
-    full = torch.zeros(num_tasks, dtype=weights.dtype, device=weights.device)
-    full[present] = weights.detach()
-    return full
+    return _in_task_order(weights.detach(), present, num_tasks)
+
+
+def _in_task_order(weights: Tensor, present: Sequence[int], num_tasks: int) -> Tensor:
+    """The ``num_tasks`` weights: ``weights[i]`` at task ``present[i]``, 0 for the tasks not
+    present. Built from views and a stack, with no index tensor (whose copy to the device would
+    be a host sync on CUDA)."""
+    if len(present) == num_tasks:
+        return weights.clone()
+    zero = weights.new_zeros(())
+    slot = dict(zip(present, weights.unbind()))
+    return torch.stack([slot.get(t, zero) for t in range(num_tasks)])
 
 
 @functools.cache
