@@ -28,7 +28,11 @@ and largest per-round ratio. torch runs with ``--threads`` intra-op threads and 
 thread, set before anything runs; ``--cpus 0 1`` also pins the process to those cores.
 
 On CUDA it then counts the host syncs per step of each configuration (``--sync-audit STEPS``,
-with ``torch.cuda.set_sync_debug_mode``) and prints where in Python they happen.
+with ``torch.cuda.set_sync_debug_mode``) and prints where in Python they happen. The task losses
+themselves read nothing (masked means, ``TaskKind.masked_loss``; a custom ``Task.loss`` would
+select the labelled rows, a sync per task); with the batch already on the device the trainer
+counts each task's labels there (``label_counts``, a read per task per step), while with
+``--batch-on host`` it counts them on the CPU batch before the move.
 
     .venv/bin/python benchmarks/training/step_overhead.py                    # CPU, ~10 s
     .venv/bin/python benchmarks/training/step_overhead.py --device cuda      # same on a GPU
