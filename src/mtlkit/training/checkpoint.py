@@ -64,7 +64,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
 
 
 def atomic_save(
-    obj: Any, path: str | os.PathLike, save: Callable[[Any, BinaryIO], None] = torch.save
+    obj: Any, path: str | os.PathLike, save: Callable[[Any, BinaryIO], None] | None = None
 ) -> None:
     """``save(obj, file)`` (``torch.save`` by default; ``torch.jit.save`` and
     ``torch.export.save`` write the same zip archive) to ``path`` atomically (temporary file,
@@ -75,6 +75,7 @@ def atomic_save(
     ``torch.save`` leaves its zip writer half done, which fails the save (``unexpected pos``)
     or aborts the process later.
     """
+    save = torch.save if save is None else save  # torch.save as it is at call time
     with deferred_interrupts():
         atomic_write(path, lambda handle: save(obj, handle))
 
