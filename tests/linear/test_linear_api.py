@@ -235,3 +235,43 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("per_task", [False, True], ids=["shared X", "per-task X"])
+@pytest.mark.parametrize("classifier", [False, True], ids=["regressor", "classifier"])
+def test_score_is_the_mean_of_per_task_metrics_on_labelled_rows_with_weights(per_task, classifier):
+    """``score`` = mean over tasks of R² / accuracy on each task's labelled rows, weighted by
+    ``sample_weight`` (one n-vector for a shared X, one vector per task for per-task X); it
+    ignored the weights and, for per-task X, counted a NaN label as a row."""
+    from sklearn.metrics import accuracy_score, r2_score
+
+    X, Y = regression_data(n=60)
+    Y = Y + np.random.default_rng(1).standard_normal(Y.shape)  # imperfect fits
+    if classifier:
+        Y = (Y > 0).astype(float)
+    Y[[3, 8], 1] = np.nan
+    weights = np.random.default_rng(2).uniform(0, 2, size=60)
+    metric = accuracy_score if classifier else r2_score
+    Model = MultiTaskClassifier if classifier else MultiTaskRegressor
+    model = Model("l21", alpha=0.05).fit(X, Y)
+    pred = model.predict(X)
+    expected = []
+    for t in range(3):
+        keep = ~np.isnan(Y[:, t])
+        expected.append(metric(Y[keep, t], pred[keep, t], sample_weight=weights[keep]))
+    if per_task:
+        got = model.score([X] * 3, list(Y.T), sample_weight=[weights] * 3)
+    else:
+        got = model.score(X, Y, sample_weight=weights)
+    assert got == pytest.approx(np.mean(expected), rel=1e-12)
+    assert got != pytest.approx(model.score(X, Y), rel=1e-6)  # the weights matter here
+
+
+@pytest.mark.parametrize("Model", [MultiTaskRegressor, MultiTaskClassifier])
+def test_score_names_a_task_without_labelled_rows(Model):
+    X, Y = regression_data()
+    Y = (Y > 0).astype(float)
+    model = Model(alpha=0.05).fit(X, Y)
+    Y[:, 2] = np.nan
+    with pytest.raises(ValueError, match="Task 2 has no labelled rows"):
+        model.score(X, Y)

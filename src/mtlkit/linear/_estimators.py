@@ -379,29 +379,33 @@ class _RegressorOutputs:
         return self._decision(X)
 
     def score(self, X, y, sample_weight=None):
-        """Mean over tasks of R² on the labelled rows."""
+        """Mean over tasks of R² on the labelled rows (see :func:`_mean_task_score`)."""
         from sklearn.metrics import r2_score
 
-        pred = self.predict(X)
-        if isinstance(pred, list):
-            return float(
-                np.mean([r2_score(np.asarray(yt), p) for yt, p in zip(y, pred, strict=True)])
-            )
-        y = np.asarray(y, dtype=np.float64)
-        if y.ndim == 1:
-            keep = ~np.isnan(y)
-            return float(r2_score(y[keep], pred[keep], sample_weight=_sub(sample_weight, keep)))
-        scores = []
-        for t in range(y.shape[1]):
-            keep = ~np.isnan(y[:, t])
-            scores.append(
-                r2_score(y[keep, t], pred[keep, t], sample_weight=_sub(sample_weight, keep))
-            )
-        return float(np.mean(scores))
+        return _mean_task_score(r2_score, y, self.predict(X), sample_weight)
 
 
-def _sub(sample_weight, keep):
-    return None if sample_weight is None else np.asarray(sample_weight)[keep]
+def _mean_task_score(metric, y, pred, sample_weight) -> float:
+    """``(1/T) Σ_t metric(y_t, ŷ_t, w_t)`` on each task's labelled rows (a float NaN label is
+    missing, as in ``fit``). ``y``, ``pred`` (from ``predict``) and ``sample_weight``: one task's
+    n-vectors; ``n × T`` with one n-vector of weights for every task; or per-task lists (of
+    weights too)."""
+    if isinstance(pred, list):
+        ys, preds = list(y), pred
+        weights = [None] * len(preds) if sample_weight is None else list(sample_weight)
+    else:
+        y = np.asarray(y)
+        ys, preds = ([y], [pred]) if pred.ndim == 1 else (list(y.T), list(pred.T))
+        weights = [sample_weight] * len(preds)
+    scores = []
+    for t, (yt, pt, wt) in enumerate(zip(ys, preds, weights, strict=True)):
+        yt = np.asarray(yt)
+        keep = ~np.isnan(yt) if yt.dtype.kind == "f" else np.ones(len(yt), dtype=bool)
+        if not keep.any():
+            raise ValueError(f"Task {t} has no labelled rows in y (all NaN); it has no score.")
+        wt = None if wt is None else np.asarray(wt)[keep]
+        scores.append(metric(yt[keep], np.asarray(pt)[keep], sample_weight=wt))
+    return float(np.mean(scores))
 
 
 class _ClassifierOutputs:
@@ -472,22 +476,10 @@ class _ClassifierOutputs:
         return np.column_stack([c[(z > 0).astype(int)] for c, z in zip(classes, Z.T, strict=True)])
 
     def score(self, X, y, sample_weight=None):
-        """Mean over tasks of the accuracy on the labelled rows."""
+        """Mean over tasks of the accuracy on the labelled rows (see :func:`_mean_task_score`)."""
         from sklearn.metrics import accuracy_score
 
-        pred = self.predict(X)
-        if self.single_output_:
-            return float(accuracy_score(y, pred, sample_weight=sample_weight))
-        if isinstance(pred, list):
-            return float(
-                np.mean([np.mean(np.asarray(yt) == p) for yt, p in zip(y, pred, strict=True)])
-            )
-        y = np.asarray(y, dtype=np.float64)
-        accs = []
-        for t in range(y.shape[1]):
-            keep = ~np.isnan(y[:, t])
-            accs.append(np.mean(y[keep, t] == pred[keep, t]))
-        return float(np.mean(accs))
+        return _mean_task_score(accuracy_score, y, self.predict(X), sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
