@@ -97,3 +97,12 @@ def test_a_flag_cannot_silently_replace_a_wrong_section(tmp_path):
     path.write_text("training: 3\n")
     with pytest.raises(ConfigError, match="training: expected a mapping, got 3"):
         load_config(path, {"training.epochs": 2})
+
+
+@pytest.mark.parametrize("value", [-1, 2**64])
+def test_seed_outside_what_the_generators_take_is_refused_with_the_field(value):
+    """numpy and torch take seeds in [0, 2**64 - 1]; outside, the run died later on a message
+    that did not name the field ("expected non-negative integer", "Overflow ...")."""
+    with pytest.raises(ConfigError, match="seed: expected a value in"):
+        load_config(overrides={"seed": value})
+    load_config(overrides={"seed": 2**64 - 1})

@@ -205,6 +205,7 @@ _RANGES: dict[str, Interval] = {
     "data.shuffle_buffer": Interval(Integral, 0, None),
     "data.num_workers": Interval(Integral, 0, None),
     "training.checkpoint_every_steps": Interval(Integral, 1, None),
+    "seed": Interval(Integral, 0, 2**64 - 1, closed="both"),
 }
 """Ranges of the fields no component declares (the config's own)."""
 _COMPONENT_CHOICES: dict[str, str] = {
