@@ -275,3 +275,17 @@ def test_score_names_a_task_without_labelled_rows(Model):
     Y[:, 2] = np.nan
     with pytest.raises(ValueError, match="Task 2 has no labelled rows"):
         model.score(X, Y)
+
+
+@pytest.mark.parametrize("Model", [MultiTaskRegressorCV, MultiTaskClassifierCV])
+def test_more_folds_than_any_task_has_rows_is_named(Model):
+    """More folds than the largest task's labelled rows leave every task out of some fold (a
+    fold with no validation row at all died on 'All-NaN slice encountered'); fewer rows than
+    folds in some tasks only stays allowed."""
+    X, Y = regression_data(n=12)
+    Y = (Y > 0).astype(float) if Model is MultiTaskClassifierCV else Y
+    with pytest.raises(ValueError, match=r"cv=13 folds.*at most 12 labelled rows"):
+        Model(alphas=3, cv=13).fit(X, Y)
+    Y[4:, 1] = np.nan  # task 1 keeps 4 rows: < 5 folds, the other tasks fill every fold
+    Y[:4, 1] = [0.0, 1.0, 0.0, 1.0]
+    assert np.isfinite(Model(alphas=3, cv=5).fit(X, Y).cv_errors_).any()

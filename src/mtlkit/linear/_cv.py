@@ -118,6 +118,16 @@ def stratified_task_folds(data: _Prepared, n_folds: int, *, stratify: bool, rand
             folds[order, t] = ids
         else:
             folds[order] = ids
+    most_rows = (
+        int(data.ind.sum(axis=0).max())
+        if isinstance(design, SharedDesign)
+        else max(sl.stop - sl.start for sl in design.slices)
+    )
+    if most_rows < n_folds:
+        raise ValueError(
+            f"cv={n_folds} folds but the tasks have at most {most_rows} labelled rows, so every "
+            f"task would miss a fold; use cv <= {most_rows}."
+        )
     return folds
 
 
