@@ -289,3 +289,18 @@ def test_more_folds_than_any_task_has_rows_is_named(Model):
     Y[4:, 1] = np.nan  # task 1 keeps 4 rows: < 5 folds, the other tasks fill every fold
     Y[:4, 1] = [0.0, 1.0, 0.0, 1.0]
     assert np.isfinite(Model(alphas=3, cv=5).fit(X, Y).cv_errors_).any()
+
+
+@pytest.mark.parametrize(
+    "alphas", [[0.1, np.nan], [0.1, np.inf], [], [0.1, 0.0], [[0.1, 0.2]]], ids=str
+)
+def test_cv_alphas_must_be_a_list_of_finite_positive_numbers(alphas):
+    """A NaN candidate passed the check (NaN <= 0 is False) and the fit never ended; an empty
+    list was reported as 'must be positive'."""
+    X, Y = regression_data()
+    with pytest.raises(
+        ValueError, match=r"alphas: expected a non-empty list of finite numbers > 0"
+    ):
+        MultiTaskRegressorCV(alphas=alphas).fit(X, Y)
+    with pytest.raises(ValueError, match=r"alphas: expected"):
+        regularization_path(MultiTaskRegressor(), X, Y, alphas=alphas)

@@ -25,10 +25,12 @@ def path_alphas(
         n = n_default if alphas is None else int(alphas)
         eps = depth * default_eps(penalty) if eps is None else eps
         return alpha_grid(lambda_max(loss, penalty), n, eps)
-    alphas = np.sort(np.asarray(alphas, dtype=np.float64))[::-1]
-    if alphas.size == 0 or np.any(alphas <= 0):
-        raise ValueError("alphas must be positive.")
-    return alphas
+    given = np.asarray(alphas, dtype=np.float64)
+    if given.ndim != 1 or given.size == 0 or not np.all(np.isfinite(given) & (given > 0)):
+        raise ValueError(
+            f"alphas: expected a non-empty list of finite numbers > 0, got {given.tolist()!r}."
+        )
+    return np.sort(given)[::-1]
 
 
 def regularization_path(estimator, X, y, *, alphas=None, eps: float | None = None):
