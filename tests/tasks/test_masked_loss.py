@@ -166,3 +166,16 @@ def test_a_kind_with_no_loss_is_an_error_naming_it():
 
     with pytest.raises(NotImplementedError, match="NoLoss must define loss or masked_loss"):
         NoLoss().loss(Task("r", "regression"), torch.zeros(2, 1), torch.zeros(2))
+
+
+@pytest.mark.parametrize("class_weight", [None, [1.0, 3.0]])
+def test_a_binary_float_target_is_used_as_given_by_the_cross_entropy(class_weight):
+    """A float target (a soft label from the Python API) enters the cross-entropy as it is, as
+    before the masked loss; only the class weight's lookup rounds it down to a class id."""
+    task = Task("b", "binary", class_weight=class_weight)
+    logit = torch.tensor([2.0, -1.0, 0.5])
+    target = torch.tensor([0.25, 1.0, IGNORE_INDEX])
+    per_row = F.binary_cross_entropy_with_logits(logit[:2], target[:2], reduction="none")
+    weight = torch.ones(2) if class_weight is None else torch.tensor([1.0, 3.0])
+    expected = (weight * per_row).sum() / weight.sum()
+    torch.testing.assert_close(task.compute_loss(logit[:, None], target), expected)

@@ -38,14 +38,14 @@ class Binary(TaskKind):
         class_weight = as_weight_tensor(task.class_weight, prediction, "class_weight", task.name)
         pos_weight = as_weight_tensor(task.pos_weight, prediction, "pos_weight", task.name)
         mask = task.label_mask(target.reshape(-1))
-        label = safe_target(target.reshape(-1), mask).long()
+        label = safe_target(target.reshape(-1), mask)  # a float (soft) label is kept as given
         per_row = F.binary_cross_entropy_with_logits(
             prediction.reshape(-1).to(loss_dtype(prediction)),
             label.float(),
             reduction="none",
             pos_weight=pos_weight,
         )
-        row_weight = None if class_weight is None else class_weight[label]
+        row_weight = None if class_weight is None else class_weight[label.long()]
         return masked_mean(per_row, mask, row_weight)
 
     def predict(self, output: Tensor) -> Tensor:
