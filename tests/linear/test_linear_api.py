@@ -304,3 +304,21 @@ def test_cv_alphas_must_be_a_list_of_finite_positive_numbers(alphas):
         MultiTaskRegressorCV(alphas=alphas).fit(X, Y)
     with pytest.raises(ValueError, match=r"alphas: expected"):
         regularization_path(MultiTaskRegressor(), X, Y, alphas=alphas)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"eps": np.nan}, r"eps: expected a number in \(0, 1\), got nan"),
+        ({"eps": 2.0}, r"eps: expected a number in \(0, 1\), got 2.0"),
+        ({"eps": 0.0}, r"eps: expected a number in \(0, 1\), got 0.0"),
+        ({"alphas": 0}, r"alphas: expected at least 1 value, got 0"),
+    ],
+    ids=str,
+)
+def test_path_refuses_an_eps_outside_0_1_and_no_alphas(kwargs, match):
+    """The path's own arguments are checked as the CV estimators' are: eps = NaN never ended,
+    eps = 2 gave an increasing path starting at λ_max."""
+    X, Y = regression_data()
+    with pytest.raises(ValueError, match=match):
+        regularization_path(MultiTaskRegressor(), X, Y, **kwargs)

@@ -23,6 +23,10 @@ def path_alphas(
     geometric from λ_max to ``eps · λ_max`` (``eps`` None: ``depth · default_eps(penalty)``)."""
     if alphas is None or np.isscalar(alphas):
         n = n_default if alphas is None else int(alphas)
+        if n < 1:
+            raise ValueError(f"alphas: expected at least 1 value, got {alphas!r}.")
+        if eps is not None and not 0.0 < eps < 1.0:
+            raise ValueError(f"eps: expected a number in (0, 1), got {eps!r}.")
         eps = depth * default_eps(penalty) if eps is None else eps
         return alpha_grid(lambda_max(loss, penalty), n, eps)
     given = np.asarray(alphas, dtype=np.float64)
