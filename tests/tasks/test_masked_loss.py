@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtlkit.tasks import IGNORE_INDEX, Task, TaskKind
+from mtlkit.tasks.kinds import Regression
 
 CLASS_WEIGHT = [1.0, 2.5, 0.4]
 POS_WEIGHT = [0.5, 1.0, 4.0]
@@ -179,3 +180,29 @@ def test_a_binary_float_target_is_used_as_given_by_the_cross_entropy(class_weigh
     weight = torch.ones(2) if class_weight is None else torch.tensor([1.0, 3.0])
     expected = (weight * per_row).sum() / weight.sum()
     torch.testing.assert_close(task.compute_loss(logit[:, None], target), expected)
+
+
+class _Huber(Regression):
+    """A kind subclassing a built-in one that gives its own loss on labelled rows only."""
+
+    name = "huber"
+
+    def loss(self, task, prediction, target):
+        return F.huber_loss(prediction.reshape(target.shape), target, delta=0.5)
+
+
+class _DoubledMse(Regression):
+    name = "doubled_mse"
+
+    def loss(self, task, prediction, target):
+        return 2 * super().loss(task, prediction, target)  # the built-in loss, on those rows
+
+
+def test_a_subclass_of_a_built_in_kind_that_defines_loss_gets_its_own_loss():
+    task, target = Task("r", "regression"), torch.tensor([1.0, math.nan, -3.0])
+    prediction = torch.tensor([[0.0], [5.0], [0.0]])
+    keep = [0, 2]
+    huber = F.huber_loss(prediction[keep, 0], target[keep], delta=0.5)
+    torch.testing.assert_close(_Huber().masked_loss(task, prediction, target), huber)
+    mse = F.mse_loss(prediction[keep, 0], target[keep])
+    torch.testing.assert_close(_DoubledMse().masked_loss(task, prediction, target), 2 * mse)

@@ -162,12 +162,21 @@ class TaskKind:
         return target != ignore_index
 
     # ------------------------------------------------------------------------- the model's side
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "loss" in vars(cls) and "masked_loss" not in vars(cls):
+            # its own loss is its default loss, not a masked loss inherited from a built-in kind
+            cls.masked_loss = TaskKind.masked_loss  # type: ignore[method-assign]
+
     def loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
         """The default loss on labelled rows (a kind defines this or :meth:`masked_loss`; by
-        default the masked loss, every row being labelled)."""
-        if type(self).masked_loss is TaskKind.masked_loss:
-            raise NotImplementedError(f"{type(self).__name__} must define loss or masked_loss")
-        return self.masked_loss(task, prediction, target)
+        default the nearest masked loss the kind defines or inherits, every row being
+        labelled: ``super().loss`` in a subclass of a built-in kind is the built-in loss)."""
+        for klass in type(self).__mro__:
+            masked = vars(klass).get("masked_loss")
+            if masked is not None and masked is not TaskKind.masked_loss:
+                return masked(self, task, prediction, target)
+        raise NotImplementedError(f"{type(self).__name__} must define loss or masked_loss")
 
     def masked_loss(self, task: Task, prediction: Tensor, target: Tensor) -> Tensor:
         """The default loss of a whole batch, averaged over its labelled rows (or entries);
