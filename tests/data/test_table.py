@@ -175,3 +175,18 @@ def test_a_50000_value_column_becomes_one_embedding_code_column(tmp_path):
     codes = bundle.train.inputs[:, 3]
     assert codes.min() >= 0 and codes.max() == 40_000 and torch.equal(codes, codes.round())
     assert pre.notes[0].startswith("user: ") and "kept the 40,000 most frequent" in pre.notes[0]
+
+
+def test_label_report_names_a_class_without_training_rows(tmp_path):
+    """A class seen only in val/test is one of the task's classes (the whole column's) but the
+    model never trains on it; the report said nothing of it."""
+    frame = _frame().assign(part=["train"] * 40 + ["val"] * 10 + ["test"] * 10)
+    frame.loc[55, "kind"] = "d"
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    bundle = load_table(
+        tmp_path / "d.csv", TASKS, id_column="id", split="column", split_column="part"
+    )
+    assert bundle.task("kind").class_names == ["a", "b", "c", "d"]
+    kind, flag = label_report(bundle)[:2]
+    assert kind.endswith("; no training row: d"), kind
+    assert "no training row" not in flag
