@@ -201,13 +201,17 @@ class TaskKind:
         return probabilities
 
     def summary(self, task: Task, target: Tensor, scaling: tuple[float, float] | None) -> str:
-        """The labelled training targets in a few words (the label report): class counts."""
+        """The labelled training targets in a few words (the label report): class counts, and
+        the classes with no training row (seen in val/test only)."""
         values, freq = torch.unique(target[task.row_mask(target)], return_counts=True)
         names = task.class_names or [str(i) for i in range(task.num_outputs + 1)]
-        return "classes " + ", ".join(
+        text = "classes " + ", ".join(
             f"{names[int(v)] if int(v) < len(names) else int(v)}={int(f)}"
             for v, f in zip(values, freq)
         )
+        seen = set(values.tolist())
+        untrained = [name for k, name in enumerate(task.class_names or []) if k not in seen]
+        return text + (f"; no training row: {', '.join(untrained)}" if untrained else "")
 
     # ------------------------------------------------------------------------- output columns
     def columns(
