@@ -110,8 +110,8 @@ def main() -> None:
     for num_tasks in args.tasks:
         times = time_rounds(
             steps_for(num_tasks, args.batch),
-            args.warmup,
             args.rounds,
+            warmup=args.warmup,
             seed=num_tasks,
             clock=CLOCKS[args.clock],
         )
