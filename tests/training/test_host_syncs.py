@@ -248,3 +248,20 @@ def test_mtl_backward_with_absent_tasks_does_not_sync_on_cuda():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert weights.tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_lagged_non_finite_loss_stops_accumulation_before_its_update(device):
+    trainer = Trainer(
+        _model(False),
+        TASKS,
+        options=TrainingOptions(progress=False, accumulate=2),
+        device=device,
+    )
+    trainer._lagged_finite_check = True
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    with pytest.raises(NonFiniteLossError, match="task 'b'.*epoch 1, step 0"):
+        trainer.train_epoch(_nan_at(0))  # the first micro-batch of the first step
+    assert trainer.step == 0  # checked at the second micro-batch: no update took the NaN
+    for p, p0 in zip(trainer.model.parameters(), before):
+        assert torch.equal(p.detach(), p0)
