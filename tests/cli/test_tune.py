@@ -169,6 +169,23 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path):
             "tune.space.optim.lr.when: 'weighting.name' is not a parameter listed before",
         ),
         ({"space": {"model.arch_options.bogus": [1, 2]}}, "tune.space.model.arch_options.bogus"),
+        (  # a value the parent never takes: the parameter was silently never searched
+            {
+                "space": {
+                    "model.arch": ["hps", "mmoe"],
+                    "model.encoder_options.dropout": {
+                        "low": 0.0,
+                        "high": 0.3,
+                        "when": {"model.arch": "mmoee"},
+                    },
+                }
+            },
+            "dropout.when: 'mmoee' is not a choice of 'model.arch' (hps, mmoe)",
+        ),
+        (
+            {"space": {"model.encoder_options.dropout": {"low": 0.0, "high": float("inf")}}},
+            "tune.space.model.encoder_options.dropout.high: expected a finite number, got inf",
+        ),
         ({"trialz": 3}, "tune.trialz: unknown key; did you mean 'trials'?"),
         ({"metric": "species:mse"}, "tune.metric: expected 'loss' or one of"),
         ({"metric": "species:accuracy", "direction": "minimize"}, "tune.direction"),

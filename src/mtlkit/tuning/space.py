@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -168,9 +169,12 @@ def _number(value: Any, where: str) -> float:
     if isinstance(value, bool):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    return number
 
 
 def parse_param(key: str, spec: Any, earlier: Mapping[str, Param]) -> Param:
@@ -250,6 +254,11 @@ def _parse_when(key: str, when: Any, earlier: Mapping[str, Param]) -> dict[str, 
         if name not in earlier:
             raise ConfigError(f"{where}: {name!r} is not a parameter listed before {key!r}")
         result[name] = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+        choices = earlier[name].choices
+        for value in result[name]:
+            if earlier[name].kind == "categorical" and value not in choices:
+                listed = ", ".join(map(str, choices))
+                raise ConfigError(f"{where}: {value!r} is not a choice of {name!r} ({listed})")
     return result
 
 
