@@ -1,6 +1,8 @@
-"""Benchmark scripts refuse a count of seeds, runs, rounds or repeats below 1.
+"""Benchmark scripts refuse a count of seeds, runs, rounds or repeats below 1, and
+``mmoe/training_loss.py`` a number of steps, a window, a batch size or a bottom width below 1.
 
-``--seeds 0`` printed rows of NaN (a mean over no seed) and exited 0. Each script's ``main``
+``--seeds 0`` printed rows of NaN (a mean over no seed) and exited 0; ``training_loss.py
+--bottom-width 0`` trained the default 113-unit bottom and exited 0. Each script's ``main``
 parses its arguments first, so a refused value exits (code 2, argparse's usage error naming the
 option) before anything is computed.
 """
@@ -22,6 +24,10 @@ COUNT_OPTIONS = [
     ("analysis/planted.py", "--seeds"),
     ("mmoe/correlation.py", "--seeds"),
     ("mmoe/training_loss.py", "--runs"),
+    ("mmoe/training_loss.py", "--steps"),
+    ("mmoe/training_loss.py", "--window"),
+    ("mmoe/training_loss.py", "--batch-size"),
+    ("mmoe/training_loss.py", "--bottom-width"),
     ("weighting/jacobian_methods.py", "--rounds"),
     ("weighting/step_time.py", "--rounds"),
     ("training/step_overhead.py", "--rounds"),
@@ -42,7 +48,9 @@ def _script(relative: str, monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.mark.parametrize("value", ["0", "-2"])
-@pytest.mark.parametrize(("script", "option"), COUNT_OPTIONS, ids=[o[0] for o in COUNT_OPTIONS])
+@pytest.mark.parametrize(
+    ("script", "option"), COUNT_OPTIONS, ids=[" ".join(o) for o in COUNT_OPTIONS]
+)
 def test_a_count_below_one_is_a_usage_error_naming_the_option(
     script, option, value, monkeypatch, capsys
 ):

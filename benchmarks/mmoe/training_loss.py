@@ -285,9 +285,9 @@ def main() -> None:
         "--runs", type=positive_int, default=10, help="runs per model and correlation"
     )
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--window", type=int, default=100, help="steps averaged per point")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=positive_int, default=3000)
+    parser.add_argument("--window", type=positive_int, default=100, help="steps averaged per point")
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument(
         "--lr", default="hps=1e-2,omoe=1e-2,mmoe=1e-2", help="Adam learning rate per model"
     )
@@ -300,7 +300,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="processes (one model each)")
     parser.add_argument("--device", default="cpu", help="cpu (one thread per job) or cuda")
     parser.add_argument(
-        "--bottom-width", type=int, help="shared bottom's units (default: the experts' weights)"
+        "--bottom-width",
+        type=positive_int,
+        help="shared bottom's units (default: the experts' weights)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "mmoe_training_loss")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="write no <out>.png")
