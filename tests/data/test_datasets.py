@@ -60,6 +60,17 @@ def test_multi_input_joint_sampling_gives_every_task_each_step():
         assert inputs["b"].shape[1] == 3
 
 
+def test_joint_drop_last_with_a_task_shorter_than_a_batch_names_the_task():
+    """Joint sampling needs a batch of every task each step; with drop_last a task of fewer
+    rows than batch_size has none (it died on 'generator raised StopIteration')."""
+    from mtlkit.data.loaders import BatchLoader
+
+    with pytest.raises(ValueError, match="task 'b': 4 rows, fewer than batch_size 5"):
+        BatchLoader(_multi_input(), batch_size=5, sampling="joint", drop_last=True)
+    loader = BatchLoader(_multi_input(), batch_size=4, sampling="joint", drop_last=True)
+    assert len(list(loader)) == len(loader) == 2  # ⌊10 / 4⌋: task b's one batch repeats
+
+
 def test_multi_input_round_robin_alternates_and_sees_all_data():
     loader = make_loader(_multi_input(), batch_size=3, sampling="round_robin")
     order = [next(iter(t)) for _, t in loader]

@@ -61,6 +61,13 @@ class BatchLoader:
             raise ValueError(
                 f"data.sampling must be one of {', '.join(SAMPLING_RULES)}, got {sampling!r}"
             )
+        if sampling == "joint" and drop_last and isinstance(dataset, MultiInputDataset):
+            for name, (x, _) in dataset.datasets.items():
+                if len(x) < batch_size:  # no full batch of this task for joint steps
+                    raise ValueError(
+                        f"task {name!r}: {len(x)} rows, fewer than batch_size {batch_size}: "
+                        "joint sampling with drop_last has no batch of it"
+                    )
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
