@@ -27,7 +27,7 @@ SUBCOMMANDS = {"train", "evaluate", "predict", "compare", "group", "tune", "demo
 SCRIPT = re.compile(r"^benchmarks/\w+/\w+\.py$")
 ORIGINAL_PARSE = argparse.ArgumentParser.parse_args
 ORIGINAL_PARSE_KNOWN = argparse.ArgumentParser.parse_known_args
-PLACEHOLDER = re.compile(r"<\w|\[|\.\.\.|\$|^[A-Z][A-Z_]+$|^/$")
+PLACEHOLDER = re.compile(r"<\w|^\[|\.\.\.|\$|^[A-Z][A-Z_]+$|^/$")
 
 
 def _shell_lines(block: str) -> list[str]:
