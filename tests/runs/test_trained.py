@@ -216,3 +216,16 @@ def test_an_export_cut_short_leaves_the_old_file_whole(
     monkeypatch.setattr(module, "save", save)
     table_run.export(path, format=fmt)
     assert path.read_bytes() != b"the previous export"
+
+
+def test_predict_names_what_is_wrong_with_a_table_it_cannot_read(table_run):
+    """An empty table, a duplicated column and an array/dict instead of a DataFrame died on
+    torch's reshape or pandas' AttributeError."""
+    frame = _table(5)
+    with pytest.raises(ValueError, match="predict: the table has no rows"):
+        table_run.predict(frame.head(0))
+    with pytest.raises(ValueError, match="predict: duplicate column 'city'"):
+        table_run.predict(pd.concat([frame, frame[["city"]]], axis=1))
+    for data in (frame.to_numpy(), frame.to_dict("list")):
+        with pytest.raises(TypeError, match="predict: expected a pandas DataFrame .* or a Tensor"):
+            table_run.predict(data)

@@ -165,6 +165,7 @@ class TrainedRun:
         if isinstance(data, Tensor):
             inputs, index, frame = data, pd.RangeIndex(len(data)), None
         else:
+            _check_frame(data)
             frame = self._as_read(data)
             inputs, index = self.features(frame), data.index
         outputs = self.outputs(inputs)
@@ -392,6 +393,24 @@ class TrainedRun:
         from mtlkit.runs.export import export_run
 
         return export_run(self, path, format)
+
+
+def _check_frame(data: Any) -> None:
+    """A table :meth:`TrainedRun.predict` can read: a DataFrame with rows and unique columns."""
+    import pandas as pd
+
+    from mtlkit.data.table import DataError
+
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(
+            "predict: expected a pandas DataFrame with the run's feature columns or a Tensor "
+            f"of model inputs, got {type(data).__name__}"
+        )
+    if len(data) == 0:
+        raise DataError("predict: the table has no rows")
+    duplicated = data.columns[data.columns.duplicated()]
+    if len(duplicated):
+        raise DataError(f"predict: duplicate column {duplicated[0]!r}")
 
 
 def load(run_dir: str | Path) -> TrainedRun:
