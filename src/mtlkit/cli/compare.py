@@ -72,13 +72,18 @@ def _method(arch: str, weighting: str) -> str:
 TASK_LEFT_OUT = "no metric left, so Δm is the mean over the other tasks"
 
 
+def _first_repeated(items: list[Any]) -> Any | None:
+    """The first item that an earlier one repeats (``None`` when all differ)."""
+    return next((x for i, x in enumerate(items) if x in items[:i]), None)
+
+
 def _names(text: str, flag: str, what: str) -> list[str]:
     """``--archs`` / ``--weightings``: at least one name, none repeated (a repeated method would
     train every seed twice into one row)."""
     names = _split(text)
     if not names:
         raise ConfigError(f"{flag}: expected at least one {what}, got {text!r}")
-    repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    repeated = _first_repeated(names)
     if repeated is not None:
         raise ConfigError(f"{flag}: {repeated!r} is given twice")
     return names
@@ -93,7 +98,7 @@ def _seeds(text: str) -> list[int]:
         raise ConfigError(f"--seeds: expected comma-separated integers, got {text!r}") from None
     if not seeds:
         raise ConfigError(f"--seeds: expected at least one seed, got {text!r}")
-    repeated = next((s for i, s in enumerate(seeds) if s in seeds[:i]), None)
+    repeated = _first_repeated(seeds)
     if repeated is not None:
         raise ConfigError(f"--seeds: seed {repeated} is given twice")
     return seeds
@@ -183,8 +188,8 @@ def compare(args: argparse.Namespace) -> int:
     table = format_table(headers, rows)
     if left_out:
         table += "\n" + "\n".join(
-            f"* Δm leaves out {term}: {why} (seeds {', '.join(map(str, seeds))})"
-            for (term, why), seeds in left_out.items()
+            f"* Δm leaves out {term}: {why} (seeds {', '.join(map(str, in_seeds))})"
+            for (term, why), in_seeds in left_out.items()
         )
     print(f"\n{bundle.name}: test metrics, mean ± std over seeds {seeds}\n{table}")
     out.mkdir(parents=True, exist_ok=True)
