@@ -279,6 +279,18 @@ def _plot(curves: dict[tuple[str, float], np.ndarray], window: int, path: Path, 
     plt.close(fig)
 
 
+def _learning_rates(text: str, archs: list[str], parser: argparse.ArgumentParser) -> dict:
+    """``--lr``: ``arch=rate`` pairs, one for every model trained."""
+    try:
+        lrs = {k.strip(): float(v) for k, v in (item.split("=") for item in text.split(","))}
+    except ValueError:
+        parser.error(f"--lr: expected arch=rate pairs separated by commas, got {text!r}")
+    missing = [a for a in archs if a not in lrs]
+    if missing:
+        parser.error(f"--lr: no learning rate for {', '.join(missing)} (got {text!r})")
+    return lrs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -304,17 +316,23 @@ def main() -> None:
         type=positive_int,
         help="shared bottom's units (default: the experts' weights)",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "mmoe_training_loss")
+    parser.add_argument(
+        "--out", type=Path, help="results/mmoe_training_loss by default; with --report, the JSON's"
+    )
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="write no <out>.png")
     parser.add_argument(
         "--report", type=Path, metavar="JSON", help="only re-write the tables and plot of a run"
     )
     args = parser.parse_args()
     if args.report:
-        report(json.loads(args.report.read_text()), args.out, plot=args.plot)
+        stored = json.loads(args.report.read_text())
+        if not isinstance(stored, dict) or "cells" not in stored:
+            parser.error(f"--report: {args.report} is not a run this script wrote (no 'cells')")
+        report(stored, args.out or args.report.with_suffix(""), plot=args.plot)
         return
-    lrs = {k: float(v) for k, v in (item.split("=") for item in args.lr.split(","))}
+    args.out = args.out or RESULTS / "mmoe_training_loss"
     archs = [a.strip() for a in args.archs.split(",")]
+    lrs = _learning_rates(args.lr, archs, parser)
     correlations = [float(c) for c in args.correlations.split(",")]
     seeds = list(range(args.first_seed, args.first_seed + args.runs))
     options = {

@@ -117,15 +117,16 @@ def _late_loss(runs: int, steps: int) -> dict[tuple[str, float], np.ndarray]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # about 5 min on an idle 2-core machine, 14 at load 4.5
+@pytest.mark.timeout(1800)  # 8.4 min on this 2-core machine at load 2-3, 14 at load 4.5
 def test_mmoe_is_robust_to_task_correlation_and_lowest_at_both_ends():
     """docs/results.md, 200 runs of 20,000 steps: MMoE's loss barely rises from correlation 1.0
     to 0.1, OMoE's rises most, and MMoE is below the shared bottom at 1.0 and below both other
     models at 0.1. Here 16 runs (seeds 0-15) of 10,000 steps on the CPU; each assertion held in
     each of the 12 disjoint blocks of 16 of the 200 documented runs cut at 10,000 steps
-    (``benchmarks/results/mmoe_training_loss_gpu_lr1e-2.json``), by 2.2 or more standard deviations
-    of the block means. The paper's shared-bottom degradation, a rise above OMoE's, is not
-    asserted: it does not appear (hps rises least after MMoE)."""
+    (``benchmarks/results/mmoe_training_loss_gpu_lr1e-2.json``); the mean margin over the blocks
+    is 2.1 (OMoE's rise against the shared bottom's) to 5.5 of its standard deviations. The
+    paper's shared-bottom degradation (a rise above OMoE's) does not appear; the last assertion
+    is the opposite, as measured."""
     loss = {cell: values.mean() for cell, values in _late_loss(runs=16, steps=10_000).items()}
     rise = {a: loss[a, 0.1] - loss[a, 1.0] for a in ARCHS}
     assert loss["mmoe", 1.0] < loss["hps", 1.0]
