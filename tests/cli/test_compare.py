@@ -99,7 +99,7 @@ def test_a_zero_single_task_metric_is_left_out_of_delta_m_with_a_note(
     ("seeds", "message"),
     [
         (",", "--seeds: expected at least one seed, got ','"),
-        ("0,1,0", "--seeds: seed 0 is given twice"),
+        ("0,1,0", "--seeds: 0 is given twice"),
         ("0,x", "--seeds: expected comma-separated integers, got '0,x'"),
     ],
 )

@@ -21,7 +21,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -72,36 +72,22 @@ def _method(arch: str, weighting: str) -> str:
 TASK_LEFT_OUT = "no metric left, so Δm is the mean over the other tasks"
 
 
-def _first_repeated(items: list[Any]) -> Any | None:
-    """The first item that an earlier one repeats (``None`` when all differ)."""
-    return next((x for i, x in enumerate(items) if x in items[:i]), None)
-
-
-def _names(text: str, flag: str, what: str) -> list[str]:
-    """``--archs`` / ``--weightings``: at least one name, none repeated (a repeated method would
-    train every seed twice into one row)."""
-    names = _split(text)
-    if not names:
+def _distinct(
+    text: str, flag: str, what: str, parse: Callable[[str], Any] = str, kind: str = "names"
+) -> list[Any]:
+    """A comma-separated option (``--archs``, ``--weightings``, ``--seeds``): at least one item,
+    none repeated (a repeated method or seed trains the same runs twice into one row, and its
+    std over seeds counts them twice)."""
+    try:
+        items = [parse(item) for item in _split(text)]
+    except ValueError:
+        raise ConfigError(f"{flag}: expected comma-separated {kind}, got {text!r}") from None
+    if not items:
         raise ConfigError(f"{flag}: expected at least one {what}, got {text!r}")
-    repeated = _first_repeated(names)
+    repeated = next((x for i, x in enumerate(items) if x in items[:i]), None)
     if repeated is not None:
         raise ConfigError(f"{flag}: {repeated!r} is given twice")
-    return names
-
-
-def _seeds(text: str) -> list[int]:
-    """``--seeds``: at least one integer, none repeated (the same run twice would shrink the
-    std over seeds)."""
-    try:
-        seeds = [int(s) for s in _split(text)]
-    except ValueError:
-        raise ConfigError(f"--seeds: expected comma-separated integers, got {text!r}") from None
-    if not seeds:
-        raise ConfigError(f"--seeds: expected at least one seed, got {text!r}")
-    repeated = _first_repeated(seeds)
-    if repeated is not None:
-        raise ConfigError(f"--seeds: seed {repeated} is given twice")
-    return seeds
+    return items
 
 
 def _delta_cell(records: list[dict[str, Any]]) -> str:
@@ -121,10 +107,10 @@ def compare(args: argparse.Namespace) -> int:
     from mtlkit.runs import load_bundle, train_run
     from mtlkit.training.checkpoint import atomic_write_text, strict_json
 
-    seeds = _seeds(args.seeds)
+    seeds = _distinct(args.seeds, "--seeds", "seed", parse=int, kind="integers")
     base = run_config(args, {"training.progress": False})
-    archs = _names(args.archs, "--archs", "architecture")
-    weightings = _names(args.weightings, "--weightings", "strategy")
+    archs = _distinct(args.archs, "--archs", "architecture")
+    weightings = _distinct(args.weightings, "--weightings", "strategy")
     methods = [(a, w) for a in archs for w in weightings if a != "stl"]
     methods = [("stl", "ew"), *methods]
     bundle = load_bundle(base)
