@@ -121,6 +121,10 @@ def _canonical(values: pd.Index) -> np.ndarray:
         except OverflowError:
             pass
     text = np.array([str(v).strip() for v in values], dtype=object)
+    # digit-only text is read exactly: through float64, distinct ids beyond 2**53 (e.g. 19-digit
+    # ids stored as strings) would share one label
+    integer_text = pd.Series(text, dtype=object).str.fullmatch(r"[-+]?[0-9]+").to_numpy(dtype=bool)
+    exact = {i: int(text[i]) for i in np.flatnonzero(integer_text)}
     number = np.full(len(values), np.nan)
     # only text starting like a finite number can parse as one (to_numeric is slow on words)
     maybe = (
@@ -137,6 +141,9 @@ def _canonical(values: pd.Index) -> np.ndarray:
     # a fraction (or a whole number beyond int64) as Python writes it: numpy 2's repr of a
     # float64 reads 'np.float64(0.5)'
     text[finite & ~whole] = [repr(float(v)) for v in number[finite & ~whole]]
+    for i, value in exact.items():
+        if abs(value) < 2**63:
+            text[i] = str(value)
     return text
 
 

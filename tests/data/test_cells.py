@@ -108,3 +108,18 @@ def test_a_whole_number_beyond_2_53_is_its_digits_as_an_int64_float_or_text(k):
     # above 2**53 every float is whole; one that an int64 holds is the same id stored either way
     forms = [pd.Series([int(k)]), pd.Series([k]), pd.Series([repr(k)]), pd.Series([str(int(k))])]
     assert {labels(s).iloc[0] for s in forms} == {str(int(k))}
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(2**53, 2**63 - 2))
+def test_an_id_written_as_digits_beyond_2_53_keeps_every_digit(k):
+    """Digit-only text went through float64, so distinct text ids beyond 2**53 (e.g. 19-digit
+    ids stored as strings) merged into one label, one category and one hash bucket."""
+    cells = pd.Series([str(k), f" +{k} ", str(k + 1), f"0{k}"], dtype=object)
+    assert labels(cells).tolist() == [str(k), str(k), str(k + 1), str(k)]
+    assert labels(pd.Series([k])).iloc[0] == str(k)  # the same id stored as an int64
+
+
+def test_only_ascii_digit_text_is_read_as_an_exact_integer():
+    cells = pd.Series(["1_000", "١٢", "12", "-0", "9" * 25], dtype=object)
+    assert labels(cells).tolist() == ["1_000", "١٢", "12", "0", "1e+25"]
