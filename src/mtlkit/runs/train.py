@@ -250,6 +250,9 @@ def _train(
     def checkpoint(trainer: Trainer, position: dict[str, Any] | None = None) -> dict[str, Any]:
         """Rank 0's training state with every rank's random state (a collective: every rank
         calls it; the others get ``{}``). ``position``: the loader's state, if taken already."""
+        # every rank first, before the collective: on CUDA the last step's losses are checked
+        # lazily, and a rank raising alone would leave the others waiting in the gather
+        trainer.check_pending_losses()
         rng = rng_states()
         every_rank = None if ctx is None else ctx.all_gather_object(rng, what="random states")
         if not is_main:
