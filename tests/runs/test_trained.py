@@ -229,3 +229,13 @@ def test_predict_names_what_is_wrong_with_a_table_it_cannot_read(table_run):
     for data in (frame.to_numpy(), frame.to_dict("list")):
         with pytest.raises(TypeError, match="predict: expected a pandas DataFrame .* or a Tensor"):
             table_run.predict(data)
+
+
+def test_evaluate_names_what_is_wrong_with_a_table_it_cannot_read(table_run):
+    frame = _table(5)
+    with pytest.raises(ValueError, match="evaluate: the table has no rows"):
+        table_run.evaluate(frame.head(0))
+    with pytest.raises(ValueError, match="evaluate: duplicate column 'city'"):
+        table_run.evaluate(pd.concat([frame, frame[["city"]]], axis=1))
+    with pytest.raises(TypeError, match="evaluate: expected a pandas DataFrame"):
+        table_run.evaluate(frame.to_dict("list"))

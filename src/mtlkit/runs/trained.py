@@ -165,7 +165,7 @@ class TrainedRun:
         if isinstance(data, Tensor):
             inputs, index, frame = data, pd.RangeIndex(len(data)), None
         else:
-            _check_frame(data)
+            _check_frame(data, "predict")
             frame = self._as_read(data)
             inputs, index = self.features(frame), data.index
         outputs = self.outputs(inputs)
@@ -263,6 +263,7 @@ class TrainedRun:
                 return evaluate_split(
                     self.model, self.tasks, batches, target_scaling=self.target_scaling
                 )
+            _check_frame(data, "evaluate")
             bundle, split = self._labelled_table(data), "test"
         elif self.is_table_run and self.config.data.stream:
             return self._evaluate_own_stream(split or "test")
@@ -395,22 +396,23 @@ class TrainedRun:
         return export_run(self, path, format)
 
 
-def _check_frame(data: Any) -> None:
-    """A table :meth:`TrainedRun.predict` can read: a DataFrame with rows and unique columns."""
+def _check_frame(data: Any, command: str) -> None:
+    """A table ``predict`` or ``evaluate`` can read: a DataFrame with rows and unique columns."""
     import pandas as pd
 
     from mtlkit.data.table import DataError
 
     if not isinstance(data, pd.DataFrame):
         raise TypeError(
-            "predict: expected a pandas DataFrame with the run's feature columns or a Tensor "
-            f"of model inputs, got {type(data).__name__}"
+            f"{command}: expected a pandas DataFrame with the run's columns"
+            + (" or a Tensor of model inputs" if command == "predict" else "")
+            + f", got {type(data).__name__}"
         )
     if len(data) == 0:
-        raise DataError("predict: the table has no rows")
+        raise DataError(f"{command}: the table has no rows")
     duplicated = data.columns[data.columns.duplicated()]
     if len(duplicated):
-        raise DataError(f"predict: duplicate column {duplicated[0]!r}")
+        raise DataError(f"{command}: duplicate column {duplicated[0]!r}")
 
 
 def load(run_dir: str | Path) -> TrainedRun:
